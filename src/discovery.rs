@@ -1,1 +1,433 @@
-//! discovery
+//! The CQL address as Cassandra sees it, when the options do not give it.
+//!
+//! Port: `-Dcassandra.native_transport_port`, else `native_transport_port`
+//! in the cassandra.yaml Cassandra loads, else 9042. Host: `rpc_address` from
+//! that yaml when it is a concrete address, else 127.0.0.1. Cassandra loads
+//! the yaml named by `-Dcassandra.config` (a `file:` URL or a path), else
+//! `cassandra.yaml` from its classpath (the package scripts put `conf/` there).
+//! A missing or broken yaml is a warning, never a failure.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_PORT: u16 = 9042;
+pub const DEFAULT_HOST: &str = "127.0.0.1";
+/// A cassandra.yaml is tens of KiB; refuse to read anything absurd.
+const MAX_YAML: u64 = 4 * 1024 * 1024;
+
+/// Where a value came from, as shown in `/status` and the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    Option,
+    Property,
+    Yaml,
+    Default,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Option => "option",
+            Source::Property => "property",
+            Source::Yaml => "yaml",
+            Source::Default => "default",
+        }
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    pub host: String,
+    pub host_source: Source,
+    pub port: u16,
+    pub port_source: Source,
+    /// The yaml that was read, if any.
+    pub yaml: Option<PathBuf>,
+    /// Warnings met on the way, one line each.
+    pub warnings: Vec<String>,
+}
+
+/// What the yaml says that matters here.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct YamlView {
+    pub native_transport_port: Option<u16>,
+    /// `rpc_address` when it names one address (not 0.0.0.0 or ::).
+    pub rpc_address: Option<String>,
+    pub rpc_interface: Option<String>,
+    pub start_native_transport: Option<bool>,
+}
+
+/// Reads the settings from cassandra.yaml text.
+pub fn parse_yaml(text: &str) -> Result<YamlView, String> {
+    use yaml_rust2::{Yaml, YamlLoader};
+    let docs = YamlLoader::load_from_str(text).map_err(|e| e.to_string())?;
+    let Some(doc) = docs.first() else {
+        return Ok(YamlView::default());
+    };
+    if !matches!(doc, Yaml::Hash(_)) {
+        return Err("the top level is not a mapping".into());
+    }
+    let port = match &doc["native_transport_port"] {
+        Yaml::Integer(i) => Some(
+            u16::try_from(*i)
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| format!("native_transport_port {i} is not a port number"))?,
+        ),
+        Yaml::String(s) => Some(s.trim().parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(
+            || {
+                format!(
+                    "native_transport_port \"{}\" is not a port number",
+                    crate::notify::sanitize(s)
+                )
+            },
+        )?),
+        Yaml::BadValue | Yaml::Null => None,
+        _ => return Err("native_transport_port is not a number".into()),
+    };
+    let rpc_address = match &doc["rpc_address"] {
+        Yaml::String(s) if concrete(s) => Some(s.trim().to_string()),
+        _ => None,
+    };
+    let rpc_interface = doc["rpc_interface"].as_str().map(str::to_string);
+    let start_native_transport = doc["start_native_transport"].as_bool();
+    Ok(YamlView {
+        native_transport_port: port,
+        rpc_address,
+        rpc_interface,
+        start_native_transport,
+    })
+}
+
+fn concrete(addr: &str) -> bool {
+    let a = addr.trim();
+    match a.parse::<std::net::IpAddr>() {
+        Ok(ip) => !ip.is_unspecified(),
+        Err(_) => {
+            !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+        }
+    }
+}
+
+/// `file:///etc/cassandra/cassandra.yaml`, `file:/x`, or a plain path.
+pub fn config_path(value: &str) -> Result<PathBuf, String> {
+    let v = value.trim();
+    let path = if let Some(rest) = v.strip_prefix("file://") {
+        // file://host/path is not local; file:///path is.
+        if !rest.starts_with('/') {
+            return Err(format!("{v}: only local file: URLs are supported"));
+        }
+        percent_decode(rest)
+    } else if let Some(rest) = v.strip_prefix("file:") {
+        percent_decode(rest)
+    } else if v.contains("://") {
+        return Err(format!("{v}: only file: URLs and paths are supported"));
+    } else {
+        v.to_string()
+    };
+    Ok(PathBuf::from(path))
+}
+
+fn percent_decode(s: &str) -> String {
+    fn hex(c: u8) -> Option<u8> {
+        (c as char).to_digit(16).map(|d| d as u8)
+    }
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push(h << 4 | l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The yaml Cassandra would load: `cassandra.config`, else the first
+/// classpath directory holding a cassandra.yaml.
+fn find_yaml(prop: &dyn Fn(&str) -> Option<String>) -> Result<Option<PathBuf>, String> {
+    if let Some(config) = prop("cassandra.config") {
+        return config_path(&config).map(Some);
+    }
+    let classpath = prop("java.class.path").unwrap_or_default();
+    Ok(classpath
+        .split(':')
+        .filter(|e| !e.is_empty() && !e.ends_with(".jar") && !e.ends_with('*'))
+        .map(|dir| Path::new(dir).join("cassandra.yaml"))
+        .find(|p| p.is_file()))
+}
+
+fn read_yaml(path: &Path) -> Result<YamlView, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut text = String::new();
+    file.take(MAX_YAML + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| e.to_string())?;
+    if text.len() as u64 > MAX_YAML {
+        return Err(format!("larger than {MAX_YAML} bytes"));
+    }
+    parse_yaml(&text)
+}
+
+/// Works out host and port. `prop` reads the JVM's system properties.
+pub fn discover(
+    port: Option<u16>,
+    host: Option<&str>,
+    prop: &dyn Fn(&str) -> Option<String>,
+) -> Endpoint {
+    let mut warnings = Vec::new();
+    let mut yaml_path = None;
+    let need_yaml =
+        host.is_none() || (port.is_none() && prop("cassandra.native_transport_port").is_none());
+    let view = if need_yaml {
+        match find_yaml(prop) {
+            Ok(Some(path)) => match read_yaml(&path) {
+                Ok(v) => {
+                    yaml_path = Some(path);
+                    v
+                }
+                Err(e) => {
+                    warnings.push(format!(
+                        "cannot use {}: {}",
+                        path.display(),
+                        crate::notify::sanitize(&e)
+                    ));
+                    YamlView::default()
+                }
+            },
+            Ok(None) => YamlView::default(),
+            Err(e) => {
+                warnings.push(format!(
+                    "-Dcassandra.config={}",
+                    crate::notify::sanitize(&e)
+                ));
+                YamlView::default()
+            }
+        }
+    } else {
+        YamlView::default()
+    };
+
+    let (port, port_source) = if let Some(p) = port {
+        (p, Source::Option)
+    } else if let Some(v) = prop("cassandra.native_transport_port") {
+        match v.trim().parse::<u16>() {
+            Ok(p) if p > 0 => (p, Source::Property),
+            _ => {
+                warnings.push(format!(
+                    "-Dcassandra.native_transport_port={} is not a port number; ignored",
+                    crate::notify::sanitize(&v)
+                ));
+                yaml_or_default(&view)
+            }
+        }
+    } else {
+        yaml_or_default(&view)
+    };
+
+    let (host, host_source) = if let Some(h) = host {
+        (h.to_string(), Source::Option)
+    } else if let Some(a) = view.rpc_address.clone() {
+        (a, Source::Yaml)
+    } else {
+        if let Some(i) = &view.rpc_interface {
+            warnings.push(format!(
+                "rpc_interface {} is set: probing {DEFAULT_HOST}; give host= if CQL does not listen there",
+                crate::notify::sanitize(i)
+            ));
+        }
+        (DEFAULT_HOST.to_string(), Source::Default)
+    };
+    if view.start_native_transport == Some(false) {
+        warnings.push(
+            "start_native_transport is false: CQL will not answer until it is enabled".into(),
+        );
+    }
+    Endpoint {
+        host,
+        host_source,
+        port,
+        port_source,
+        yaml: yaml_path,
+        warnings,
+    }
+}
+
+fn yaml_or_default(view: &YamlView) -> (u16, Source) {
+    match view.native_transport_port {
+        Some(p) => (p, Source::Yaml),
+        None => (DEFAULT_PORT, Source::Default),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn props(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| m.get(k).cloned()
+    }
+
+    fn temp_yaml(name: &str, text: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("cqlready-disc-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("cassandra.yaml");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn yaml_views() {
+        let v = parse_yaml("cluster_name: x\nnative_transport_port: 9142\nrpc_address: 10.1.2.3\n")
+            .unwrap();
+        assert_eq!(v.native_transport_port, Some(9142));
+        assert_eq!(v.rpc_address.as_deref(), Some("10.1.2.3"));
+        assert_eq!(
+            parse_yaml("native_transport_port: '9043'")
+                .unwrap()
+                .native_transport_port,
+            Some(9043)
+        );
+        assert_eq!(
+            parse_yaml("rpc_address: 0.0.0.0").unwrap().rpc_address,
+            None
+        );
+        assert_eq!(parse_yaml("rpc_address: '::'").unwrap().rpc_address, None);
+        assert_eq!(
+            parse_yaml("rpc_address: localhost")
+                .unwrap()
+                .rpc_address
+                .as_deref(),
+            Some("localhost")
+        );
+        assert_eq!(parse_yaml("").unwrap(), YamlView::default());
+        assert!(parse_yaml("native_transport_port: 70000").is_err());
+        assert!(parse_yaml("native_transport_port: [1]").is_err());
+        assert!(parse_yaml("- a\n- b").is_err());
+        assert!(parse_yaml("a: [unclosed").is_err());
+        assert_eq!(
+            parse_yaml("start_native_transport: false")
+                .unwrap()
+                .start_native_transport,
+            Some(false)
+        );
+    }
+
+    #[test]
+    fn config_urls() {
+        assert_eq!(
+            config_path("file:///etc/cassandra/cassandra.yaml").unwrap(),
+            PathBuf::from("/etc/cassandra/cassandra.yaml")
+        );
+        assert_eq!(
+            config_path("file:/a%20b/c.yaml").unwrap(),
+            PathBuf::from("/a b/c.yaml")
+        );
+        assert_eq!(
+            config_path("/x/c.yaml").unwrap(),
+            PathBuf::from("/x/c.yaml")
+        );
+        assert_eq!(config_path("file:///x%2").unwrap(), PathBuf::from("/x%2"));
+        assert!(config_path("http://x/c.yaml").is_err());
+        assert!(config_path("file://host/c.yaml").is_err());
+    }
+
+    #[test]
+    fn precedence() {
+        let e = discover(
+            Some(1),
+            Some("h"),
+            &props(&[("cassandra.native_transport_port", "2")]),
+        );
+        assert_eq!(
+            (e.port, e.port_source, e.host.as_str(), e.host_source),
+            (1, Source::Option, "h", Source::Option)
+        );
+
+        let y = temp_yaml(
+            "prec",
+            "native_transport_port: 9300\nrpc_address: 127.0.0.2\n",
+        );
+        let url = format!("file://{}", y.display());
+        let e = discover(
+            None,
+            None,
+            &props(&[
+                ("cassandra.native_transport_port", "9200"),
+                ("cassandra.config", &url),
+            ]),
+        );
+        assert_eq!((e.port, e.port_source), (9200, Source::Property));
+        assert_eq!(
+            (e.host.as_str(), e.host_source),
+            ("127.0.0.2", Source::Yaml)
+        );
+
+        let e = discover(None, None, &props(&[("cassandra.config", &url)]));
+        assert_eq!((e.port, e.port_source), (9300, Source::Yaml));
+        assert_eq!(e.yaml.as_deref(), Some(y.as_path()));
+
+        let cp = format!("/nonexistent.jar:{}", y.parent().unwrap().display());
+        let e = discover(None, None, &props(&[("java.class.path", &cp)]));
+        assert_eq!((e.port, e.port_source), (9300, Source::Yaml));
+
+        let e = discover(None, None, &props(&[]));
+        assert_eq!(
+            (e.port, e.port_source, e.host.as_str(), e.host_source),
+            (9042, Source::Default, "127.0.0.1", Source::Default)
+        );
+        assert!(e.warnings.is_empty());
+    }
+
+    #[test]
+    fn broken_inputs_warn() {
+        let e = discover(
+            None,
+            None,
+            &props(&[("cassandra.config", "/nonexistent/cassandra.yaml")]),
+        );
+        assert_eq!(e.port, 9042);
+        assert!(
+            e.warnings[0].contains("/nonexistent/cassandra.yaml"),
+            "{:?}",
+            e.warnings
+        );
+
+        let y = temp_yaml("broken", "native_transport_port: [\n");
+        let e = discover(
+            None,
+            None,
+            &props(&[("cassandra.config", &y.display().to_string())]),
+        );
+        assert_eq!(e.port_source, Source::Default);
+        assert_eq!(e.warnings.len(), 1);
+
+        let e = discover(
+            None,
+            None,
+            &props(&[("cassandra.native_transport_port", "x\nREADY=1")]),
+        );
+        assert_eq!(e.port, 9042);
+        assert!(!e.warnings[0].contains('\n'));
+    }
+}

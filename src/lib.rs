@@ -5,6 +5,7 @@
 //! (one thread, one state machine) which probes with `cql`, tells the service
 //! manager through `notify` and publishes snapshots to `status`.
 
+pub mod agent;
 pub mod attach;
 pub mod cql;
 pub mod discovery;
@@ -18,3 +19,20 @@ pub mod status;
 
 /// One version string for the library, the command and the shim jar.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Runs `f`, turning a panic into one log line: the panic fence every
+/// thread entry and `extern "C"` edge goes through. `None` if it panicked.
+pub fn fence<T>(what: &str, f: impl FnOnce() -> T) -> Option<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(v) => Some(v),
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            error!("internal error in {what}: {msg}; the JVM is unaffected");
+            None
+        }
+    }
+}

@@ -1,1 +1,465 @@
-//! monitor
+//! One thread, one state machine: probe, decide, tell the world.
+//!
+//! ```text
+//!  starting ──first good check──> ready ──`failures` bad checks in a row──> degraded
+//!                                   ^                                          │
+//!                                   └───────────────good check─────────────────┘
+//!  any state ──VM death──> stopping
+//! ```
+//!
+//! [`Machine`] is the pure state machine (time passed in, no I/O). [`run`]
+//! drives it with a [`Probe`], sends notifications and publishes each
+//! change to [`Shared`], where the status server and long-polls read it. All
+//! timing uses the monotonic clock. The agent probes CQL inside the JVM; the
+//! `watch` command runs the same loop from outside.
+
+use crate::notify::{Field, Notifier};
+use crate::status::model::{millis, unix_ms, LastCheck, Snapshot, State};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+/// What the monitor checks: one call, one verdict.
+pub trait Probe: Send {
+    /// `Ok(Some(v))` carries the CQL protocol version that answered.
+    fn check(&mut self) -> Result<Option<u8>, String>;
+}
+
+impl Probe for crate::cql::Prober {
+    fn check(&mut self) -> Result<Option<u8>, String> {
+        crate::cql::Prober::check(self)
+            .map(|a| Some(a.version))
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// A change worth telling the service manager about.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Transition {
+    /// CQL answered for the first time, `after` the monitor started.
+    FirstReady { after: Duration },
+    /// CQL answers again after being degraded for `down`.
+    Recovered { down: Duration },
+    /// Ready, then `failures` consecutive failed checks.
+    Degraded,
+}
+
+/// The pure state machine.
+#[derive(Debug)]
+pub struct Machine {
+    state: State,
+    started: Instant,
+    since: Instant,
+    failures_to_degrade: u32,
+    consecutive_failures: u32,
+    ever_ready: bool,
+}
+
+impl Machine {
+    pub fn new(now: Instant, failures_to_degrade: u32) -> Machine {
+        Machine {
+            state: State::Starting,
+            started: now,
+            since: now,
+            failures_to_degrade: failures_to_degrade.max(1),
+            consecutive_failures: 0,
+            ever_ready: false,
+        }
+    }
+
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    pub fn consecutive_failures(&self) -> u32 {
+        self.consecutive_failures
+    }
+
+    /// Feeds one check's verdict.
+    pub fn observe(&mut self, ok: bool, now: Instant) -> Option<Transition> {
+        if self.state == State::Stopping {
+            return None;
+        }
+        if ok {
+            self.consecutive_failures = 0;
+            let t = match self.state {
+                State::Starting => Transition::FirstReady {
+                    after: now.saturating_duration_since(self.started),
+                },
+                State::Degraded => Transition::Recovered {
+                    down: now.saturating_duration_since(self.since),
+                },
+                _ => return None,
+            };
+            self.ever_ready = true;
+            self.enter(State::Ready, now);
+            return Some(t);
+        }
+        self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+        if self.state == State::Ready && self.consecutive_failures >= self.failures_to_degrade {
+            self.enter(State::Degraded, now);
+            return Some(Transition::Degraded);
+        }
+        None
+    }
+
+    /// The VM is going away; `false` if it already was.
+    pub fn stop(&mut self, now: Instant) -> bool {
+        if self.state == State::Stopping {
+            return false;
+        }
+        self.enter(State::Stopping, now);
+        true
+    }
+
+    fn enter(&mut self, state: State, now: Instant) {
+        self.state = state;
+        self.since = now;
+    }
+}
+
+/// The snapshot, shared between the monitor, the status server and
+/// whoever stops the agent. Waiters are woken on every change.
+#[derive(Debug)]
+pub struct Shared {
+    snap: Mutex<Snapshot>,
+    changed: Condvar,
+}
+
+impl Shared {
+    pub fn new(snap: Snapshot) -> Arc<Shared> {
+        Arc::new(Shared {
+            snap: Mutex::new(snap),
+            changed: Condvar::new(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Snapshot> {
+        // A panic while holding the lock is already logged by its thread's
+        // fence; the snapshot is plain data and stays usable.
+        self.snap.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        self.lock().clone()
+    }
+
+    pub fn state(&self) -> State {
+        self.lock().state
+    }
+
+    pub fn update(&self, f: impl FnOnce(&mut Snapshot)) {
+        f(&mut self.lock());
+        self.changed.notify_all();
+    }
+
+    /// Blocks until `done` holds or `deadline` passes; returns the snapshot then.
+    pub fn wait_until(&self, deadline: Instant, done: impl Fn(&Snapshot) -> bool) -> Snapshot {
+        let mut guard = self.lock();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if done(&guard) || left.is_zero() {
+                return guard.clone();
+            }
+            guard = match self.changed.wait_timeout(guard, left) {
+                Ok((g, _)) => g,
+                Err(e) => e.into_inner().0,
+            };
+        }
+    }
+}
+
+/// How the loop is paced and what it calls what it watches.
+#[derive(Debug, Clone)]
+pub struct Pace {
+    /// Probe period while not ready.
+    pub interval: Duration,
+    /// Probe period while ready.
+    pub check: Duration,
+    /// Consecutive failed checks that turn ready into degraded.
+    pub failures: u32,
+    /// What is watched, for STATUS= lines: "CQL on 127.0.0.1:9042".
+    pub label: String,
+}
+
+/// Sends `fields` and records the outcome in the snapshot.
+pub fn tell(notifier: &Notifier, shared: &Shared, fields: &[Field<'_>]) {
+    let result = notifier.send(fields);
+    if let Err(e) = &result {
+        crate::warn!("notify {:?}: {e}", notifier.socket.as_deref().unwrap_or(""));
+    }
+    shared.update(|s| {
+        for f in fields {
+            match (f, &result) {
+                (_, Err(_)) => {}
+                (Field::Ready, Ok(true)) => s.notify.ready_sent = true,
+                (Field::Stopping, Ok(true)) => s.notify.stopping_sent = true,
+                (Field::Watchdog, Ok(true)) => s.notify.watchdog_pings += 1,
+                _ => {}
+            }
+            if let Field::Status(text) = f {
+                s.notify.last_status = Some(crate::notify::sanitize(text));
+            }
+        }
+        if result.is_err() {
+            s.notify.errors += 1;
+        }
+    });
+}
+
+fn clock_time(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    format!(
+        "{:02}:{:02}:{:02} UTC",
+        secs / 3600 % 24,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+/// The status line for a transition.
+pub fn status_text(label: &str, t: &Transition, error: Option<&str>, now: SystemTime) -> String {
+    match t {
+        Transition::FirstReady { after } => {
+            format!("{label} ready after {:.1} s", after.as_secs_f64())
+        }
+        Transition::Recovered { down } => {
+            format!(
+                "{label} ready again after {:.1} s degraded",
+                down.as_secs_f64()
+            )
+        }
+        Transition::Degraded => format!(
+            "{label} not answering since {} ({})",
+            clock_time(now),
+            error.unwrap_or("no answer")
+        ),
+    }
+}
+
+/// Runs the loop until the snapshot's state becomes `stopping`.
+pub fn run(mut probe: impl Probe, pace: Pace, notifier: Arc<Notifier>, shared: Arc<Shared>) {
+    let mut machine = Machine::new(Instant::now(), pace.failures);
+    let watchdog = notifier.watchdog;
+    tell(
+        &notifier,
+        &shared,
+        &[Field::Status(&format!("Waiting for {}", pace.label))],
+    );
+    let mut next_ping = Instant::now();
+    let mut last_error: Option<String> = None;
+    loop {
+        let started = Instant::now();
+        let verdict = probe.check();
+        let latency = started.elapsed();
+        let now = Instant::now();
+        if shared.state() == State::Stopping {
+            return;
+        }
+        let ok = verdict.is_ok();
+        let transition = machine.observe(ok, now);
+        if let Err(e) = &verdict {
+            if last_error.as_deref() != Some(e) {
+                crate::debug!("{}: {e}", pace.label);
+            }
+        }
+        last_error = verdict.as_ref().err().cloned();
+        shared.update(|s| {
+            s.checks.total += 1;
+            if ok {
+                s.checks.ok += 1;
+            } else {
+                s.checks.failed += 1;
+            }
+            s.checks.consecutive_failures = u64::from(machine.consecutive_failures());
+            if let Ok(Some(v)) = verdict {
+                s.cql.protocol_version = Some(v);
+            }
+            s.last_check = Some(LastCheck {
+                ok,
+                latency_ms: millis(latency),
+                error: last_error.clone(),
+                at_unix_ms: unix_ms(SystemTime::now()),
+            });
+        });
+        if let Some(t) = &transition {
+            let text = status_text(&pace.label, t, last_error.as_deref(), SystemTime::now());
+            crate::info!("{text}");
+            shared.update(|s| {
+                s.state = machine.state();
+                s.state_since_unix_ms = unix_ms(SystemTime::now());
+                if let Transition::FirstReady { after } = t {
+                    s.time_to_ready_ms = Some(millis(*after));
+                }
+            });
+            match t {
+                Transition::FirstReady { .. } => {
+                    tell(&notifier, &shared, &[Field::Ready, Field::Status(&text)])
+                }
+                _ => tell(&notifier, &shared, &[Field::Status(&text)]),
+            }
+            next_ping = now;
+        }
+        let period = if machine.state() == State::Ready {
+            pace.check
+        } else {
+            pace.interval
+        };
+        let next_check = started + period;
+        loop {
+            let ready = machine.state() == State::Ready;
+            if let (true, Some(wd)) = (ready, watchdog) {
+                if Instant::now() >= next_ping {
+                    tell(&notifier, &shared, &[Field::Watchdog]);
+                    next_ping = Instant::now() + wd;
+                }
+            }
+            let wake = match (ready, watchdog) {
+                (true, Some(_)) => next_check.min(next_ping),
+                _ => next_check,
+            };
+            let snap = shared.wait_until(wake, |s| s.state == State::Stopping);
+            if snap.state == State::Stopping {
+                return;
+            }
+            if Instant::now() >= next_check {
+                break;
+            }
+        }
+    }
+}
+
+/// Marks the snapshot stopping (which ends [`run`]) and sends `STOPPING=1`.
+/// Called from the VM-death callback: it only sends one non-blocking datagram.
+pub fn stop(notifier: &Notifier, shared: &Shared, why: &str) {
+    let mut first = false;
+    shared.update(|s| {
+        if s.state != State::Stopping {
+            first = true;
+            s.state = State::Stopping;
+            s.state_since_unix_ms = unix_ms(SystemTime::now());
+        }
+    });
+    if first {
+        tell(notifier, shared, &[Field::Stopping, Field::Status(why)]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_state_machine() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut m = Machine::new(t0, 2);
+        assert_eq!(m.state(), State::Starting);
+        assert_eq!(m.observe(false, at(100)), None);
+        assert_eq!(m.observe(false, at(200)), None);
+        assert_eq!(m.observe(false, at(300)), None, "starting never degrades");
+        assert_eq!(m.state(), State::Starting);
+        assert_eq!(
+            m.observe(true, at(400)),
+            Some(Transition::FirstReady {
+                after: Duration::from_millis(400)
+            })
+        );
+        assert_eq!(m.observe(true, at(500)), None);
+        assert_eq!(m.observe(false, at(600)), None, "one failure is not enough");
+        assert_eq!(m.observe(true, at(700)), None);
+        assert_eq!(m.observe(false, at(800)), None);
+        assert_eq!(m.observe(false, at(900)), Some(Transition::Degraded));
+        assert_eq!(m.state(), State::Degraded);
+        assert_eq!(m.observe(false, at(1000)), None);
+        assert_eq!(
+            m.observe(true, at(1400)),
+            Some(Transition::Recovered {
+                down: Duration::from_millis(500)
+            })
+        );
+        assert!(m.stop(at(1500)));
+        assert!(!m.stop(at(1600)));
+        assert_eq!(m.observe(true, at(1700)), None);
+        assert_eq!(m.state(), State::Stopping);
+    }
+
+    #[test]
+    fn status_lines() {
+        let t = std::time::UNIX_EPOCH + Duration::from_secs(12 * 3600 + 3 * 60 + 4);
+        assert_eq!(
+            status_text(
+                "CQL on 127.0.0.1:9042",
+                &Transition::FirstReady {
+                    after: Duration::from_millis(31240)
+                },
+                None,
+                t
+            ),
+            "CQL on 127.0.0.1:9042 ready after 31.2 s"
+        );
+        assert_eq!(
+            status_text(
+                "CQL on h:1",
+                &Transition::Degraded,
+                Some("connect: refused"),
+                t
+            ),
+            "CQL on h:1 not answering since 12:03:04 UTC (connect: refused)"
+        );
+    }
+
+    struct Scripted(Vec<bool>);
+    impl Probe for Scripted {
+        fn check(&mut self) -> Result<Option<u8>, String> {
+            match self.0.pop() {
+                Some(true) => Ok(Some(4)),
+                _ => Err("refused".into()),
+            }
+        }
+    }
+
+    #[test]
+    fn the_loop_publishes_and_stops() {
+        let shared = Shared::new(Snapshot::new(
+            1,
+            crate::status::model::Cql {
+                host: "h".into(),
+                port: 1,
+                source: "option".into(),
+                host_source: "option".into(),
+                protocol_version: None,
+            },
+        ));
+        let pace = Pace {
+            interval: Duration::from_millis(1),
+            check: Duration::from_millis(1),
+            failures: 2,
+            label: "CQL on h:1".into(),
+        };
+        // Popped from the end: fail, ok, fail, fail, then ok forever.
+        let probe = Scripted(vec![
+            true, true, true, true, true, false, false, true, false,
+        ]);
+        let notifier = Arc::new(Notifier::disabled());
+        let (n, s) = (notifier.clone(), shared.clone());
+        let thread = std::thread::spawn(move || run(probe, pace, n, s));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let snap = shared.wait_until(deadline, |s| s.checks.total >= 8);
+        assert_eq!(snap.state, State::Ready);
+        assert_eq!(snap.cql.protocol_version, Some(4));
+        assert!(snap.time_to_ready_ms.is_some());
+        assert_eq!(
+            snap.notify
+                .last_status
+                .as_deref()
+                .map(|t| t.contains("ready again")),
+            Some(true)
+        );
+        stop(&notifier, &shared, "JVM shutting down");
+        thread.join().unwrap();
+        assert_eq!(shared.snapshot().state, State::Stopping);
+    }
+}

@@ -1,1 +1,252 @@
-//! notify
+//! The service manager's notify protocol (`sd_notify(3)`), from this process.
+//!
+//! A notification is one datagram of `KEY=value` lines sent to the Unix socket
+//! named by `$NOTIFY_SOCKET` (a path, or `@name` for the abstract namespace).
+//! The kernel stamps it with the sender's PID, which is how systemd's
+//! `NotifyAccess=main` knows it came from the service's main process: sent from
+//! a thread of the JVM, it does. Sends never block: the socket is non-blocking
+//! and a full or missing receiver is an error to count, not to wait on.
+
+use std::io;
+use std::os::unix::net::{SocketAddr, UnixDatagram};
+use std::time::Duration;
+
+/// One field of a notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Field<'a> {
+    /// `READY=1`: start-up is finished. A `Type=notify` unit becomes active,
+    /// `systemctl start` returns and units ordered after it may start.
+    Ready,
+    /// `STATUS=...`: one line shown by `systemctl status`. Sanitised to a
+    /// single printable line, so outside text can never add a field.
+    Status(&'a str),
+    /// `STOPPING=1`: the service is shutting down.
+    Stopping,
+    /// `WATCHDOG=1`: keep-alive. With `WatchdogSec=` set, systemd kills and
+    /// (with `Restart=`) restarts a service that stops sending it.
+    Watchdog,
+    /// `EXTEND_TIMEOUT_USEC=N`: the running start or stop timeout is extended
+    /// to N microseconds from now, so a long start that makes progress can
+    /// keep a finite `TimeoutStartSec=`.
+    ExtendTimeout(Duration),
+}
+
+/// The longest STATUS text sent; `systemctl status` shows one line anyway.
+pub const MAX_STATUS: usize = 400;
+
+/// Makes outside text safe for a `STATUS=` line: control characters become
+/// spaces and the length is capped on a character boundary.
+pub fn sanitize(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(MAX_STATUS));
+    for c in text.chars() {
+        if out.len() + c.len_utf8() > MAX_STATUS {
+            break;
+        }
+        out.push(if c.is_control() { ' ' } else { c });
+    }
+    out
+}
+
+/// The datagram for `fields`, one `KEY=value` line each.
+pub fn message(fields: &[Field<'_>]) -> String {
+    let mut m = String::new();
+    for f in fields {
+        match f {
+            Field::Ready => m.push_str("READY=1\n"),
+            Field::Status(s) => {
+                m.push_str("STATUS=");
+                m.push_str(&sanitize(s));
+                m.push('\n');
+            }
+            Field::Stopping => m.push_str("STOPPING=1\n"),
+            Field::Watchdog => m.push_str("WATCHDOG=1\n"),
+            Field::ExtendTimeout(d) => {
+                m.push_str(&format!("EXTEND_TIMEOUT_USEC={}\n", d.as_micros()));
+            }
+        }
+    }
+    m
+}
+
+/// A connection to the service manager, or the knowledge that there is none.
+#[derive(Debug)]
+pub struct Notifier {
+    /// `$NOTIFY_SOCKET` as given, for status output.
+    pub socket: Option<String>,
+    target: Option<(UnixDatagram, SocketAddr)>,
+    /// `WATCHDOG_USEC`, when it is addressed to this process.
+    pub watchdog: Option<Duration>,
+}
+
+impl Notifier {
+    /// Reads `NOTIFY_SOCKET`, `WATCHDOG_USEC` and `WATCHDOG_PID` for `pid`.
+    /// Problems are logged once and leave a notifier that sends nothing.
+    pub fn from_env(pid: u32) -> Notifier {
+        let socket = std::env::var("NOTIFY_SOCKET")
+            .ok()
+            .filter(|s| !s.is_empty());
+        let usec = std::env::var("WATCHDOG_USEC").ok();
+        let wpid = std::env::var("WATCHDOG_PID").ok();
+        Notifier::new(socket, usec.as_deref(), wpid.as_deref(), pid)
+    }
+
+    pub fn new(
+        socket: Option<String>,
+        watchdog_usec: Option<&str>,
+        watchdog_pid: Option<&str>,
+        pid: u32,
+    ) -> Notifier {
+        let target = match socket.as_deref() {
+            None => {
+                crate::info!(
+                    "NOTIFY_SOCKET is not set: not under a Type=notify service; status socket only"
+                );
+                None
+            }
+            Some(s) => match open(s) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    crate::warn!("NOTIFY_SOCKET={}: {e}; notifications disabled", sanitize(s));
+                    None
+                }
+            },
+        };
+        let watchdog = watchdog_period(watchdog_usec, watchdog_pid, pid);
+        Notifier {
+            socket,
+            target,
+            watchdog,
+        }
+    }
+
+    /// A notifier that sends nothing (tests, `socket=none` style uses).
+    pub fn disabled() -> Notifier {
+        Notifier {
+            socket: None,
+            target: None,
+            watchdog: None,
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.target.is_some()
+    }
+
+    /// Sends one datagram. `Ok(false)` when there is no service manager.
+    pub fn send(&self, fields: &[Field<'_>]) -> io::Result<bool> {
+        let Some((sock, addr)) = &self.target else {
+            return Ok(false);
+        };
+        sock.send_to_addr(message(fields).as_bytes(), addr)?;
+        Ok(true)
+    }
+}
+
+fn open(socket: &str) -> io::Result<(UnixDatagram, SocketAddr)> {
+    let addr = if let Some(name) = socket.strip_prefix('@') {
+        use std::os::linux::net::SocketAddrExt;
+        SocketAddr::from_abstract_name(name.as_bytes())?
+    } else if socket.starts_with('/') {
+        SocketAddr::from_pathname(socket)?
+    } else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "neither an absolute path nor an @abstract name",
+        ));
+    };
+    let sock = UnixDatagram::unbound()?;
+    sock.set_nonblocking(true)?;
+    Ok((sock, addr))
+}
+
+/// Half of `WATCHDOG_USEC`, as sd_watchdog_enabled(3) advises, when the
+/// watchdog is meant for `pid` (no `WATCHDOG_PID`, or ours).
+pub fn watchdog_period(
+    usec: Option<&str>,
+    watchdog_pid: Option<&str>,
+    pid: u32,
+) -> Option<Duration> {
+    let usec: u64 = usec?.trim().parse().ok().filter(|&u| u > 0)?;
+    if let Some(p) = watchdog_pid {
+        if p.trim().parse::<u32>().ok() != Some(pid) {
+            return None;
+        }
+    }
+    Some(Duration::from_micros(usec / 2))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages() {
+        assert_eq!(
+            message(&[
+                Field::Ready,
+                Field::Status("CQL ready on 127.0.0.1:9042 after 1.2 s")
+            ]),
+            "READY=1\nSTATUS=CQL ready on 127.0.0.1:9042 after 1.2 s\n"
+        );
+        assert_eq!(message(&[Field::Stopping]), "STOPPING=1\n");
+        assert_eq!(message(&[Field::Watchdog]), "WATCHDOG=1\n");
+        assert_eq!(
+            message(&[Field::ExtendTimeout(Duration::from_secs(90))]),
+            "EXTEND_TIMEOUT_USEC=90000000\n"
+        );
+    }
+
+    #[test]
+    fn status_text_cannot_forge_fields() {
+        let m = message(&[Field::Status("boom\nREADY=1\r\nWATCHDOG=1\0x")]);
+        assert_eq!(m, "STATUS=boom READY=1  WATCHDOG=1 x\n");
+        assert_eq!(m.lines().count(), 1);
+        let long = "é".repeat(1000);
+        assert_eq!(sanitize(&long).len(), MAX_STATUS);
+    }
+
+    #[test]
+    fn watchdog_is_half_and_only_for_us() {
+        assert_eq!(
+            watchdog_period(Some("200000"), None, 7),
+            Some(Duration::from_millis(100))
+        );
+        assert_eq!(
+            watchdog_period(Some("200000"), Some("7"), 7),
+            Some(Duration::from_millis(100))
+        );
+        assert_eq!(watchdog_period(Some("200000"), Some("8"), 7), None);
+        assert_eq!(watchdog_period(Some("0"), None, 7), None);
+        assert_eq!(watchdog_period(Some("x"), None, 7), None);
+        assert_eq!(watchdog_period(None, None, 7), None);
+    }
+
+    #[test]
+    fn sends_to_path_and_abstract_sockets() {
+        let dir = std::env::temp_dir().join(format!("cqlready-notify-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("notify");
+        let _ = std::fs::remove_file(&path);
+        let rx = UnixDatagram::bind(&path).unwrap();
+        let n = Notifier::new(Some(path.to_string_lossy().into_owned()), None, None, 1);
+        assert!(n.send(&[Field::Ready]).unwrap());
+        let mut buf = [0u8; 64];
+        let len = rx.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..len], b"READY=1\n");
+        let _ = std::fs::remove_dir_all(&dir);
+
+        use std::os::linux::net::SocketAddrExt;
+        let name = format!("cqlready-test-{}", std::process::id());
+        let rx = UnixDatagram::bind_addr(&SocketAddr::from_abstract_name(name.as_bytes()).unwrap())
+            .unwrap();
+        let n = Notifier::new(Some(format!("@{name}")), None, None, 1);
+        assert!(n.send(&[Field::Stopping]).unwrap());
+        let len = rx.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..len], b"STOPPING=1\n");
+
+        let nowhere = Notifier::new(Some("/nonexistent/notify".into()), None, None, 1);
+        assert!(nowhere.send(&[Field::Ready]).is_err());
+        assert!(!Notifier::new(Some("relative".into()), None, None, 1).enabled());
+        assert!(!Notifier::disabled().send(&[Field::Ready]).unwrap());
+    }
+}

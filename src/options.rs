@@ -1,1 +1,383 @@
-//! options
+//! The agent's option string, parsed in one place.
+//!
+//! `-agentpath:/path/libcqlready.so=port=9042,interval=50ms,log=debug`
+//!
+//! Every key, its default and what it accepts stand in [`KEYS`]; defaults go
+//! through the same parser as user values, so the table cannot lie. The
+//! command line's `watch` and `attach` reuse this parser.
+
+use crate::log::Level;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where the status socket goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SocketChoice {
+    /// `$RUNTIME_DIRECTORY/cqlready.sock`, else `/tmp/cqlready-<pid>/cqlready.sock`.
+    Auto,
+    /// No status socket at all.
+    Disabled,
+    Path(PathBuf),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Options {
+    /// CQL port; `None` means discover it as Cassandra does.
+    pub port: Option<u16>,
+    /// CQL host; `None` means discover it as Cassandra does.
+    pub host: Option<String>,
+    pub interval: Duration,
+    pub check: Duration,
+    pub timeout: Duration,
+    pub failures: u32,
+    pub socket: SocketChoice,
+    pub log: Level,
+}
+
+/// One option: its name, its default (as the user would write it), what it
+/// means, and how its value is parsed into [`Options`].
+pub struct Key {
+    pub name: &'static str,
+    pub default: &'static str,
+    pub help: &'static str,
+    set: fn(&mut Options, &str) -> Result<(), String>,
+}
+
+const DURATION_HELP: &str = "a duration like 20ms, 1.5s or 1m";
+
+pub const KEYS: &[Key] = &[
+    Key {
+        name: "port",
+        default: "auto",
+        help: "CQL port; auto: -Dcassandra.native_transport_port, else native_transport_port in -Dcassandra.config's yaml, else 9042",
+        set: |o, v| {
+            o.port = match v {
+                "auto" => None,
+                _ => Some(match v.parse::<u16>() {
+                    Ok(p) if p > 0 => p,
+                    _ => return Err("a port number from 1 to 65535, or auto".into()),
+                }),
+            };
+            Ok(())
+        },
+    },
+    Key {
+        name: "host",
+        default: "auto",
+        help: "CQL host; auto: rpc_address from the yaml when it is a concrete address, else 127.0.0.1",
+        set: |o, v| {
+            let valid = !v.is_empty()
+                && v.len() <= 253
+                && v
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '_'));
+            if !valid {
+                return Err("a host name, an IPv4 or IPv6 address, or auto".into());
+            }
+            o.host = if v == "auto" { None } else { Some(v.to_string()) };
+            Ok(())
+        },
+    },
+    Key {
+        name: "interval",
+        default: "100ms",
+        help: "probe period while CQL is not ready",
+        set: |o, v| {
+            o.interval = duration_in(v, Duration::from_millis(1), Duration::from_secs(3600))?;
+            Ok(())
+        },
+    },
+    Key {
+        name: "check",
+        default: "1s",
+        help: "probe period once CQL is ready",
+        set: |o, v| {
+            o.check = duration_in(v, Duration::from_millis(1), Duration::from_secs(3600))?;
+            Ok(())
+        },
+    },
+    Key {
+        name: "timeout",
+        default: "1s",
+        help: "time budget of one probe: connect, send OPTIONS, read SUPPORTED",
+        set: |o, v| {
+            o.timeout = duration_in(v, Duration::from_millis(1), Duration::from_secs(60))?;
+            Ok(())
+        },
+    },
+    Key {
+        name: "failures",
+        default: "3",
+        help: "consecutive failed checks that turn ready into degraded",
+        set: |o, v| {
+            o.failures = match v.parse::<u32>() {
+                Ok(n) if (1..=1000).contains(&n) => n,
+                _ => return Err("a whole number from 1 to 1000".into()),
+            };
+            Ok(())
+        },
+    },
+    Key {
+        name: "socket",
+        default: "auto",
+        help: "status socket path, none, or auto: $RUNTIME_DIRECTORY/cqlready.sock, else /tmp/cqlready-<pid>/cqlready.sock",
+        set: |o, v| {
+            o.socket = match v {
+                "auto" => SocketChoice::Auto,
+                "none" => SocketChoice::Disabled,
+                p if p.starts_with('/') && p.len() <= 96 && !p.ends_with('/') => {
+                    SocketChoice::Path(PathBuf::from(p))
+                }
+                _ => {
+                    return Err(
+                        "an absolute path of at most 96 bytes, none, or auto".into(),
+                    )
+                }
+            };
+            Ok(())
+        },
+    },
+    Key {
+        name: "log",
+        default: "info",
+        help: "what the agent writes to stderr: off|error|warn|info|debug|trace",
+        set: |o, v| {
+            o.log = Level::parse(v).ok_or_else(|| format!("one of {}", Level::NAMES))?;
+            Ok(())
+        },
+    },
+];
+
+/// A bad option string: names the key or value and says what is valid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OptionError(pub String);
+
+impl fmt::Display for OptionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for OptionError {}
+
+fn valid_keys() -> String {
+    KEYS.iter().map(|k| k.name).collect::<Vec<_>>().join(", ")
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        let mut o = Options {
+            port: None,
+            host: None,
+            interval: Duration::ZERO,
+            check: Duration::ZERO,
+            timeout: Duration::ZERO,
+            failures: 0,
+            socket: SocketChoice::Auto,
+            log: Level::Info,
+        };
+        for key in KEYS {
+            // The table's defaults are covered by a unit test.
+            let _ = (key.set)(&mut o, key.default);
+        }
+        o
+    }
+}
+
+impl Options {
+    /// Parses `key=value,key=value`. An empty or absent string gives the defaults.
+    pub fn parse(input: &str) -> Result<Options, OptionError> {
+        let mut o = Options::default();
+        let mut seen: Vec<&str> = Vec::new();
+        for item in input.split(',').filter(|s| !s.is_empty()) {
+            let Some((name, value)) = item.split_once('=') else {
+                return Err(OptionError(format!(
+                    "option \"{}\" has no value; write key=value (valid keys: {})",
+                    printable(item),
+                    valid_keys()
+                )));
+            };
+            let Some(key) = KEYS.iter().find(|k| k.name == name) else {
+                return Err(OptionError(format!(
+                    "unknown option \"{}\"; valid keys: {}",
+                    printable(name),
+                    valid_keys()
+                )));
+            };
+            if seen.contains(&key.name) {
+                return Err(OptionError(format!(
+                    "option \"{}\" is given twice",
+                    key.name
+                )));
+            }
+            seen.push(key.name);
+            (key.set)(&mut o, value).map_err(|expected| {
+                OptionError(format!(
+                    "invalid value \"{}\" for option \"{}\": expected {}",
+                    printable(value),
+                    key.name,
+                    expected
+                ))
+            })?;
+        }
+        Ok(o)
+    }
+}
+
+/// Values echoed in errors: control characters shown escaped, length capped.
+fn printable(s: &str) -> String {
+    s.chars().take(64).flat_map(char::escape_default).collect()
+}
+
+fn duration_in(v: &str, min: Duration, max: Duration) -> Result<Duration, String> {
+    match parse_duration(v) {
+        Some(d) if d >= min && d <= max => Ok(d),
+        Some(_) => Err(format!(
+            "{} between {} and {}",
+            DURATION_HELP,
+            format_duration(min),
+            format_duration(max)
+        )),
+        None => Err(DURATION_HELP.into()),
+    }
+}
+
+/// `1500us`, `20ms`, `1.5s`, `2m`, `1h`. A unit is required.
+pub fn parse_duration(v: &str) -> Option<Duration> {
+    let split = v.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let (number, unit) = v.split_at(split);
+    if number.is_empty() || number.len() > 12 || number.starts_with('.') {
+        return None;
+    }
+    let n: f64 = number.parse().ok()?;
+    let secs = match unit {
+        "us" => n / 1e6,
+        "ms" => n / 1e3,
+        "s" => n,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return None,
+    };
+    Duration::try_from_secs_f64(secs).ok()
+}
+
+/// The inverse of [`parse_duration`] for display: `100ms`, `2s`, `1.5s`.
+pub fn format_duration(d: Duration) -> String {
+    let us = d.as_micros();
+    if us % 1_000_000 == 0 {
+        format!("{}s", us / 1_000_000)
+    } else if us >= 1_000_000 {
+        format!("{}s", d.as_secs_f64())
+    } else if us % 1000 == 0 {
+        format!("{}ms", us / 1000)
+    } else {
+        format!("{us}us")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_come_from_the_table() {
+        for key in KEYS {
+            let mut o = Options::default();
+            assert!((key.set)(&mut o, key.default).is_ok(), "{}", key.name);
+        }
+        let o = Options::parse("").unwrap();
+        assert_eq!(o.port, None);
+        assert_eq!(o.host, None);
+        assert_eq!(o.interval, Duration::from_millis(100));
+        assert_eq!(o.check, Duration::from_secs(1));
+        assert_eq!(o.timeout, Duration::from_secs(1));
+        assert_eq!(o.failures, 3);
+        assert_eq!(o.socket, SocketChoice::Auto);
+        assert_eq!(o.log, Level::Info);
+    }
+
+    #[test]
+    fn parses_every_key() {
+        let o = Options::parse(
+            "port=9142,host=10.0.0.1,interval=20ms,check=2s,timeout=1500us,failures=5,socket=/run/c/s.sock,log=debug",
+        )
+        .unwrap();
+        assert_eq!(o.port, Some(9142));
+        assert_eq!(o.host.as_deref(), Some("10.0.0.1"));
+        assert_eq!(o.interval, Duration::from_millis(20));
+        assert_eq!(o.check, Duration::from_secs(2));
+        assert_eq!(o.timeout, Duration::from_micros(1500));
+        assert_eq!(o.failures, 5);
+        assert_eq!(o.socket, SocketChoice::Path("/run/c/s.sock".into()));
+        assert_eq!(o.log, Level::Debug);
+        assert_eq!(
+            Options::parse("socket=none").unwrap().socket,
+            SocketChoice::Disabled
+        );
+        assert_eq!(
+            Options::parse("host=::1").unwrap().host.as_deref(),
+            Some("::1")
+        );
+        assert_eq!(Options::parse("port=auto,").unwrap().port, None);
+    }
+
+    #[test]
+    fn errors_name_the_key_or_value() {
+        let cases = [
+            ("bogus=1", "unknown option \"bogus\""),
+            ("port=abc", "invalid value \"abc\" for option \"port\""),
+            ("port=0", "option \"port\""),
+            ("port=70000", "option \"port\""),
+            ("interval=5parsecs", "\"5parsecs\" for option \"interval\""),
+            ("interval=0ms", "between 1ms and 3600s"),
+            ("interval=5", "option \"interval\""),
+            ("timeout=2m", "option \"timeout\""),
+            (
+                "log=loud",
+                "\"loud\" for option \"log\": expected one of off|error",
+            ),
+            ("failures=0", "option \"failures\""),
+            ("socket=relative.sock", "option \"socket\""),
+            ("host=a b", "option \"host\""),
+            ("port", "option \"port\" has no value"),
+            ("port=1,port=2", "given twice"),
+            ("log=\n", "\\n"),
+        ];
+        for (input, needle) in cases {
+            let err = Options::parse(input).unwrap_err().to_string();
+            assert!(err.contains(needle), "{input:?}: {err}");
+        }
+        let err = Options::parse("nope=1").unwrap_err().to_string();
+        assert!(
+            err.contains("valid keys: port, host, interval, check, timeout, failures, socket, log")
+        );
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("20ms"), Some(Duration::from_millis(20)));
+        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("1m"), Some(Duration::from_secs(60)));
+        assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("250us"), Some(Duration::from_micros(250)));
+        for bad in [
+            "",
+            "s",
+            "ms",
+            ".5s",
+            "1..2s",
+            "1e3s",
+            "-1s",
+            "10",
+            "1 s",
+            "99999999999999s",
+        ] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+        assert_eq!(format_duration(Duration::from_millis(100)), "100ms");
+        assert_eq!(format_duration(Duration::from_secs(2)), "2s");
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(format_duration(Duration::from_micros(1500)), "1500us");
+    }
+}

@@ -1,0 +1,161 @@
+//! What the agent does when loaded and when the VM dies, with no JVM types:
+//! discover the address, open the notifier, start the status server and the
+//! monitor thread. `jvm.rs` calls [`start`] and [`stop`]; tests can too.
+
+use crate::cql::{Prober, Target};
+use crate::discovery;
+use crate::monitor::{self, Pace, Shared};
+use crate::notify::Notifier;
+use crate::options::{Options, SocketChoice};
+use crate::status::client;
+use crate::status::model::{Cql, Snapshot};
+use crate::status::server::{self, Server};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+struct Running {
+    shared: Arc<Shared>,
+    notifier: Arc<Notifier>,
+    server: Mutex<Option<Server>>,
+}
+
+static AGENT: OnceLock<Running> = OnceLock::new();
+
+/// Where the status socket goes, and whether its directory is our private one.
+fn socket_path(choice: &SocketChoice, pid: u32) -> Option<(PathBuf, bool)> {
+    match choice {
+        SocketChoice::Disabled => None,
+        SocketChoice::Path(p) => Some((p.clone(), false)),
+        SocketChoice::Auto => {
+            let rt = std::env::var("RUNTIME_DIRECTORY").ok();
+            let path = server::default_path(pid, rt.as_deref());
+            let private = path.parent() == Some(server::private_dir(pid).as_path());
+            Some((path, private))
+        }
+    }
+}
+
+/// Whether another copy of this library already serves this process's
+/// status at `path` (a second `-agentpath` with another file).
+fn served_by_this_process(path: &std::path::Path, pid: u32) -> bool {
+    client::get(path, "/status", Duration::from_millis(500))
+        .ok()
+        .and_then(|r| Snapshot::from_json(&r.body).ok())
+        .is_some_and(|s| s.pid == pid)
+}
+
+/// Starts the agent once per process; a second call only logs.
+/// `prop` reads the JVM's system properties.
+pub fn start(options: &Options, prop: &dyn Fn(&str) -> Option<String>) {
+    crate::log::set_level(options.log);
+    if AGENT.get().is_some() {
+        crate::info!("already running in this JVM; the second load does nothing");
+        return;
+    }
+    let pid = std::process::id();
+    let socket = socket_path(&options.socket, pid);
+    if let Some((path, _)) = &socket {
+        if served_by_this_process(path, pid) {
+            crate::warn!(
+                "another copy of cqlready already serves {} for this JVM; this one stays idle",
+                path.display()
+            );
+            return;
+        }
+    }
+
+    let ep = discovery::discover(options.port, options.host.as_deref(), prop);
+    for w in &ep.warnings {
+        crate::warn!("{w}");
+    }
+    let yaml = ep
+        .yaml
+        .as_ref()
+        .map(|p| format!(" ({})", p.display()))
+        .unwrap_or_default();
+    crate::info!(
+        "v{} watching CQL on {}:{} (port from {}{}, host from {})",
+        crate::VERSION,
+        ep.host,
+        ep.port,
+        ep.port_source,
+        yaml,
+        ep.host_source
+    );
+
+    let notifier = Arc::new(Notifier::from_env(pid));
+    let mut snap = Snapshot::new(
+        pid,
+        Cql {
+            host: ep.host.clone(),
+            port: ep.port,
+            source: ep.port_source.to_string(),
+            host_source: ep.host_source.to_string(),
+            protocol_version: None,
+        },
+    );
+    snap.notify.socket = notifier
+        .enabled()
+        .then(|| notifier.socket.clone())
+        .flatten();
+    snap.notify.watchdog_usec = notifier.watchdog.map(|d| 2 * d.as_micros() as u64);
+    let shared = Shared::new(snap);
+
+    let server =
+        socket.and_then(
+            |(path, private)| match Server::start(&path, private, shared.clone()) {
+                Ok(s) => {
+                    crate::info!("status on {}", s.path.display());
+                    let shown = s.path.display().to_string();
+                    shared.update(|snap| snap.socket = Some(shown));
+                    Some(s)
+                }
+                Err(e) => {
+                    crate::error!("{e}; continuing without a status socket");
+                    None
+                }
+            },
+        );
+
+    let target = Target {
+        host: ep.host.clone(),
+        port: ep.port,
+        timeout: options.timeout,
+    };
+    let pace = Pace {
+        interval: options.interval,
+        check: options.check,
+        failures: options.failures,
+        label: format!("CQL on {target}"),
+    };
+    let running = Running {
+        shared: shared.clone(),
+        notifier: notifier.clone(),
+        server: Mutex::new(server),
+    };
+    if AGENT.set(running).is_err() {
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("cqlready".into())
+        .stack_size(256 * 1024)
+        .spawn(move || {
+            crate::fence("the monitor", || {
+                monitor::run(Prober::new(target), pace, notifier, shared)
+            })
+        });
+    if let Err(e) = spawned {
+        crate::error!("cannot start the monitor thread: {e}; nothing will be reported");
+    }
+}
+
+/// The VM is dying: tell the service manager, end the monitor, remove the
+/// socket. Never blocks: one non-blocking datagram and two unlinks.
+pub fn stop(why: &str) {
+    let Some(a) = AGENT.get() else { return };
+    monitor::stop(&a.notifier, &a.shared, why);
+    if let Some(server) = a.server.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        server.remove();
+    }
+}
