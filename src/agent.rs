@@ -128,6 +128,7 @@ pub fn start(options: &Options, prop: &dyn Fn(&str) -> Option<String>) {
         check: options.check,
         failures: options.failures,
         label: format!("CQL on {target}"),
+        exit_on_degraded: false,
     };
     let running = Running {
         shared: shared.clone(),
@@ -142,7 +143,7 @@ pub fn start(options: &Options, prop: &dyn Fn(&str) -> Option<String>) {
         .stack_size(256 * 1024)
         .spawn(move || {
             crate::fence("the monitor", || {
-                monitor::run(Prober::new(target), pace, notifier, shared)
+                monitor::run(Prober::new(target), pace, notifier, shared);
             })
         });
     if let Err(e) = spawned {

@@ -297,23 +297,31 @@ fn io_error(e: std::io::Error, stage: &'static str) -> ProbeError {
     }
 }
 
-/// One connection: connect, send `OPTIONS`, read one response, close.
-fn exchange(target: &Target, version: u8, deadline: Instant) -> Result<Response, ProbeError> {
+/// Connects to the first address of `target` that answers, by `deadline`.
+fn connect(target: &Target, deadline: Instant) -> Result<TcpStream, ProbeError> {
     let mut last = ProbeError::Connect("no address".into());
-    let mut stream = None;
     for addr in resolve(target)? {
         match TcpStream::connect_timeout(&addr, remaining(deadline, "connecting")?) {
-            Ok(s) => {
-                stream = Some(s);
-                break;
-            }
+            Ok(s) => return Ok(s),
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
                 last = ProbeError::Timeout("connecting")
             }
             Err(e) => last = ProbeError::Connect(e.to_string()),
         }
     }
-    let mut stream = stream.ok_or(last)?;
+    Err(last)
+}
+
+/// A plain TCP check, for ports that do not speak CQL (JMX, storage).
+pub fn tcp_check(target: &Target) -> Result<(), ProbeError> {
+    let stream = connect(target, Instant::now() + target.timeout)?;
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+    Ok(())
+}
+
+/// One connection: connect, send `OPTIONS`, read one response, close.
+fn exchange(target: &Target, version: u8, deadline: Instant) -> Result<Response, ProbeError> {
+    let mut stream = connect(target, deadline)?;
     let _ = stream.set_nodelay(true);
     stream
         .set_write_timeout(Some(remaining(deadline, "sending OPTIONS")?))

@@ -35,6 +35,12 @@ pub mod jvmti {
     pub const GET_SYSTEM_PROPERTY: usize = 130;
 }
 
+/// Slots of `jvmtiEventCallbacks`.
+pub mod callbacks {
+    pub const VM_INIT: usize = 0;
+    pub const VM_DEATH: usize = 1;
+}
+
 /// The first two slots of `jvmtiEventCallbacks` (VMInit, VMDeath); JVMTI
 /// takes a prefix of the structure when told its size.
 #[repr(C)]
@@ -42,6 +48,13 @@ struct EventCallbacks {
     vm_init: Option<unsafe extern "system" fn(*mut JvmtiEnv, *mut c_void, *mut c_void)>,
     vm_death: Option<unsafe extern "system" fn(*mut JvmtiEnv, *mut c_void)>,
 }
+
+const _: () = assert!(
+    std::mem::offset_of!(EventCallbacks, vm_init)
+        == callbacks::VM_INIT * std::mem::size_of::<usize>()
+        && std::mem::offset_of!(EventCallbacks, vm_death)
+            == callbacks::VM_DEATH * std::mem::size_of::<usize>()
+);
 
 /// `JavaVM` and `jvmtiEnv` are pointers to function tables.
 pub type JavaVm = *const *const c_void;

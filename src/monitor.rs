@@ -179,6 +179,18 @@ pub struct Pace {
     pub failures: u32,
     /// What is watched, for STATUS= lines: "CQL on 127.0.0.1:9042".
     pub label: String,
+    /// End the loop when ready turns degraded (the `watch` command exits,
+    /// so units bound to it stop) instead of waiting for recovery.
+    pub exit_on_degraded: bool,
+}
+
+/// Why [`run`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// The snapshot was marked stopping.
+    Stopped,
+    /// Ready turned degraded and `exit_on_degraded` was set.
+    Degraded,
 }
 
 /// Sends `fields` and records the outcome in the snapshot.
@@ -239,8 +251,14 @@ pub fn status_text(label: &str, t: &Transition, error: Option<&str>, now: System
     }
 }
 
-/// Runs the loop until the snapshot's state becomes `stopping`.
-pub fn run(mut probe: impl Probe, pace: Pace, notifier: Arc<Notifier>, shared: Arc<Shared>) {
+/// Runs the loop until the snapshot's state becomes `stopping` (or, with
+/// `exit_on_degraded`, until ready turns degraded).
+pub fn run(
+    mut probe: impl Probe,
+    pace: Pace,
+    notifier: Arc<Notifier>,
+    shared: Arc<Shared>,
+) -> Ended {
     let mut machine = Machine::new(Instant::now(), pace.failures);
     let watchdog = notifier.watchdog;
     tell(
@@ -256,7 +274,7 @@ pub fn run(mut probe: impl Probe, pace: Pace, notifier: Arc<Notifier>, shared: A
         let latency = started.elapsed();
         let now = Instant::now();
         if shared.state() == State::Stopping {
-            return;
+            return Ended::Stopped;
         }
         let ok = verdict.is_ok();
         let transition = machine.observe(ok, now);
@@ -301,6 +319,9 @@ pub fn run(mut probe: impl Probe, pace: Pace, notifier: Arc<Notifier>, shared: A
                 _ => tell(&notifier, &shared, &[Field::Status(&text)]),
             }
             next_ping = now;
+            if pace.exit_on_degraded && *t == Transition::Degraded {
+                return Ended::Degraded;
+            }
         }
         let period = if machine.state() == State::Ready {
             pace.check
@@ -322,7 +343,7 @@ pub fn run(mut probe: impl Probe, pace: Pace, notifier: Arc<Notifier>, shared: A
             };
             let snap = shared.wait_until(wake, |s| s.state == State::Stopping);
             if snap.state == State::Stopping {
-                return;
+                return Ended::Stopped;
             }
             if Instant::now() >= next_check {
                 break;
@@ -438,6 +459,7 @@ mod tests {
             check: Duration::from_millis(1),
             failures: 2,
             label: "CQL on h:1".into(),
+            exit_on_degraded: false,
         };
         // Popped from the end: fail, ok, fail, fail, then ok forever.
         let probe = Scripted(vec![
@@ -459,7 +481,7 @@ mod tests {
             Some(true)
         );
         stop(&notifier, &shared, "JVM shutting down");
-        thread.join().unwrap();
+        assert_eq!(thread.join().unwrap(), Ended::Stopped);
         assert_eq!(shared.snapshot().state, State::Stopping);
     }
 }

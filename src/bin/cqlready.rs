@@ -1,1 +1,495 @@
-fn main() {}
+//! `cqlready`: ask an agent (status, probe, wait), watch ports as a
+//! `Type=notify` service (watch), or load the agent into a running JVM (attach).
+//! Thin: every piece of work is the library's, shared with the agent.
+
+use clap::{Args, Parser, Subcommand};
+use cqlready::cql::{self, Prober, Target};
+use cqlready::monitor::{self, Ended, Pace, Probe, Shared};
+use cqlready::notify::Notifier;
+use cqlready::options::{format_duration, parse_duration};
+use cqlready::status::client::{self, ClientError};
+use cqlready::status::model::{Cql, Snapshot, State};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Exit codes shared by the subcommands.
+const READY: u8 = 0;
+const NOT_READY: u8 = 1;
+const NO_AGENT: u8 = 2;
+const USAGE: u8 = 64;
+
+#[derive(Parser)]
+#[command(name = "cqlready", version = cqlready::VERSION, about = "Is this Cassandra serving CQL? Ask the cqlready agent, or watch from outside.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+#[group(multiple = false)]
+struct Which {
+    /// The agent's status socket.
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// The JVM's PID; its socket is found by itself, also inside a container.
+    #[arg(long, value_name = "PID")]
+    pid: Option<u32>,
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    parse_duration(s).ok_or_else(|| format!("\"{s}\" is not a duration like 500ms, 30s or 10m"))
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show the agent's state: a short summary, or its JSON.
+    #[command(
+        after_help = "Examples:\n  cqlready status --pid $(systemctl show -p MainPID --value cassandra)\n  cqlready status --socket /run/cassandra/cqlready.sock --json\n\nExit: 0 answered, 2 no agent to ask."
+    )]
+    Status {
+        #[command(flatten)]
+        which: Which,
+        /// Print the agent's raw JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One readiness check: exit 0 ready, 1 not ready, 2 no agent. For probes and scripts.
+    #[command(
+        after_help = "Examples:\n  cqlready probe --socket /var/run/cqlready/cqlready.sock   # Kubernetes exec probe\n  cqlready probe --port 9042                                 # no agent: check CQL directly\n\nExit: 0 ready, 1 not ready, 2 no agent to ask."
+    )]
+    Probe {
+        #[command(flatten)]
+        which: Which,
+        /// Check CQL on this port directly (OPTIONS/SUPPORTED) instead of asking an agent.
+        #[arg(long, conflicts_with_all = ["socket", "pid"])]
+        port: Option<u16>,
+        /// With --port: the host.
+        #[arg(long, default_value = "127.0.0.1", requires = "port")]
+        host: String,
+        /// How long to wait for an answer.
+        #[arg(long, default_value = "2s", value_parser = duration)]
+        timeout: Duration,
+    },
+    /// Block until the agent says ready (exit 0) or the timeout passes (exit 1).
+    #[command(
+        after_help = "Example, a rolling restart:\n  for h in node1 node2 node3; do\n    ssh $h 'systemctl restart cassandra && cqlready wait --socket /run/cassandra/cqlready.sock --timeout 15m' || break\n  done\n\nExit: 0 ready, 1 timed out (the last state is printed)."
+    )]
+    Wait {
+        #[command(flatten)]
+        which: Which,
+        /// Give up after this long.
+        #[arg(long, default_value = "10m", value_parser = duration)]
+        timeout: Duration,
+    },
+    /// Run as a Type=notify service: READY=1 once every port answers, exit when one stops.
+    #[command(
+        after_help = "Examples:\n  cqlready watch --port 9042 --port 7199             # CQL by protocol, JMX by TCP\n  cqlready watch --socket /srv/cassandra/run/cqlready.sock   # an agent's socket bind-mounted out of a container\n\nExit: 1 when a port stops answering after it was ready."
+    )]
+    Watch(WatchArgs),
+    /// Load the agent into a running HotSpot JVM, with no JDK tools.
+    #[command(
+        after_help = "Examples:\n  cqlready attach 4242\n  cqlready attach 4242 port=9142,log=debug --lib /opt/cqlready/libcqlready.so\n\nThe JVM must be HotSpot (OpenJDK, Temurin, ...) without -XX:+DisableAttachMechanism;\nrun as root or as the JVM's user."
+    )]
+    Attach {
+        /// The JVM's PID (as seen from here).
+        pid: u32,
+        /// The agent's options, as after -agentpath:...=
+        #[arg(default_value = "")]
+        options: String,
+        /// The agent library; default: libcqlready.so next to this binary.
+        #[arg(long, value_name = "PATH")]
+        lib: Option<PathBuf>,
+        #[arg(long, default_value = "10s", value_parser = duration)]
+        timeout: Duration,
+    },
+}
+
+#[derive(Args)]
+struct WatchArgs {
+    /// A port to watch; repeat for several. The first speaks CQL unless --probe tcp.
+    #[arg(long = "port", value_name = "PORT")]
+    ports: Vec<u16>,
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// How the first port is checked; the others are always TCP.
+    #[arg(long, value_enum, default_value = "cql")]
+    probe: ProbeKind,
+    /// Watch an agent's status socket instead of (or besides) ports.
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    #[arg(long, default_value = "100ms", value_parser = duration)]
+    interval: Duration,
+    #[arg(long, default_value = "1s", value_parser = duration)]
+    check: Duration,
+    #[arg(long, default_value = "1s", value_parser = duration)]
+    timeout: Duration,
+    #[arg(long, default_value_t = 3)]
+    failures: u32,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq)]
+enum ProbeKind {
+    Cql,
+    Tcp,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Status { which, json } => status(&which, json),
+        Command::Probe {
+            which,
+            port: Some(port),
+            host,
+            timeout,
+        } => {
+            let _ = which;
+            probe_port(host, port, timeout)
+        }
+        Command::Probe { which, timeout, .. } => probe(&which, timeout),
+        Command::Wait { which, timeout } => wait(&which, timeout),
+        Command::Watch(args) => watch(args),
+        Command::Attach {
+            pid,
+            options,
+            lib,
+            timeout,
+        } => attach(pid, &options, lib, timeout),
+    };
+    ExitCode::from(code)
+}
+
+/// The socket to ask: `--socket`, `--pid`, or (neither) `$RUNTIME_DIRECTORY`.
+fn socket_of(which: &Which) -> Result<PathBuf, ClientError> {
+    if let Some(p) = &which.socket {
+        return Ok(p.clone());
+    }
+    if let Some(pid) = which.pid {
+        return client::locate(pid);
+    }
+    match std::env::var("RUNTIME_DIRECTORY") {
+        Ok(dir) if !dir.is_empty() => Ok(cqlready::status::server::default_path(0, Some(&dir))),
+        _ => Err(ClientError::NoAgent(
+            "which agent? give --socket PATH or --pid PID (or run with RUNTIME_DIRECTORY set)"
+                .into(),
+        )),
+    }
+}
+
+fn ask(which: &Which, target: &str, timeout: Duration) -> Result<client::Response, ClientError> {
+    client::get(&socket_of(which)?, target, timeout)
+}
+
+fn no_agent(e: &ClientError) -> u8 {
+    eprintln!("cqlready: {e}");
+    NO_AGENT
+}
+
+fn ago(unix_ms: u64) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let secs = now.saturating_sub(unix_ms) / 1000;
+    match secs {
+        0..=119 => format!("{secs}s ago"),
+        120..=7199 => format!("{}m ago", secs / 60),
+        _ => format!("{}h{}m ago", secs / 3600, secs / 60 % 60),
+    }
+}
+
+fn summary(s: &Snapshot) -> String {
+    let mut out = format!(
+        "{} since {} (pid {}, cqlready {})\nCQL      {}:{} (port from {}, host from {}){}\n",
+        s.state.as_str(),
+        ago(s.state_since_unix_ms),
+        s.pid,
+        s.version,
+        s.cql.host,
+        s.cql.port,
+        s.cql.source,
+        s.cql.host_source,
+        s.cql
+            .protocol_version
+            .map(|v| format!(", protocol v{v}"))
+            .unwrap_or_default()
+    );
+    if let Some(t) = s.time_to_ready_ms {
+        out += &format!("ready    after {:.1} s\n", t / 1e3);
+    }
+    if let Some(c) = &s.last_check {
+        out += &format!(
+            "check    {} {:.2} ms, {}{}; {} checks, {} failed\n",
+            if c.ok { "ok" } else { "FAILED" },
+            c.latency_ms,
+            ago(c.at_unix_ms),
+            c.error
+                .as_deref()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default(),
+            s.checks.total,
+            s.checks.failed
+        );
+    }
+    let n = &s.notify;
+    out += &match &n.socket {
+        None => "notify   no service manager (NOTIFY_SOCKET unset)\n".to_string(),
+        Some(sock) => format!(
+            "notify   {sock}: READY {}, STOPPING {}, watchdog {}{}\n",
+            if n.ready_sent { "sent" } else { "not yet" },
+            if n.stopping_sent { "sent" } else { "not sent" },
+            n.watchdog_usec
+                .map(|u| format!(
+                    "every {} ({} pings)",
+                    format_duration(Duration::from_micros(u / 2)),
+                    n.watchdog_pings
+                ))
+                .unwrap_or_else(|| "off".into()),
+            if n.errors > 0 {
+                format!(", {} send errors", n.errors)
+            } else {
+                String::new()
+            }
+        ),
+    };
+    if let Some(st) = &n.last_status {
+        out += &format!("status   {st}\n");
+    }
+    out
+}
+
+fn status(which: &Which, json: bool) -> u8 {
+    let r = match ask(which, "/status", Duration::from_secs(2)) {
+        Ok(r) => r,
+        Err(e) => return no_agent(&e),
+    };
+    if json {
+        print!("{}", r.body);
+        return READY;
+    }
+    match Snapshot::from_json(&r.body) {
+        Ok(s) => {
+            print!("{}", summary(&s));
+            READY
+        }
+        Err(e) => no_agent(&ClientError::Protocol(e)),
+    }
+}
+
+fn probe(which: &Which, timeout: Duration) -> u8 {
+    match ask(which, "/ready", timeout) {
+        Ok(r) if r.code == 200 => {
+            println!("ready");
+            READY
+        }
+        Ok(r) if r.code == 503 => {
+            println!("not ready: {}", r.body.trim());
+            NOT_READY
+        }
+        Ok(r) => no_agent(&ClientError::Protocol(format!(
+            "unexpected answer {}: {}",
+            r.code,
+            r.body.trim()
+        ))),
+        Err(e) => no_agent(&e),
+    }
+}
+
+fn probe_port(host: String, port: u16, timeout: Duration) -> u8 {
+    let mut p = Prober::new(Target {
+        host,
+        port,
+        timeout,
+    });
+    let started = Instant::now();
+    match p.check() {
+        Ok(a) => {
+            println!(
+                "ready: CQL v{} on {} in {:.2} ms",
+                a.version,
+                p.target,
+                started.elapsed().as_secs_f64() * 1e3
+            );
+            READY
+        }
+        Err(e) => {
+            println!("not ready: CQL on {}: {e}", p.target);
+            NOT_READY
+        }
+    }
+}
+
+fn wait(which: &Which, timeout: Duration) -> u8 {
+    let deadline = Instant::now() + timeout;
+    let mut last = String::from("no answer yet");
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            eprintln!(
+                "cqlready: not ready after {}: {last}",
+                format_duration(timeout)
+            );
+            return NOT_READY;
+        }
+        // Long-poll in slices so a socket that appears late is found.
+        let slice = left.min(Duration::from_secs(30));
+        match ask(
+            which,
+            &format!("/ready?wait={}ms", slice.as_millis().max(1)),
+            slice + Duration::from_secs(2),
+        ) {
+            Ok(r) if r.code == 200 => {
+                println!("ready");
+                return READY;
+            }
+            Ok(r) => {
+                last = format!("agent says {}", r.body.trim());
+                if r.body.trim() == State::Stopping.as_str() {
+                    eprintln!("cqlready: the JVM is stopping");
+                    return NOT_READY;
+                }
+            }
+            Err(ClientError::Permission(m)) => return no_agent(&ClientError::Permission(m)),
+            Err(e) => {
+                last = e.to_string();
+                // No agent yet (the JVM is starting): look again shortly.
+                std::thread::sleep(left.min(Duration::from_millis(100)));
+            }
+        }
+    }
+}
+
+/// Every watched thing must pass for the whole to be ready.
+struct All(Vec<Watched>);
+
+enum Watched {
+    Cql(Prober),
+    Tcp(Target),
+    Agent(PathBuf, Duration),
+}
+
+impl Probe for All {
+    fn check(&mut self) -> Result<Option<u8>, String> {
+        let mut version = None;
+        for w in &mut self.0 {
+            match w {
+                Watched::Cql(p) => {
+                    version = p
+                        .check()
+                        .map(|a| Some(a.version))
+                        .map_err(|e| format!("CQL on {}: {e}", p.target))?
+                }
+                Watched::Tcp(t) => cql::tcp_check(t).map_err(|e| format!("TCP {t}: {e}"))?,
+                Watched::Agent(path, timeout) => match client::get(path, "/ready", *timeout) {
+                    Ok(r) if r.code == 200 => {}
+                    Ok(r) => {
+                        return Err(format!(
+                            "agent at {} says {}",
+                            path.display(),
+                            r.body.trim()
+                        ))
+                    }
+                    Err(e) => return Err(e.to_string()),
+                },
+            }
+        }
+        Ok(version)
+    }
+}
+
+fn watch(a: WatchArgs) -> u8 {
+    if a.ports.is_empty() && a.socket.is_none() {
+        eprintln!("cqlready: watch needs at least one --port or --socket");
+        return USAGE;
+    }
+    let mut watched = Vec::new();
+    let mut labels = Vec::new();
+    for (i, &port) in a.ports.iter().enumerate() {
+        let t = Target {
+            host: a.host.clone(),
+            port,
+            timeout: a.timeout,
+        };
+        if i == 0 && a.probe == ProbeKind::Cql {
+            labels.push(format!("CQL on {t}"));
+            watched.push(Watched::Cql(Prober::new(t)));
+        } else {
+            labels.push(format!("TCP {t}"));
+            watched.push(Watched::Tcp(t));
+        }
+    }
+    if let Some(s) = &a.socket {
+        labels.push(format!("agent at {}", s.display()));
+        watched.push(Watched::Agent(s.clone(), a.timeout));
+    }
+    let pid = std::process::id();
+    let notifier = Arc::new(Notifier::from_env(pid));
+    let mut snap = Snapshot::new(
+        pid,
+        Cql {
+            host: a.host.clone(),
+            port: a.ports.first().copied().unwrap_or(0),
+            source: "option".into(),
+            host_source: "option".into(),
+            protocol_version: None,
+        },
+    );
+    snap.notify.socket = notifier.socket.clone();
+    let shared = Shared::new(snap);
+    let pace = Pace {
+        interval: a.interval,
+        check: a.check,
+        failures: a.failures.max(1),
+        label: labels.join(", "),
+        exit_on_degraded: true,
+    };
+    match monitor::run(All(watched), pace, notifier, shared.clone()) {
+        Ended::Degraded => {
+            let s = shared.snapshot();
+            eprintln!(
+                "cqlready: {}",
+                s.notify
+                    .last_status
+                    .unwrap_or_else(|| "stopped answering".into())
+            );
+            NOT_READY
+        }
+        Ended::Stopped => READY,
+    }
+}
+
+/// `libcqlready.so` next to this binary, or in ../lib.
+fn default_lib() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?;
+    [
+        dir.join("libcqlready.so"),
+        dir.join("../lib/libcqlready.so"),
+        dir.join("../lib/cqlready/libcqlready.so"),
+    ]
+    .into_iter()
+    .find(|p| p.is_file())
+}
+
+fn attach(pid: u32, options: &str, lib: Option<PathBuf>, timeout: Duration) -> u8 {
+    if let Err(e) = cqlready::options::Options::parse(options) {
+        eprintln!("cqlready: {e}");
+        return USAGE;
+    }
+    let Some(lib) = lib.or_else(default_lib) else {
+        eprintln!("cqlready: libcqlready.so is not next to this binary; give --lib PATH");
+        return USAGE;
+    };
+    match cqlready::attach::load_agent(pid, Path::new(&lib), options, timeout) {
+        Ok(what) => {
+            println!("{what}");
+            READY
+        }
+        Err(e) => {
+            eprintln!("cqlready: {e}");
+            NOT_READY
+        }
+    }
+}

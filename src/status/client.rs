@@ -3,7 +3,7 @@
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// The largest answer read; a status document is a few KiB.
@@ -114,8 +114,106 @@ pub fn get(socket: &Path, target: &str, timeout: Duration) -> Result<Response, C
     parse_response(&bytes).map_err(|e| ClientError::Protocol(format!("{shown}: {e}")))
 }
 
+/// The socket an `-agentpath` argument names, if it loads cqlready:
+/// `None` when it is not ours, `Some(None)` for the default place.
+pub fn socket_in_agent_arg(arg: &str) -> Option<Option<crate::options::SocketChoice>> {
+    let spec = arg.strip_prefix("-agentpath:")?;
+    let (lib, opts) = spec.split_once('=').unwrap_or((spec, ""));
+    if !lib.contains("cqlready") {
+        return None;
+    }
+    Some(crate::options::Options::parse(opts).ok().map(|o| o.socket))
+}
+
+/// Where JVM `pid` would have put its status socket, as absolute paths in
+/// its own mount namespace, most specific first: a `socket=` in its
+/// `-agentpath` (command line or `JAVA_TOOL_OPTIONS`), its
+/// `$RUNTIME_DIRECTORY`, the per-PID default.
+pub fn candidates(cmdline: &[u8], environ: &[u8], nspid: u32) -> Vec<PathBuf> {
+    use crate::options::SocketChoice;
+    use crate::status::server::default_path;
+    let env: Vec<(&str, &str)> = environ
+        .split(|b| *b == 0)
+        .filter_map(|kv| std::str::from_utf8(kv).ok()?.split_once('='))
+        .collect();
+    let var = |k: &str| env.iter().find(|(n, _)| *n == k).map(|(_, v)| *v);
+    let tool_options = var("JAVA_TOOL_OPTIONS").unwrap_or("");
+    let args = cmdline
+        .split(|b| *b == 0)
+        .filter_map(|a| std::str::from_utf8(a).ok())
+        .chain(tool_options.split_whitespace());
+    let mut out = Vec::new();
+    for choice in args.filter_map(socket_in_agent_arg) {
+        match choice {
+            Some(SocketChoice::Path(p)) => out.push(p),
+            Some(SocketChoice::Disabled) => {}
+            Some(SocketChoice::Auto) | None => {}
+        }
+    }
+    out.push(default_path(nspid, var("RUNTIME_DIRECTORY")));
+    out.push(default_path(nspid, None));
+    out.dedup();
+    out
+}
+
+/// Finds the status socket of JVM `pid`, also inside a container: paths are
+/// reached through `/proc/PID/root`, with the PID the JVM sees itself as.
+pub fn locate(pid: u32) -> Result<PathBuf, ClientError> {
+    use crate::process;
+    use std::os::unix::fs::FileTypeExt;
+    let st = process::status(pid).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => ClientError::NoAgent(format!("no process {pid}")),
+        _ => ClientError::Io(format!("reading /proc/{pid}/status: {e}")),
+    })?;
+    let read = |name: &str| std::fs::read(process::proc_path(pid, name)).unwrap_or_default();
+    let tried = candidates(&read("cmdline"), &read("environ"), st.nspid);
+    for path in &tried {
+        for seen in [process::in_root(pid, path), path.clone()] {
+            if std::fs::symlink_metadata(&seen).is_ok_and(|m| m.file_type().is_socket()) {
+                return Ok(seen);
+            }
+        }
+    }
+    let list: Vec<String> = tried.iter().map(|p| p.display().to_string()).collect();
+    Err(ClientError::NoAgent(format!(
+        "process {pid} has no cqlready status socket (looked for {} in its mount namespace); is the agent loaded with a socket? Give --socket PATH if it uses another place",
+        list.join(", ")
+    )))
+}
+
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_candidates() {
+        let cmd =
+            b"java\0-Xmx1g\0-agentpath:/opt/libcqlready.so=port=9042,socket=/run/c/s.sock\0Main\0";
+        let env = b"PATH=/bin\0RUNTIME_DIRECTORY=/run/cassandra\0";
+        assert_eq!(
+            candidates(cmd, env, 7),
+            vec![
+                PathBuf::from("/run/c/s.sock"),
+                PathBuf::from("/run/cassandra/cqlready.sock"),
+                PathBuf::from("/tmp/cqlready-7/cqlready.sock")
+            ]
+        );
+        let env = b"JAVA_TOOL_OPTIONS=-Xss1m -agentpath:/x/libcqlready.so=socket=/s/a.sock\0";
+        assert_eq!(candidates(b"java\0", env, 1)[0], PathBuf::from("/s/a.sock"));
+        assert_eq!(
+            candidates(b"java\0-agentpath:/other.so=socket=/q.sock\0", b"", 1).len(),
+            1
+        );
+        assert_eq!(
+            socket_in_agent_arg("-agentpath:/l/libcqlready.so"),
+            Some(Some(crate::options::SocketChoice::Auto))
+        );
+        assert_eq!(
+            socket_in_agent_arg("-agentpath:/l/libcqlready.so=bogus=1"),
+            Some(None)
+        );
+    }
+
     use super::*;
 
     #[test]
