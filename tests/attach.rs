@@ -1,0 +1,381 @@
+//! Dynamic attach against real JVMs: java on PATH (17 here) and Temurin 25.
+//! Tests skip (with a note) when a JVM, javac or cc is missing; the
+//! namespace and other-uid tests need root.
+
+use cqlready::attach::{self, parse_agent_code, AttachError};
+use cqlready::process;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+const JAVA25: &str = "/usr/lib/jvm/temurin-25-jdk-amd64/bin/java";
+const T: Duration = Duration::from_secs(10);
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("attach-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// Compiles the sleeping main class once; None without javac.
+fn classes() -> Option<&'static Path> {
+    static DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = scratch("classes");
+        let src = dir.join("Sleeper.java");
+        std::fs::write(
+            &src,
+            "public class Sleeper { public static void main(String[] a) throws Exception {\n\
+            System.out.println(\"ready \" + ProcessHandle.current().pid()); System.out.flush();\n\
+            Thread.sleep(120_000); } }\n",
+        )
+        .ok()?;
+        let ok = Command::new("javac")
+            .args(["--release", "17", "-d"])
+            .arg(&dir)
+            .arg(&src)
+            .status()
+            .ok()?
+            .success();
+        // Readable by nobody, for the other-uid tests.
+        Command::new("chmod")
+            .args(["-R", "a+rX"])
+            .arg(Path::new(env!("CARGO_TARGET_TMPDIR")))
+            .status()
+            .ok()?;
+        ok.then_some(dir)
+    })
+    .as_deref()
+}
+
+/// Builds a tiny JVMTI agent with cc: prints its options, or returns N for
+/// options "fail=N". None without cc.
+fn test_agent(dir: &Path) -> Option<PathBuf> {
+    let src = dir.join("agent.c");
+    let lib = dir.join("libtestagent.so");
+    std::fs::write(&src, "#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\n\
+        int Agent_OnAttach(void *vm, char *options, void *reserved) {\n\
+        if (options && strncmp(options, \"fail=\", 5) == 0) return atoi(options + 5);\n\
+        printf(\"test-agent attached: %s\\n\", options ? options : \"\"); fflush(stdout); return 0; }\n").ok()?;
+    let ok = Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&lib)
+        .arg(&src)
+        .status()
+        .ok()?
+        .success();
+    ok.then_some(lib)
+}
+
+struct Jvm {
+    child: Child,
+    pid: u32,
+    out: Arc<Mutex<String>>,
+}
+
+impl Drop for Jvm {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.pid.to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts a sleeping JVM, optionally as nobody and in new PID and mount
+/// namespaces with a private /tmp (like a container). None to skip.
+fn start_jvm(java: &str, nobody: bool, container: bool, flags: &str) -> Option<Jvm> {
+    if !Path::new(java).exists() && java.contains('/') {
+        eprintln!("skipping: no {java}");
+        return None;
+    }
+    if (nobody || container) && process::euid() != 0 {
+        eprintln!("skipping: needs root");
+        return None;
+    }
+    let cp = classes()?.to_str()?.to_string();
+    let user = if nobody {
+        "setpriv --reuid=65534 --regid=65534 --clear-groups "
+    } else {
+        ""
+    };
+    let java_cmd = format!("exec {user}{java} {flags} -cp {cp} Sleeper");
+    let mut cmd = if container {
+        let mut c = Command::new("unshare");
+        c.args([
+            "-m",
+            "-p",
+            "--fork",
+            "--kill-child",
+            "--mount-proc",
+            "sh",
+            "-c",
+        ])
+        .arg(format!("mount -t tmpfs tmpfs /tmp && cd / && {java_cmd}"));
+        c
+    } else {
+        let mut c = Command::new("sh");
+        c.args(["-c", &java_cmd]).current_dir(if nobody {
+            "/"
+        } else {
+            env!("CARGO_TARGET_TMPDIR")
+        });
+        c
+    };
+    let mut child = cmd.stdout(Stdio::piped()).spawn().ok()?;
+    let stdout = child.stdout.take()?;
+    let mut pid = child.id();
+    if container {
+        // The JVM is unshare's only child.
+        let deadline = Instant::now() + T;
+        loop {
+            let kids = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+                .unwrap_or_default();
+            if let Some(k) = kids.split_whitespace().next().and_then(|k| k.parse().ok()) {
+                pid = k;
+                break;
+            }
+            assert!(Instant::now() < deadline, "unshare started no child");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let out = Arc::new(Mutex::new(String::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let sink = out.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.starts_with("ready ") {
+                let _ = tx.send(());
+            }
+            if let Ok(mut s) = sink.lock() {
+                s.push_str(&line);
+                s.push('\n');
+            }
+        }
+    });
+    let jvm = Jvm { child, pid, out };
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("the JVM printed ready");
+    Some(jvm)
+}
+
+fn socket_of(pid: u32) -> PathBuf {
+    let st = process::status(pid).expect("status");
+    process::in_root(pid, Path::new(&format!("/tmp/.java_pid{}", st.nspid)))
+}
+
+fn properties_and_threaddump(java: &str, nobody: bool, container: bool) {
+    let Some(jvm) = start_jvm(java, nobody, container, "") else {
+        return;
+    };
+    let started = Instant::now();
+    let reply = attach::execute(jvm.pid, "properties", &[], T).expect("properties");
+    assert_eq!(reply.code, 0, "{reply:?}");
+    assert!(reply.text.contains("java.version="), "{}", reply.text);
+    eprintln!("{java}: first attach took {:?}", started.elapsed());
+    assert!(socket_of(jvm.pid).exists());
+    let st = process::status(jvm.pid).expect("status");
+    for dir in [
+        process::proc_path(jvm.pid, "cwd"),
+        process::in_root(jvm.pid, Path::new("/tmp")),
+    ] {
+        assert!(
+            !dir.join(format!(".attach_pid{}", st.nspid)).exists(),
+            "trigger file left behind"
+        );
+    }
+    // Second attach: reuses the socket.
+    let reply = attach::execute(jvm.pid, "threaddump", &[], T).expect("threaddump");
+    assert_eq!(reply.code, 0);
+    assert!(reply.text.contains("\"main\""), "{}", reply.text);
+    let reply = attach::execute(jvm.pid, "jcmd", &["VM.version"], T).expect("jcmd");
+    assert_eq!(reply.code, 0);
+    assert!(reply.text.contains("JDK"), "{}", reply.text);
+    let reply = attach::execute(jvm.pid, "nosuchop", &[], T).expect("unknown op");
+    assert_ne!(reply.code, 0);
+    assert!(
+        jvm.out
+            .lock()
+            .is_ok_and(|o| !o.contains("Full thread dump")),
+        "SIGQUIT dumped threads"
+    );
+}
+
+#[test]
+fn jdk17_properties_threaddump() {
+    properties_and_threaddump("java", false, false);
+}
+
+#[test]
+fn jdk25_properties_threaddump() {
+    properties_and_threaddump(JAVA25, false, false);
+}
+
+#[test]
+fn jdk17_as_other_uid() {
+    properties_and_threaddump("java", true, false);
+}
+
+#[test]
+fn jdk25_in_container_as_other_uid() {
+    properties_and_threaddump(JAVA25, true, true);
+}
+
+fn load_agents(java: &str, nobody: bool, container: bool) {
+    let Some(jvm) = start_jvm(java, nobody, container, "") else {
+        return;
+    };
+    // A missing library: the JVM's own error text.
+    let reply = attach::execute(jvm.pid, "load", &["/nonexistent/libnope.so", "true", ""], T)
+        .expect("load");
+    eprintln!("{java}: load of a missing library: {reply:?}");
+    assert!(reply.text.contains("libnope.so"), "{reply:?}");
+    assert!(parse_agent_code(&reply.text).is_none(), "{reply:?}");
+    // A file that is no library.
+    let tmp = tempdir_outside_target(&format!("{}{nobody}{container}", java.len()));
+    let dir = &tmp.0;
+    let bogus = dir.join("libbogus.so");
+    std::fs::write(&bogus, "not an ELF file").expect("write bogus");
+    match attach::load_agent(jvm.pid, &bogus, "", T) {
+        Err(e @ AttachError::Refused { .. }) => {
+            eprintln!("{java}: {e}");
+            assert!(e.to_string().contains("libbogus.so"), "{e}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let Some(agent) = test_agent(dir) else {
+        eprintln!("skipping agent loading: no cc");
+        return;
+    };
+    if !container {
+        let reply = attach::execute(
+            jvm.pid,
+            "load",
+            &[agent.to_str().unwrap_or(""), "true", "raw"],
+            T,
+        );
+        eprintln!("{java}: raw reply to a good load: {reply:?}");
+    }
+    let msg = attach::load_agent(jvm.pid, &agent, "hello=1", T).expect("load test agent");
+    eprintln!("{java}: {msg}");
+    assert_eq!(msg.contains("copied"), container, "{msg}");
+    let deadline = Instant::now() + T;
+    while !jvm
+        .out
+        .lock()
+        .is_ok_and(|o| o.contains("test-agent attached: hello=1"))
+    {
+        assert!(Instant::now() < deadline, "the agent did not print");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    match attach::load_agent(jvm.pid, &agent, "fail=7", T) {
+        Err(e @ AttachError::AgentFailed { code: 7, .. }) => eprintln!("{java}: {e}"),
+        other => panic!("expected Agent_OnAttach to fail with 7, got {other:?}"),
+    }
+    // The lead's agent, once it exists.
+    let ours = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/debug/libcqlready.so");
+    let exports = Command::new("nm")
+        .arg("-D")
+        .arg(&ours)
+        .output()
+        .map(|o| o.stdout)
+        .unwrap_or_default();
+    if String::from_utf8_lossy(&exports).contains("Agent_OnAttach") {
+        let msg = attach::load_agent(jvm.pid, &ours, "", T).expect("load libcqlready.so");
+        eprintln!("{java}: {msg}");
+    }
+}
+
+/// Under /tmp, so that a container's private /tmp hides it.
+fn tempdir_outside_target(tag: &str) -> TempDir {
+    let dir =
+        std::env::temp_dir().join(format!("cqlready-attach-test-{}-{tag}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp dir");
+    let _ = Command::new("chmod").arg("755").arg(&dir).status();
+    TempDir(dir)
+}
+
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn jdk17_load_agent() {
+    load_agents("java", false, false);
+}
+
+#[test]
+fn jdk25_load_agent() {
+    load_agents(JAVA25, false, false);
+}
+
+#[test]
+fn jdk25_load_agent_in_container_as_other_uid() {
+    load_agents(JAVA25, true, true);
+}
+
+#[test]
+fn jdk17_load_agent_in_container() {
+    load_agents("java", false, true);
+}
+
+#[test]
+fn refuses_non_jvm_without_killing_it() {
+    let mut sleep = Command::new("sleep").arg("30").spawn().expect("sleep");
+    std::thread::sleep(Duration::from_millis(100));
+    let started = Instant::now();
+    let err = attach::execute(sleep.id(), "properties", &[], Duration::from_secs(2))
+        .expect_err("not a JVM");
+    eprintln!("{err}");
+    assert!(matches!(err, AttachError::NotJvm { .. }), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(matches!(sleep.try_wait(), Ok(None)), "sleep died");
+    let _ = sleep.kill();
+    let _ = sleep.wait();
+}
+
+#[test]
+fn no_such_process() {
+    let err = attach::execute(999_999_999, "properties", &[], T).expect_err("no process");
+    assert_eq!(err.to_string(), "no such process 999999999");
+}
+
+#[test]
+fn jdk17_attach_disabled_times_out() {
+    let Some(jvm) = start_jvm("java", false, false, "-XX:+DisableAttachMechanism") else {
+        return;
+    };
+    let started = Instant::now();
+    let err = attach::execute(jvm.pid, "properties", &[], Duration::from_millis(700))
+        .expect_err("disabled");
+    eprintln!("{err}");
+    assert!(matches!(err, AttachError::NoListener { .. }), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(process::check_signal(jvm.pid).is_ok(), "the JVM died");
+}
+
+#[test]
+fn jdk25_reduced_signals() {
+    let Some(jvm) = start_jvm(JAVA25, false, false, "-Xrs") else {
+        return;
+    };
+    // -Xrs starts the listener at startup, as SIGQUIT is not handled.
+    let reply = attach::execute(jvm.pid, "properties", &[], T).expect("-Xrs attach");
+    assert!(reply.text.contains("java.version="));
+    // Without its socket, SIGQUIT would kill it: refuse.
+    std::fs::remove_file(socket_of(jvm.pid)).expect("remove socket");
+    let err = attach::execute(jvm.pid, "properties", &[], T).expect_err("-Xrs");
+    eprintln!("{err}");
+    assert!(err.to_string().contains("SIGQUIT"), "{err:?}");
+    assert!(process::check_signal(jvm.pid).is_ok(), "the JVM died");
+}
