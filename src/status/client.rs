@@ -214,8 +214,6 @@ mod tests {
         );
     }
 
-    use super::*;
-
     #[test]
     fn parses_answers() {
         let r = parse_response(
