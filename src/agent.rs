@@ -2,10 +2,12 @@
 //! discover the address, open the notifier, start the status server and the
 //! monitor thread. `jvm.rs` calls [`start`] and [`stop`]; tests can too.
 
+use crate::cassandra::{self, MBeans, NodeProbe};
 use crate::cql::{Prober, Target};
 use crate::discovery;
-use crate::monitor::{self, Pace, Shared};
+use crate::monitor::{self, Pace, Probe, Shared};
 use crate::notify::Notifier;
+use crate::options::Readiness;
 use crate::options::{Options, SocketChoice};
 use crate::status::client;
 use crate::status::model::{Cql, Snapshot};
@@ -45,11 +47,17 @@ fn served_by_this_process(path: &std::path::Path, pid: u32) -> bool {
         .is_some_and(|s| s.pid == pid)
 }
 
+/// Whether the agent already runs in this process.
+pub fn running() -> bool {
+    AGENT.get().is_some()
+}
+
 /// Starts the agent once per process; a second call only logs.
-/// `prop` reads the JVM's system properties.
-pub fn start(options: &Options, prop: &dyn Fn(&str) -> Option<String>) {
+/// `prop` reads the JVM's system properties; `mbeans` reads Cassandra's
+/// MBeans, used when `cassandra=` says so.
+pub fn start(options: &Options, prop: &dyn Fn(&str) -> Option<String>, mbeans: Box<dyn MBeans>) {
     crate::log::set_level(options.log);
-    if AGENT.get().is_some() {
+    if running() {
         crate::info!("already running in this JVM; the second load does nothing");
         return;
     }
@@ -128,8 +136,22 @@ pub fn start(options: &Options, prop: &dyn Fn(&str) -> Option<String>) {
         check: options.check,
         failures: options.failures,
         label: format!("CQL on {target}"),
+        extend: options.extend,
         exit_on_degraded: false,
     };
+    let view = cassandra::wanted(options.cassandra, prop("sun.java.command").as_deref());
+    if view {
+        crate::info!(
+            "reading Cassandra's own view from its StorageService MBean (ready={:?})",
+            options.ready
+        );
+    }
+    let probe = NodeProbe::new(
+        Prober::new(target),
+        view.then_some(mbeans),
+        options.ready == Readiness::Normal,
+        options.extend,
+    );
     let running = Running {
         shared: shared.clone(),
         notifier: notifier.clone(),
@@ -142,9 +164,17 @@ pub fn start(options: &Options, prop: &dyn Fn(&str) -> Option<String>) {
         .name("cqlready".into())
         .stack_size(256 * 1024)
         .spawn(move || {
+            let mut probe = probe;
             crate::fence("the monitor", || {
-                monitor::run(Prober::new(target), pace, notifier, shared);
-            })
+                monitor::run(&mut probe, pace, notifier, shared)
+            });
+            // A thread attached to the JVM must not end while the JVM exits;
+            // the process's exit ends it.
+            if probe.bound_to_thread() {
+                loop {
+                    std::thread::park();
+                }
+            }
         });
     if let Err(e) = spawned {
         crate::error!("cannot start the monitor thread: {e}; nothing will be reported");

@@ -1,15 +1,19 @@
-//! The JVM's entry points: `Agent_OnLoad`, `Agent_OnAttach`, `Agent_OnUnload`
-//! and the VM-death callback. Thin: read the option string and system
-//! properties through JVMTI, hand them to [`crate::agent`], and fence every
-//! edge so no panic ever crosses into the JVM.
+//! The JVM's entry points: `Agent_OnLoad`, `Agent_OnAttach`, `Agent_OnUnload`,
+//! the VMInit and VMDeath callbacks, and the one JNI use: reading MBean
+//! attributes from the platform MBean server. Thin: read the option string
+//! and system properties through JVMTI, hand them to [`crate::agent`], and
+//! fence every edge so no panic ever crosses into the JVM.
 //!
-//! The JVMTI binding is the handful of entries used, called through the
-//! function table by index. `tests/jvmti_layout.rs` compiles a C program
+//! The JVMTI/JNI binding is the handful of entries used, called through the
+//! function tables by index. `tests/jvmti_layout.rs` compiles a C program
 //! against the JDK's own `jvmti.h` and `jni.h` and checks every index and
-//! constant below, so the table cannot drift from the JDK.
+//! constant below, so the tables cannot drift from the JDK.
 
+use crate::cassandra::MBeans;
 use crate::options::Options;
+use std::cell::Cell;
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
 /// JNI's `jint` and the JVMTI error type.
 type Jint = i32;
@@ -17,14 +21,17 @@ type JvmtiError = u32;
 
 pub const JNI_OK: Jint = 0;
 pub const JNI_ERR: Jint = -1;
+pub const JNI_VERSION_1_8: Jint = 0x0001_0008;
 pub const JVMTI_VERSION_1_2: Jint = 0x3001_0200;
 pub const JVMTI_ENABLE: c_int = 1;
+pub const JVMTI_EVENT_VM_INIT: c_int = 50;
 pub const JVMTI_EVENT_VM_DEATH: c_int = 51;
 pub const JVMTI_ERROR_NONE: JvmtiError = 0;
 
 /// Indexes into `struct JNIInvokeInterface_` (`JavaVM`'s table).
 pub mod invoke {
     pub const GET_ENV: usize = 6;
+    pub const ATTACH_CURRENT_THREAD_AS_DAEMON: usize = 7;
 }
 
 /// Indexes into `struct jvmtiInterface_1_`: the JVMTI function number - 1.
@@ -33,6 +40,24 @@ pub mod jvmti {
     pub const DEALLOCATE: usize = 46;
     pub const SET_EVENT_CALLBACKS: usize = 121;
     pub const GET_SYSTEM_PROPERTY: usize = 130;
+}
+
+/// Indexes into `struct JNINativeInterface_` (`JNIEnv`'s table).
+pub mod jni {
+    pub const FIND_CLASS: usize = 6;
+    pub const EXCEPTION_OCCURRED: usize = 15;
+    pub const EXCEPTION_CLEAR: usize = 17;
+    pub const PUSH_LOCAL_FRAME: usize = 19;
+    pub const POP_LOCAL_FRAME: usize = 20;
+    pub const NEW_OBJECT_A: usize = 30;
+    pub const GET_METHOD_ID: usize = 33;
+    pub const CALL_OBJECT_METHOD_A: usize = 36;
+    pub const GET_STATIC_METHOD_ID: usize = 113;
+    pub const CALL_STATIC_OBJECT_METHOD_A: usize = 116;
+    pub const NEW_STRING_UTF: usize = 167;
+    pub const GET_STRING_UTF_CHARS: usize = 169;
+    pub const RELEASE_STRING_UTF_CHARS: usize = 170;
+    pub const EXCEPTION_CHECK: usize = 228;
 }
 
 /// Slots of `jvmtiEventCallbacks`.
@@ -45,8 +70,8 @@ pub mod callbacks {
 /// takes a prefix of the structure when told its size.
 #[repr(C)]
 struct EventCallbacks {
-    vm_init: Option<unsafe extern "system" fn(*mut JvmtiEnv, *mut c_void, *mut c_void)>,
-    vm_death: Option<unsafe extern "system" fn(*mut JvmtiEnv, *mut c_void)>,
+    vm_init: Option<unsafe extern "system" fn(*mut JvmtiEnv, *mut JniEnv, *mut c_void)>,
+    vm_death: Option<unsafe extern "system" fn(*mut JvmtiEnv, *mut JniEnv)>,
 }
 
 const _: () = assert!(
@@ -56,11 +81,14 @@ const _: () = assert!(
             == callbacks::VM_DEATH * std::mem::size_of::<usize>()
 );
 
-/// `JavaVM` and `jvmtiEnv` are pointers to function tables.
+/// `JavaVM`, `jvmtiEnv` and `JNIEnv` are pointers to function tables.
 pub type JavaVm = *const *const c_void;
 pub type JvmtiEnv = *const *const c_void;
+pub type JniEnv = *const *const c_void;
+type Jobject = *mut c_void;
 
 type GetEnvFn = unsafe extern "system" fn(*mut JavaVm, *mut *mut c_void, Jint) -> Jint;
+type AttachFn = unsafe extern "system" fn(*mut JavaVm, *mut *mut c_void, *mut c_void) -> Jint;
 type SetEventNotificationModeFn =
     unsafe extern "C" fn(*mut JvmtiEnv, c_int, c_int, *mut c_void, ...) -> JvmtiError;
 type DeallocateFn = unsafe extern "system" fn(*mut JvmtiEnv, *mut u8) -> JvmtiError;
@@ -69,8 +97,22 @@ type SetEventCallbacksFn =
 type GetSystemPropertyFn =
     unsafe extern "system" fn(*mut JvmtiEnv, *const c_char, *mut *mut c_char) -> JvmtiError;
 
+/// The VM this library lives in, and whether it may be called now: from
+/// VMInit (or attach, when it is already running) until VMDeath.
+static VM: AtomicPtr<JavaVm> = AtomicPtr::new(std::ptr::null_mut());
+static LIVE: AtomicBool = AtomicBool::new(false);
+
 /// A JVMTI environment; valid for the life of the VM once obtained.
 struct Env(*mut JvmtiEnv);
+
+/// The function in slot `index` of the table `table` points to.
+///
+/// # Safety
+/// `table` must be a live JavaVM/jvmtiEnv/JNIEnv and `index` within its table.
+unsafe fn slot(table: *const *const *const c_void, index: usize) -> *const c_void {
+    // SAFETY: per the contract, the table pointer is valid and long enough.
+    unsafe { *(*table).add(index) }
+}
 
 impl Env {
     fn get(vm: *mut JavaVm) -> Option<Env> {
@@ -81,27 +123,23 @@ impl Env {
         // SAFETY: `vm` is the non-null JavaVM the JVM passed to the entry
         // point; slot GET_ENV of its table is GetEnv (checked against jni.h).
         let rc = unsafe {
-            let get_env: GetEnvFn = std::mem::transmute(*(*vm).add(invoke::GET_ENV));
+            let get_env: GetEnvFn = std::mem::transmute(slot(vm.cast(), invoke::GET_ENV));
             get_env(vm, &mut env, JVMTI_VERSION_1_2)
         };
         (rc == JNI_OK && !env.is_null()).then(|| Env(env.cast()))
     }
 
-    /// The function in slot `index` of the JVMTI table.
     fn slot(&self, index: usize) -> *const c_void {
         // SAFETY: self.0 is a live jvmtiEnv from GetEnv; every index used is
         // below the table's length (checked against jvmti.h).
-        unsafe { *(*self.0).add(index) }
+        unsafe { slot(self.0.cast(), index) }
     }
 
-    /// Registers VMDeath and enables it.
-    fn on_vm_death(
-        &self,
-        cb: unsafe extern "system" fn(*mut JvmtiEnv, *mut c_void),
-    ) -> Result<(), JvmtiError> {
+    /// Registers the VMInit (when `init`) and VMDeath callbacks and enables them.
+    fn register(&self, init: bool) -> Result<(), JvmtiError> {
         let callbacks = EventCallbacks {
-            vm_init: None,
-            vm_death: Some(cb),
+            vm_init: Some(vm_init),
+            vm_death: Some(vm_death),
         };
         // SAFETY: the slots hold SetEventCallbacks and SetEventNotificationMode
         // with these signatures (jvmti.h); JVMTI copies the callbacks before
@@ -119,15 +157,18 @@ impl Env {
             }
             let mode: SetEventNotificationModeFn =
                 std::mem::transmute(self.slot(jvmti::SET_EVENT_NOTIFICATION_MODE));
-            match mode(
-                self.0,
-                JVMTI_ENABLE,
-                JVMTI_EVENT_VM_DEATH,
-                std::ptr::null_mut(),
-            ) {
-                JVMTI_ERROR_NONE => Ok(()),
-                rc => Err(rc),
+            let events: &[c_int] = if init {
+                &[JVMTI_EVENT_VM_INIT, JVMTI_EVENT_VM_DEATH]
+            } else {
+                &[JVMTI_EVENT_VM_DEATH]
+            };
+            for &event in events {
+                let rc = mode(self.0, JVMTI_ENABLE, event, std::ptr::null_mut());
+                if rc != JVMTI_ERROR_NONE {
+                    return Err(rc);
+                }
             }
+            Ok(())
         }
     }
 
@@ -152,12 +193,318 @@ impl Env {
     }
 }
 
-unsafe extern "system" fn vm_death(_env: *mut JvmtiEnv, _jni: *mut c_void) {
+unsafe extern "system" fn vm_init(_env: *mut JvmtiEnv, _jni: *mut JniEnv, _thread: *mut c_void) {
+    LIVE.store(true, Ordering::Release);
+}
+
+unsafe extern "system" fn vm_death(_env: *mut JvmtiEnv, _jni: *mut JniEnv) {
+    LIVE.store(false, Ordering::Release);
     crate::fence("VMDeath", || crate::agent::stop("JVM shutting down"));
 }
 
+thread_local! {
+    /// This thread's JNIEnv once it is attached to the VM.
+    static THREAD_ENV: Cell<*mut JniEnv> = const { Cell::new(std::ptr::null_mut()) };
+}
+
+/// Reads MBean attributes through JNI from the thread that calls it, which
+/// it attaches to the VM as a daemon on first use (so it never holds the VM
+/// up at exit). Calls nothing before VMInit or after VMDeath.
+pub struct JniMBeans;
+
+/// Local references one query may hold; the frame is popped after each query.
+const LOCAL_FRAME: Jint = 32;
+
+/// One query's JNI calls, inside a local frame of the calling thread. The
+/// flag stops describing an exception from recursing into another one.
+struct Call(*mut JniEnv, Cell<bool>);
+
+impl Call {
+    fn f(&self, index: usize) -> *const c_void {
+        // SAFETY: self.0 is the calling thread's live JNIEnv; indexes are
+        // within the table (checked against jni.h).
+        unsafe { slot(self.0.cast(), index) }
+    }
+
+    /// Clears a pending exception and returns its text.
+    fn exception(&self, what: &str) -> Option<String> {
+        type CheckFn = unsafe extern "system" fn(*mut JniEnv) -> u8;
+        type OccurredFn = unsafe extern "system" fn(*mut JniEnv) -> Jobject;
+        type ClearFn = unsafe extern "system" fn(*mut JniEnv);
+        // SAFETY: ExceptionCheck/ExceptionOccurred/ExceptionClear take only
+        // the env; the exception is cleared before anything else is called.
+        let thrown = unsafe {
+            let check: CheckFn = std::mem::transmute(self.f(jni::EXCEPTION_CHECK));
+            if check(self.0) == 0 {
+                return None;
+            }
+            let occurred: OccurredFn = std::mem::transmute(self.f(jni::EXCEPTION_OCCURRED));
+            let thrown = occurred(self.0);
+            let clear: ClearFn = std::mem::transmute(self.f(jni::EXCEPTION_CLEAR));
+            clear(self.0);
+            thrown
+        };
+        if self.1.replace(true) {
+            return Some(format!("{what}: an exception"));
+        }
+        let text = self
+            .to_text(thrown)
+            .unwrap_or_else(|| "an exception".into());
+        self.1.set(false);
+        Some(format!("{what}: {text}"))
+    }
+
+    fn class(&self, name: &str) -> Result<Jobject, String> {
+        type FindClassFn = unsafe extern "system" fn(*mut JniEnv, *const c_char) -> Jobject;
+        let c = CString::new(name).map_err(|e| e.to_string())?;
+        // SAFETY: FindClass with a NUL-terminated binary class name.
+        let cls = unsafe {
+            let find: FindClassFn = std::mem::transmute(self.f(jni::FIND_CLASS));
+            find(self.0, c.as_ptr())
+        };
+        self.checked(cls, name)
+    }
+
+    fn method(
+        &self,
+        cls: Jobject,
+        name: &str,
+        sig: &str,
+        is_static: bool,
+    ) -> Result<*mut c_void, String> {
+        type GetMethodFn = unsafe extern "system" fn(
+            *mut JniEnv,
+            Jobject,
+            *const c_char,
+            *const c_char,
+        ) -> *mut c_void;
+        let (n, s) = (
+            CString::new(name).map_err(|e| e.to_string())?,
+            CString::new(sig).map_err(|e| e.to_string())?,
+        );
+        let index = if is_static {
+            jni::GET_STATIC_METHOD_ID
+        } else {
+            jni::GET_METHOD_ID
+        };
+        // SAFETY: GetMethodID/GetStaticMethodID on a live class reference.
+        let id = unsafe {
+            let get: GetMethodFn = std::mem::transmute(self.f(index));
+            get(self.0, cls, n.as_ptr(), s.as_ptr())
+        };
+        self.checked(id, name)
+    }
+
+    /// A null result or a pending exception becomes an error.
+    fn checked(&self, p: *mut c_void, what: &str) -> Result<*mut c_void, String> {
+        if let Some(e) = self.exception(what) {
+            return Err(e);
+        }
+        if p.is_null() {
+            return Err(format!("{what}: null"));
+        }
+        Ok(p)
+    }
+
+    fn call_object(
+        &self,
+        target: Jobject,
+        method: *mut c_void,
+        args: &[Jobject],
+        is_static: bool,
+    ) -> Result<Jobject, String> {
+        type CallFn =
+            unsafe extern "system" fn(*mut JniEnv, Jobject, *mut c_void, *const Jobject) -> Jobject;
+        let index = if is_static {
+            jni::CALL_STATIC_OBJECT_METHOD_A
+        } else {
+            jni::CALL_OBJECT_METHOD_A
+        };
+        // SAFETY: the method id belongs to the target's class; `args` are
+        // object references laid out as a jvalue array (one pointer each).
+        let r = unsafe {
+            let call: CallFn = std::mem::transmute(self.f(index));
+            call(self.0, target, method, args.as_ptr())
+        };
+        match self.exception("call") {
+            Some(e) => Err(e),
+            None => Ok(r),
+        }
+    }
+
+    fn new_object(
+        &self,
+        cls: Jobject,
+        ctor: *mut c_void,
+        args: &[Jobject],
+    ) -> Result<Jobject, String> {
+        type NewFn =
+            unsafe extern "system" fn(*mut JniEnv, Jobject, *mut c_void, *const Jobject) -> Jobject;
+        // SAFETY: NewObjectA with a constructor id of `cls` and matching args.
+        let o = unsafe {
+            let new: NewFn = std::mem::transmute(self.f(jni::NEW_OBJECT_A));
+            new(self.0, cls, ctor, args.as_ptr())
+        };
+        self.checked(o, "new object")
+    }
+
+    fn string(&self, s: &str) -> Result<Jobject, String> {
+        type NewStringFn = unsafe extern "system" fn(*mut JniEnv, *const c_char) -> Jobject;
+        let c = CString::new(s).map_err(|e| e.to_string())?;
+        // SAFETY: NewStringUTF with a NUL-terminated string.
+        let o = unsafe {
+            let new: NewStringFn = std::mem::transmute(self.f(jni::NEW_STRING_UTF));
+            new(self.0, c.as_ptr())
+        };
+        self.checked(o, "string")
+    }
+
+    /// `String.valueOf(obj)` as a Rust string; `None` for null or failure.
+    fn to_text(&self, obj: Jobject) -> Option<String> {
+        type CharsFn = unsafe extern "system" fn(*mut JniEnv, Jobject, *mut u8) -> *const c_char;
+        type ReleaseFn = unsafe extern "system" fn(*mut JniEnv, Jobject, *const c_char);
+        if obj.is_null() {
+            return None;
+        }
+        let cls = self.class("java/lang/String").ok()?;
+        let value_of = self
+            .method(
+                cls,
+                "valueOf",
+                "(Ljava/lang/Object;)Ljava/lang/String;",
+                true,
+            )
+            .ok()?;
+        let s = self.call_object(cls, value_of, &[obj], true).ok()?;
+        if s.is_null() {
+            return None;
+        }
+        // SAFETY: GetStringUTFChars on a live String; the chars are copied
+        // and released before returning.
+        unsafe {
+            let get: CharsFn = std::mem::transmute(self.f(jni::GET_STRING_UTF_CHARS));
+            let chars = get(self.0, s, std::ptr::null_mut());
+            if chars.is_null() {
+                self.exception("string chars");
+                return None;
+            }
+            let text = CStr::from_ptr(chars).to_string_lossy().into_owned();
+            let release: ReleaseFn = std::mem::transmute(self.f(jni::RELEASE_STRING_UTF_CHARS));
+            release(self.0, s, chars);
+            Some(text)
+        }
+    }
+
+    /// `getPlatformMBeanServer().getAttribute(new ObjectName(object), a)` for each a.
+    fn attributes(&self, object: &str, attrs: &[&str]) -> Result<Vec<Option<String>>, String> {
+        let factory = self.class("java/lang/management/ManagementFactory")?;
+        let get_server = self.method(
+            factory,
+            "getPlatformMBeanServer",
+            "()Ljavax/management/MBeanServer;",
+            true,
+        )?;
+        let server = self.call_object(factory, get_server, &[], true)?;
+        let name_cls = self.class("javax/management/ObjectName")?;
+        let ctor = self.method(name_cls, "<init>", "(Ljava/lang/String;)V", false)?;
+        let name = self.new_object(name_cls, ctor, &[self.string(object)?])?;
+        let server_cls = self.class("javax/management/MBeanServer")?;
+        let get_attr = self.method(
+            server_cls,
+            "getAttribute",
+            "(Ljavax/management/ObjectName;Ljava/lang/String;)Ljava/lang/Object;",
+            false,
+        )?;
+        let mut out = Vec::with_capacity(attrs.len());
+        for attr in attrs {
+            let a = self.string(attr)?;
+            match self.call_object(server, get_attr, &[name, a], false) {
+                Ok(v) => out.push(self.to_text(v)),
+                // No such MBean: the whole object is absent (not Cassandra, or too early).
+                Err(e) if e.contains("InstanceNotFoundException") => return Err(e),
+                Err(_) => out.push(None),
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl JniMBeans {
+    /// This thread's JNIEnv, attaching it as a daemon the first time.
+    fn env() -> Option<*mut JniEnv> {
+        if !LIVE.load(Ordering::Acquire) {
+            return None;
+        }
+        let known = THREAD_ENV.with(Cell::get);
+        if !known.is_null() {
+            return Some(known);
+        }
+        let vm = VM.load(Ordering::Acquire);
+        if vm.is_null() {
+            return None;
+        }
+        let mut env: *mut c_void = std::ptr::null_mut();
+        let name = c"cqlready";
+        let mut args = AttachArgs {
+            version: JNI_VERSION_1_8,
+            name: name.as_ptr(),
+            group: std::ptr::null_mut(),
+        };
+        // SAFETY: `vm` is the JavaVM saved at load and the VM is live;
+        // AttachCurrentThreadAsDaemon attaches this native thread.
+        let rc = unsafe {
+            let attach: AttachFn =
+                std::mem::transmute(slot(vm.cast(), invoke::ATTACH_CURRENT_THREAD_AS_DAEMON));
+            attach(vm, &mut env, (&mut args as *mut AttachArgs).cast())
+        };
+        if rc != JNI_OK || env.is_null() {
+            crate::warn!("cannot attach the monitor thread to the JVM (JNI error {rc}); Cassandra's own view is off");
+            return None;
+        }
+        THREAD_ENV.with(|c| c.set(env.cast()));
+        Some(env.cast())
+    }
+}
+
+/// `JavaVMAttachArgs`.
+#[repr(C)]
+struct AttachArgs {
+    version: Jint,
+    name: *const c_char,
+    group: Jobject,
+}
+
+impl MBeans for JniMBeans {
+    fn attributes(&mut self, object: &str, attrs: &[&str]) -> Result<Vec<Option<String>>, String> {
+        let env = JniMBeans::env().ok_or("the JVM is not running Java code yet")?;
+        type PushFn = unsafe extern "system" fn(*mut JniEnv, Jint) -> Jint;
+        type PopFn = unsafe extern "system" fn(*mut JniEnv, Jobject) -> Jobject;
+        let call = Call(env, Cell::new(false));
+        // SAFETY: PushLocalFrame/PopLocalFrame on this thread's env bound
+        // every local reference the query makes.
+        unsafe {
+            let push: PushFn = std::mem::transmute(call.f(jni::PUSH_LOCAL_FRAME));
+            if push(env, LOCAL_FRAME) != JNI_OK {
+                call.exception("local frame");
+                return Err("no room for local references".into());
+            }
+        }
+        let result = call.attributes(object, attrs);
+        // SAFETY: pops the frame pushed above.
+        unsafe {
+            let pop: PopFn = std::mem::transmute(call.f(jni::POP_LOCAL_FRAME));
+            pop(env, std::ptr::null_mut());
+        }
+        result
+    }
+
+    fn thread_attached(&self) -> bool {
+        !THREAD_ENV.with(Cell::get).is_null()
+    }
+}
+
 /// Where the agent was loaded from, for messages.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Load,
     Attach,
@@ -188,12 +535,18 @@ fn load(vm: *mut JavaVm, options: *mut c_char, phase: Phase) -> Jint {
         crate::error!("this JVM offers no JVMTI 1.2 environment; cqlready stays idle");
         return JNI_OK;
     };
-    if let Err(rc) = env.on_vm_death(vm_death) {
-        crate::warn!(
-            "cannot register for VM death (JVMTI error {rc}); STOPPING=1 will not be sent"
-        );
+    if crate::agent::running() {
+        crate::info!("already running in this JVM; the second load does nothing");
+        return JNI_OK;
     }
-    crate::agent::start(&options, &|name| env.property(name));
+    VM.store(vm, Ordering::Release);
+    if phase == Phase::Attach {
+        LIVE.store(true, Ordering::Release);
+    }
+    if let Err(rc) = env.register(phase == Phase::Load) {
+        crate::warn!("cannot register for VM start and death (JVMTI error {rc}); STOPPING=1 will not be sent");
+    }
+    crate::agent::start(&options, &|name| env.property(name), Box::new(JniMBeans));
     JNI_OK
 }
 

@@ -7,6 +7,7 @@
 
 pub mod agent;
 pub mod attach;
+pub mod cassandra;
 pub mod cql;
 pub mod discovery;
 pub mod jvm;

@@ -22,6 +22,22 @@ use std::time::{Duration, Instant, SystemTime};
 pub trait Probe: Send {
     /// `Ok(Some(v))` carries the CQL protocol version that answered.
     fn check(&mut self) -> Result<Option<u8>, String>;
+    /// Adds what the probe saw to the snapshot (Cassandra's view).
+    fn annotate(&self, _snap: &mut Snapshot) {}
+    /// While not ready: a description of start-up progress worth more start
+    /// time (`EXTEND_TIMEOUT_USEC`), or `None`.
+    fn progress(&mut self) -> Option<String> {
+        None
+    }
+    /// Not ready, but deliberately so (a drained node): keep feeding the watchdog.
+    fn keep_alive(&self) -> bool {
+        false
+    }
+    /// Whether the thread running the probe is now bound to the JVM and so
+    /// must not end while it runs.
+    fn bound_to_thread(&self) -> bool {
+        false
+    }
 }
 
 impl Probe for crate::cql::Prober {
@@ -179,6 +195,8 @@ pub struct Pace {
     pub failures: u32,
     /// What is watched, for STATUS= lines: "CQL on 127.0.0.1:9042".
     pub label: String,
+    /// How much more start time to ask for while the probe reports progress.
+    pub extend: Duration,
     /// End the loop when ready turns degraded (the `watch` command exits,
     /// so units bound to it stop) instead of waiting for recovery.
     pub exit_on_degraded: bool,
@@ -254,7 +272,7 @@ pub fn status_text(label: &str, t: &Transition, error: Option<&str>, now: System
 /// Runs the loop until the snapshot's state becomes `stopping` (or, with
 /// `exit_on_degraded`, until ready turns degraded).
 pub fn run(
-    mut probe: impl Probe,
+    probe: &mut impl Probe,
     pace: Pace,
     notifier: Arc<Notifier>,
     shared: Arc<Shared>,
@@ -268,6 +286,7 @@ pub fn run(
     );
     let mut next_ping = Instant::now();
     let mut last_error: Option<String> = None;
+    let mut extended: Option<Instant> = None;
     loop {
         let started = Instant::now();
         let verdict = probe.check();
@@ -278,11 +297,10 @@ pub fn run(
         }
         let ok = verdict.is_ok();
         let transition = machine.observe(ok, now);
-        if let Err(e) = &verdict {
-            if last_error.as_deref() != Some(e) {
-                crate::debug!("{}: {e}", pace.label);
-            }
-        }
+        let new_error = match &verdict {
+            Err(e) if last_error.as_deref() != Some(e) => Some(e.clone()),
+            _ => None,
+        };
         last_error = verdict.as_ref().err().cloned();
         shared.update(|s| {
             s.checks.total += 1;
@@ -295,6 +313,7 @@ pub fn run(
             if let Ok(Some(v)) = verdict {
                 s.cql.protocol_version = Some(v);
             }
+            probe.annotate(s);
             s.last_check = Some(LastCheck {
                 ok,
                 latency_ms: millis(latency),
@@ -322,6 +341,26 @@ pub fn run(
             if pace.exit_on_degraded && *t == Transition::Degraded {
                 return Ended::Degraded;
             }
+        } else if let (State::Starting, Some(e)) = (machine.state(), &new_error) {
+            // Why it is not ready yet changed: Cassandra's mode, say.
+            crate::debug!("{}: {e}", pace.label);
+            tell(
+                &notifier,
+                &shared,
+                &[Field::Status(&format!("Waiting for {}: {e}", pace.label))],
+            );
+        }
+        if machine.state() == State::Starting {
+            if let Some(text) = probe.progress() {
+                if extended.is_none_or(|t| t.elapsed() >= pace.extend / 3) {
+                    tell(
+                        &notifier,
+                        &shared,
+                        &[Field::ExtendTimeout(pace.extend), Field::Status(&text)],
+                    );
+                    extended = Some(Instant::now());
+                }
+            }
         }
         let period = if machine.state() == State::Ready {
             pace.check
@@ -330,7 +369,7 @@ pub fn run(
         };
         let next_check = started + period;
         loop {
-            let ready = machine.state() == State::Ready;
+            let ready = machine.state() == State::Ready || probe.keep_alive();
             if let (true, Some(wd)) = (ready, watchdog) {
                 if Instant::now() >= next_ping {
                     tell(&notifier, &shared, &[Field::Watchdog]);
@@ -459,6 +498,7 @@ mod tests {
             check: Duration::from_millis(1),
             failures: 2,
             label: "CQL on h:1".into(),
+            extend: Duration::from_secs(60),
             exit_on_degraded: false,
         };
         // Popped from the end: fail, ok, fail, fail, then ok forever.
@@ -467,7 +507,7 @@ mod tests {
         ]);
         let notifier = Arc::new(Notifier::disabled());
         let (n, s) = (notifier.clone(), shared.clone());
-        let thread = std::thread::spawn(move || run(probe, pace, n, s));
+        let thread = std::thread::spawn(move || run(&mut { probe }, pace, n, s));
         let deadline = Instant::now() + Duration::from_secs(10);
         let snap = shared.wait_until(deadline, |s| s.checks.total >= 8);
         assert_eq!(snap.state, State::Ready);

@@ -21,6 +21,24 @@ pub enum SocketChoice {
     Path(PathBuf),
 }
 
+/// `auto`, `on` or `off`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Toggle {
+    Auto,
+    On,
+    Off,
+}
+
+/// What "ready" means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Readiness {
+    /// CQL answers OPTIONS.
+    Cql,
+    /// CQL answers and, where Cassandra's view is available, the node is
+    /// NORMAL with its native transport running.
+    Normal,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Options {
     /// CQL port; `None` means discover it as Cassandra does.
@@ -33,6 +51,9 @@ pub struct Options {
     pub failures: u32,
     pub socket: SocketChoice,
     pub log: Level,
+    pub cassandra: Toggle,
+    pub ready: Readiness,
+    pub extend: Duration,
 }
 
 /// One option: its name, its default (as the user would write it), what it
@@ -147,6 +168,42 @@ pub const KEYS: &[Key] = &[
             Ok(())
         },
     },
+    Key {
+        name: "cassandra",
+        default: "auto",
+        help: "read Cassandra's own view (StorageService MBean, in-process); auto: when the main class is Cassandra's or DSE's",
+        set: |o, v| {
+            o.cassandra = match v {
+                "auto" => Toggle::Auto,
+                "on" => Toggle::On,
+                "off" => Toggle::Off,
+                _ => return Err("auto, on or off".into()),
+            };
+            Ok(())
+        },
+    },
+    Key {
+        name: "ready",
+        default: "normal",
+        help: "cql: ready when CQL answers; normal: also require Cassandra's mode NORMAL and its native transport on (when its view is available)",
+        set: |o, v| {
+            o.ready = match v {
+                "cql" => Readiness::Cql,
+                "normal" => Readiness::Normal,
+                _ => return Err("cql or normal".into()),
+            };
+            Ok(())
+        },
+    },
+    Key {
+        name: "extend",
+        default: "2m",
+        help: "while a bootstrap or join makes progress, EXTEND_TIMEOUT_USEC asks systemd for this much more start time",
+        set: |o, v| {
+            o.extend = duration_in(v, Duration::from_secs(1), Duration::from_secs(3600))?;
+            Ok(())
+        },
+    },
 ];
 
 /// A bad option string: names the key or value and says what is valid.
@@ -176,6 +233,9 @@ impl Default for Options {
             failures: 0,
             socket: SocketChoice::Auto,
             log: Level::Info,
+            cassandra: Toggle::Auto,
+            ready: Readiness::Normal,
+            extend: Duration::ZERO,
         };
         for key in KEYS {
             // The table's defaults are covered by a unit test.
@@ -295,6 +355,9 @@ mod tests {
         assert_eq!(o.failures, 3);
         assert_eq!(o.socket, SocketChoice::Auto);
         assert_eq!(o.log, Level::Info);
+        assert_eq!(o.cassandra, Toggle::Auto);
+        assert_eq!(o.ready, Readiness::Normal);
+        assert_eq!(o.extend, Duration::from_secs(120));
     }
 
     #[test]

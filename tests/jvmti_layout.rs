@@ -13,6 +13,21 @@ const PROGRAM: &str = r#"
 #define SLOT(s, f) (offsetof(s, f) / sizeof(void *))
 int main(void) {
   printf("GET_ENV %zu\n", SLOT(struct JNIInvokeInterface_, GetEnv));
+  printf("ATTACH_CURRENT_THREAD_AS_DAEMON %zu\n", SLOT(struct JNIInvokeInterface_, AttachCurrentThreadAsDaemon));
+  printf("FIND_CLASS %zu\n", SLOT(struct JNINativeInterface_, FindClass));
+  printf("EXCEPTION_OCCURRED %zu\n", SLOT(struct JNINativeInterface_, ExceptionOccurred));
+  printf("EXCEPTION_CLEAR %zu\n", SLOT(struct JNINativeInterface_, ExceptionClear));
+  printf("PUSH_LOCAL_FRAME %zu\n", SLOT(struct JNINativeInterface_, PushLocalFrame));
+  printf("POP_LOCAL_FRAME %zu\n", SLOT(struct JNINativeInterface_, PopLocalFrame));
+  printf("NEW_OBJECT_A %zu\n", SLOT(struct JNINativeInterface_, NewObjectA));
+  printf("GET_METHOD_ID %zu\n", SLOT(struct JNINativeInterface_, GetMethodID));
+  printf("CALL_OBJECT_METHOD_A %zu\n", SLOT(struct JNINativeInterface_, CallObjectMethodA));
+  printf("GET_STATIC_METHOD_ID %zu\n", SLOT(struct JNINativeInterface_, GetStaticMethodID));
+  printf("CALL_STATIC_OBJECT_METHOD_A %zu\n", SLOT(struct JNINativeInterface_, CallStaticObjectMethodA));
+  printf("NEW_STRING_UTF %zu\n", SLOT(struct JNINativeInterface_, NewStringUTF));
+  printf("GET_STRING_UTF_CHARS %zu\n", SLOT(struct JNINativeInterface_, GetStringUTFChars));
+  printf("RELEASE_STRING_UTF_CHARS %zu\n", SLOT(struct JNINativeInterface_, ReleaseStringUTFChars));
+  printf("EXCEPTION_CHECK %zu\n", SLOT(struct JNINativeInterface_, ExceptionCheck));
   printf("SET_EVENT_NOTIFICATION_MODE %zu\n", SLOT(struct jvmtiInterface_1_, SetEventNotificationMode));
   printf("DEALLOCATE %zu\n", SLOT(struct jvmtiInterface_1_, Deallocate));
   printf("SET_EVENT_CALLBACKS %zu\n", SLOT(struct jvmtiInterface_1_, SetEventCallbacks));
@@ -21,7 +36,9 @@ int main(void) {
   printf("CB_VM_DEATH %zu\n", SLOT(jvmtiEventCallbacks, VMDeath));
   printf("JVMTI_VERSION_1_2 %d\n", (int)JVMTI_VERSION_1_2);
   printf("JVMTI_ENABLE %d\n", (int)JVMTI_ENABLE);
+  printf("JVMTI_EVENT_VM_INIT %d\n", (int)JVMTI_EVENT_VM_INIT);
   printf("JVMTI_EVENT_VM_DEATH %d\n", (int)JVMTI_EVENT_VM_DEATH);
+  printf("JNI_VERSION_1_8 %d\n", (int)JNI_VERSION_1_8);
   printf("JNI_OK %d\n", (int)JNI_OK);
   printf("JNI_ERR %d\n", (int)JNI_ERR);
   return 0;
@@ -78,6 +95,39 @@ fn slots_and_constants_match_every_installed_jdk() {
     let ours: Vec<(&str, i64)> = vec![
         ("GET_ENV", jvm::invoke::GET_ENV as i64),
         (
+            "ATTACH_CURRENT_THREAD_AS_DAEMON",
+            jvm::invoke::ATTACH_CURRENT_THREAD_AS_DAEMON as i64,
+        ),
+        ("FIND_CLASS", jvm::jni::FIND_CLASS as i64),
+        ("EXCEPTION_OCCURRED", jvm::jni::EXCEPTION_OCCURRED as i64),
+        ("EXCEPTION_CLEAR", jvm::jni::EXCEPTION_CLEAR as i64),
+        ("PUSH_LOCAL_FRAME", jvm::jni::PUSH_LOCAL_FRAME as i64),
+        ("POP_LOCAL_FRAME", jvm::jni::POP_LOCAL_FRAME as i64),
+        ("NEW_OBJECT_A", jvm::jni::NEW_OBJECT_A as i64),
+        ("GET_METHOD_ID", jvm::jni::GET_METHOD_ID as i64),
+        (
+            "CALL_OBJECT_METHOD_A",
+            jvm::jni::CALL_OBJECT_METHOD_A as i64,
+        ),
+        (
+            "GET_STATIC_METHOD_ID",
+            jvm::jni::GET_STATIC_METHOD_ID as i64,
+        ),
+        (
+            "CALL_STATIC_OBJECT_METHOD_A",
+            jvm::jni::CALL_STATIC_OBJECT_METHOD_A as i64,
+        ),
+        ("NEW_STRING_UTF", jvm::jni::NEW_STRING_UTF as i64),
+        (
+            "GET_STRING_UTF_CHARS",
+            jvm::jni::GET_STRING_UTF_CHARS as i64,
+        ),
+        (
+            "RELEASE_STRING_UTF_CHARS",
+            jvm::jni::RELEASE_STRING_UTF_CHARS as i64,
+        ),
+        ("EXCEPTION_CHECK", jvm::jni::EXCEPTION_CHECK as i64),
+        (
             "SET_EVENT_NOTIFICATION_MODE",
             jvm::jvmti::SET_EVENT_NOTIFICATION_MODE as i64,
         ),
@@ -94,7 +144,9 @@ fn slots_and_constants_match_every_installed_jdk() {
         ("CB_VM_DEATH", jvm::callbacks::VM_DEATH as i64),
         ("JVMTI_VERSION_1_2", jvm::JVMTI_VERSION_1_2 as i64),
         ("JVMTI_ENABLE", jvm::JVMTI_ENABLE as i64),
+        ("JVMTI_EVENT_VM_INIT", jvm::JVMTI_EVENT_VM_INIT as i64),
         ("JVMTI_EVENT_VM_DEATH", jvm::JVMTI_EVENT_VM_DEATH as i64),
+        ("JNI_VERSION_1_8", jvm::JNI_VERSION_1_8 as i64),
         ("JNI_OK", jvm::JNI_OK as i64),
         ("JNI_ERR", jvm::JNI_ERR as i64),
     ];

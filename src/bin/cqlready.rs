@@ -443,9 +443,10 @@ fn watch(a: WatchArgs) -> u8 {
         check: a.check,
         failures: a.failures.max(1),
         label: labels.join(", "),
+        extend: Duration::from_secs(120),
         exit_on_degraded: true,
     };
-    match monitor::run(All(watched), pace, notifier, shared.clone()) {
+    match monitor::run(&mut All(watched), pace, notifier, shared.clone()) {
         Ended::Degraded => {
             let s = shared.snapshot();
             eprintln!(

@@ -36,7 +36,7 @@ impl State {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Cql {
     pub host: String,
     pub port: u16,
@@ -45,6 +45,19 @@ pub struct Cql {
     pub host_source: String,
     /// The protocol version the server accepted at the last good check.
     pub protocol_version: Option<u8>,
+}
+
+/// Cassandra's own view, from its StorageService MBean.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Cassandra {
+    /// STARTING, JOINING, NORMAL, LEAVING, DECOMMISSIONED, MOVING, DRAINING, DRAINED.
+    pub mode: Option<String>,
+    pub native_transport: Option<bool>,
+    pub joined: Option<bool>,
+    pub bootstrap: Option<bool>,
+    pub load_bytes: Option<f64>,
+    /// Why the view is missing: not Cassandra, or too early in start-up.
+    pub error: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -84,6 +97,9 @@ pub struct Snapshot {
     pub state_since_unix_ms: u64,
     pub started_unix_ms: u64,
     pub cql: Cql,
+    /// Present when the agent reads Cassandra's MBeans.
+    #[serde(default)]
+    pub cassandra: Option<Cassandra>,
     pub time_to_ready_ms: Option<f64>,
     pub last_check: Option<LastCheck>,
     pub checks: Checks,
@@ -112,6 +128,7 @@ impl Snapshot {
             state_since_unix_ms: now,
             started_unix_ms: now,
             cql,
+            cassandra: None,
             time_to_ready_ms: None,
             last_check: None,
             checks: Checks::default(),

@@ -1,0 +1,336 @@
+//! Cassandra's own view of itself, read in-process from the platform MBean
+//! server with the standard JMX API only: no Cassandra classes (so DSE works
+//! too), no JMX port, no credentials.
+//!
+//! | attribute of `org.apache.cassandra.db:type=StorageService` | used for |
+//! |---|---|
+//! | `OperationMode` | STARTING, JOINING, NORMAL, LEAVING, DECOMMISSIONED, MOVING, DRAINING, DRAINED |
+//! | `NativeTransportRunning` | whether CQL was switched off (`nodetool disablebinary`) |
+//! | `Joined`, `BootstrapMode` | join and bootstrap state |
+//! | `Load` | bytes on disk, one sign of bootstrap progress |
+//!
+//! and `org.apache.cassandra.net:type=StreamManager`'s `CurrentStreams`
+//! while joining, whose changes are the other sign of progress. When the
+//! MBean is absent (not Cassandra, or too early) readiness is CQL alone.
+
+use crate::cql::Prober;
+use crate::monitor::Probe;
+use crate::status::model::{Cassandra, Snapshot};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::time::{Duration, Instant};
+
+pub const STORAGE_SERVICE: &str = "org.apache.cassandra.db:type=StorageService";
+pub const STREAM_MANAGER: &str = "org.apache.cassandra.net:type=StreamManager";
+const ATTRIBUTES: [&str; 5] = [
+    "OperationMode",
+    "NativeTransportRunning",
+    "Joined",
+    "BootstrapMode",
+    "Load",
+];
+
+/// Reads MBean attributes as text. The agent's implementation calls into
+/// the JVM through JNI (`jvm.rs`); tests use a table.
+pub trait MBeans: Send {
+    /// The attributes of `object`, `None` where one is missing. `Err` when
+    /// the object itself is absent or the JVM cannot be asked.
+    fn attributes(&mut self, object: &str, attrs: &[&str]) -> Result<Vec<Option<String>>, String>;
+    /// Whether the calling thread is attached to the JVM (it must then never
+    /// end while the JVM runs).
+    fn thread_attached(&self) -> bool {
+        false
+    }
+}
+
+/// Whether to ask Cassandra, from `cassandra=auto|on|off` and the JVM's
+/// main class (`sun.java.command`): Apache Cassandra's or DSE's.
+pub fn wanted(setting: crate::options::Toggle, java_command: Option<&str>) -> bool {
+    use crate::options::Toggle;
+    match setting {
+        Toggle::On => true,
+        Toggle::Off => false,
+        Toggle::Auto => java_command.is_some_and(|c| {
+            let main = c.split_whitespace().next().unwrap_or("");
+            main.starts_with("org.apache.cassandra.") || main.starts_with("com.datastax.")
+        }),
+    }
+}
+
+/// Parses one read of the StorageService attributes.
+pub fn view(values: &[Option<String>]) -> Cassandra {
+    let get = |i: usize| values.get(i).cloned().flatten();
+    let flag = |i: usize| get(i).and_then(|v| v.parse::<bool>().ok());
+    Cassandra {
+        mode: get(0).map(|m| crate::notify::sanitize(&m)),
+        native_transport: flag(1),
+        joined: flag(2),
+        bootstrap: flag(3),
+        load_bytes: get(4).and_then(|v| v.parse::<f64>().ok()),
+        error: None,
+    }
+}
+
+/// Modes in which the operator took the node out on purpose: not ready, but
+/// alive, so the watchdog keeps being fed and does not restart it.
+pub fn deliberately_out(mode: &str) -> bool {
+    matches!(mode, "DRAINING" | "DRAINED" | "DECOMMISSIONED")
+}
+
+/// The agent's probe: CQL answers, and (when Cassandra's view is there and
+/// `require_normal`) the node says NORMAL and its native transport runs.
+pub struct NodeProbe {
+    pub cql: Prober,
+    mbeans: Option<Box<dyn MBeans>>,
+    require_normal: bool,
+    last: Option<Cassandra>,
+    /// A digest of what changes while a bootstrap streams, and when it last changed.
+    fingerprint: u64,
+    changed: Option<Instant>,
+    extend: Duration,
+}
+
+impl NodeProbe {
+    pub fn new(
+        cql: Prober,
+        mbeans: Option<Box<dyn MBeans>>,
+        require_normal: bool,
+        extend: Duration,
+    ) -> NodeProbe {
+        NodeProbe {
+            cql,
+            mbeans,
+            require_normal,
+            last: None,
+            fingerprint: 0,
+            changed: None,
+            extend,
+        }
+    }
+
+    fn read(&mut self) {
+        let Some(m) = self.mbeans.as_mut() else {
+            return;
+        };
+        let mut c = match m.attributes(STORAGE_SERVICE, &ATTRIBUTES) {
+            Ok(values) => view(&values),
+            Err(e) => Cassandra {
+                error: Some(crate::notify::sanitize(&e)),
+                ..Cassandra::default()
+            },
+        };
+        let mut h = DefaultHasher::new();
+        (
+            &c.mode,
+            c.joined,
+            c.bootstrap,
+            c.load_bytes.map(f64::to_bits),
+        )
+            .hash(&mut h);
+        if c.mode.as_deref() == Some("JOINING") || c.bootstrap == Some(true) {
+            if let Ok(v) = m.attributes(STREAM_MANAGER, &["CurrentStreams"]) {
+                v.hash(&mut h);
+            }
+        }
+        let fp = h.finish();
+        if fp != self.fingerprint {
+            self.fingerprint = fp;
+            self.changed = Some(Instant::now());
+        }
+        if c.mode.is_none() && c.error.is_none() {
+            c.error = Some("no OperationMode".into());
+        }
+        self.last = Some(c);
+    }
+
+    fn mode(&self) -> Option<&str> {
+        self.last.as_ref()?.mode.as_deref()
+    }
+}
+
+impl Probe for NodeProbe {
+    fn check(&mut self) -> Result<Option<u8>, String> {
+        let cql = Prober::check(&mut self.cql);
+        self.read();
+        let answer = cql.map_err(|e| match self.mode() {
+            Some(mode) => format!("{e}; Cassandra is {mode}"),
+            None => e.to_string(),
+        })?;
+        if self.require_normal {
+            if let Some(c) = &self.last {
+                if c.native_transport == Some(false) {
+                    return Err("CQL answers but Cassandra's native transport is off (nodetool disablebinary?)".into());
+                }
+                if let Some(mode) = c.mode.as_deref().filter(|m| *m != "NORMAL") {
+                    return Err(format!("CQL answers but Cassandra is {mode}"));
+                }
+            }
+        }
+        Ok(Some(answer.version))
+    }
+
+    fn annotate(&self, snap: &mut Snapshot) {
+        snap.cassandra = self.last.clone();
+    }
+
+    fn progress(&mut self) -> Option<String> {
+        let c = self.last.as_ref()?;
+        let joining = c.mode.as_deref() == Some("JOINING") || c.bootstrap == Some(true);
+        let recent = self.changed.is_some_and(|t| t.elapsed() < self.extend);
+        if !(joining && recent) {
+            return None;
+        }
+        let load = c
+            .load_bytes
+            .map(|b| format!(", {:.1} MiB on disk", b / (1024.0 * 1024.0)))
+            .unwrap_or_default();
+        Some(format!(
+            "Cassandra {} (bootstrap in progress{load})",
+            c.mode.as_deref().unwrap_or("JOINING")
+        ))
+    }
+
+    fn keep_alive(&self) -> bool {
+        self.mode().is_some_and(deliberately_out)
+    }
+
+    fn bound_to_thread(&self) -> bool {
+        self.mbeans.as_ref().is_some_and(|m| m.thread_attached())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::options::Toggle;
+
+    #[test]
+    fn who_is_cassandra() {
+        assert!(wanted(
+            Toggle::Auto,
+            Some("org.apache.cassandra.service.CassandraDaemon")
+        ));
+        assert!(wanted(Toggle::Auto, Some("com.datastax.bdp.DseModule")));
+        assert!(!wanted(Toggle::Auto, Some("CqlFixture 9042")));
+        assert!(!wanted(Toggle::Auto, None));
+        assert!(wanted(Toggle::On, None));
+        assert!(!wanted(
+            Toggle::Off,
+            Some("org.apache.cassandra.service.CassandraDaemon")
+        ));
+    }
+
+    #[test]
+    fn views() {
+        let v = view(&[
+            Some("NORMAL".into()),
+            Some("true".into()),
+            Some("true".into()),
+            Some("false".into()),
+            Some("1048576.0".into()),
+        ]);
+        assert_eq!(v.mode.as_deref(), Some("NORMAL"));
+        assert_eq!(v.native_transport, Some(true));
+        assert_eq!(v.bootstrap, Some(false));
+        assert_eq!(v.load_bytes, Some(1048576.0));
+        let v = view(&[Some("JOIN\nING".into()), None, Some("maybe".into())]);
+        assert_eq!(v.mode.as_deref(), Some("JOIN ING"));
+        assert_eq!(
+            (v.native_transport, v.joined, v.load_bytes),
+            (None, None, None)
+        );
+    }
+
+    /// StorageService attributes from a script, one read per check.
+    struct Table(Vec<Result<Vec<Option<String>>, String>>);
+    impl MBeans for Table {
+        fn attributes(&mut self, object: &str, _: &[&str]) -> Result<Vec<Option<String>>, String> {
+            if object == STREAM_MANAGER {
+                return Ok(vec![None]);
+            }
+            if self.0.len() > 1 {
+                self.0.remove(0)
+            } else {
+                self.0[0].clone()
+            }
+        }
+    }
+
+    fn row(mode: &str, native: bool, load: f64) -> Result<Vec<Option<String>>, String> {
+        Ok(vec![
+            Some(mode.into()),
+            Some(native.to_string()),
+            Some("true".into()),
+            Some("false".into()),
+            Some(load.to_string()),
+        ])
+    }
+
+    #[test]
+    fn readiness_follows_the_mode_only_when_asked() {
+        // No CQL listener on this port: the CQL part fails first.
+        let dead = || {
+            Prober::new(crate::cql::Target {
+                host: "127.0.0.1".into(),
+                port: 1,
+                timeout: Duration::from_millis(200),
+            })
+        };
+        let mut p = NodeProbe::new(
+            dead(),
+            Some(Box::new(Table(vec![row("JOINING", true, 1.0)]))),
+            true,
+            Duration::from_secs(60),
+        );
+        assert!(p.check().is_err());
+        assert!(p.progress().unwrap().contains("JOINING"));
+        let mut p = NodeProbe::new(
+            dead(),
+            Some(Box::new(Table(vec![row("DRAINED", false, 1.0)]))),
+            true,
+            Duration::from_secs(60),
+        );
+        assert!(p.check().is_err());
+        assert!(p.keep_alive());
+        assert_eq!(p.progress(), None);
+        let mut p = NodeProbe::new(
+            dead(),
+            Some(Box::new(Table(vec![Err(
+                "InstanceNotFoundException".into()
+            )]))),
+            true,
+            Duration::from_secs(60),
+        );
+        assert!(p.check().is_err());
+        let mut snap = Snapshot::new(1, Default::default());
+        p.annotate(&mut snap);
+        assert!(snap
+            .cassandra
+            .unwrap()
+            .error
+            .unwrap()
+            .contains("InstanceNotFound"));
+    }
+
+    #[test]
+    fn progress_stops_when_nothing_changes() {
+        let dead = Prober::new(crate::cql::Target {
+            host: "127.0.0.1".into(),
+            port: 1,
+            timeout: Duration::from_millis(100),
+        });
+        let mut p = NodeProbe::new(
+            dead,
+            Some(Box::new(Table(vec![row("JOINING", true, 1.0)]))),
+            true,
+            Duration::from_millis(1),
+        );
+        let _ = p.check();
+        std::thread::sleep(Duration::from_millis(5));
+        let _ = p.check();
+        assert_eq!(
+            p.progress(),
+            None,
+            "the same view twice, past the window, is no progress"
+        );
+    }
+}
