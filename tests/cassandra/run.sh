@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Start one Apache Cassandra 5.0 node in the foreground (like `bin/cassandra -f`),
+# with the JVM exec'd in place of this script so its pid is this script's pid.
+#
+# Usage: tests/cassandra/run.sh [options] [-- extra JVM args...]
+#   --base DIR           node dir: data/, logs/, conf/cassandra.yaml  [env CASSANDRA_BASE,
+#                        default $CQLREADY_CACHE/nodes/<native-port>]
+#   --native-port N      CQL port            [env CASSANDRA_NATIVE_PORT, default 9042]
+#   --storage-port N     internode port      [env CASSANDRA_STORAGE_PORT, default 7000]
+#   --jmx-port N         local JMX port      [env CASSANDRA_JMX_PORT, default 7199]
+#   --address IP         listen/rpc address  [env CASSANDRA_ADDRESS, default 127.0.0.1]
+#   --heap SIZE          -Xms/-Xmx           [env CASSANDRA_HEAP, default 1G]
+#   --fresh              wipe <base>/data, logs/, tmp/ first  [env CASSANDRA_FRESH=1]
+#   --fast               ring_delay 0 + no gossip-settle wait: first boot (empty data) takes
+#                        ~6s instead of ~36s (30s RING_DELAY); restarts ~6.5s vs ~8s.
+#                        Single-node only.  [env CASSANDRA_FAST=1]
+#   --print              print the java command (one arg per line) and exit
+# JVM_EXTRA_OPTS (word-split) and args after `--` are appended to the JVM flags; that
+# is where the cqlready agent goes: JVM_EXTRA_OPTS="-agentpath:/path/libcqlready.so=..."
+# CASSANDRA_LIB overrides the jar dir (default: output of fetch.sh, which fetches on first use).
+# JAVA (default: $JAVA_HOME/bin/java or java on PATH) selects the JVM.
+# Logs: INFO to stdout and <base>/logs/system.log. Readiness line to watch:
+#   "Starting listening for CQL clients on /127.0.0.1:<port> (unencrypted)..."
+# SIGTERM: Cassandra's shutdown hook drains and the JVM exits with status 143 (~4-5s).
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cache="${CQLREADY_CACHE:-$HOME/.cache/cqlready}"
+
+native_port="${CASSANDRA_NATIVE_PORT:-9042}"
+storage_port="${CASSANDRA_STORAGE_PORT:-7000}"
+jmx_port="${CASSANDRA_JMX_PORT:-7199}"
+address="${CASSANDRA_ADDRESS:-127.0.0.1}"
+heap="${CASSANDRA_HEAP:-1G}"
+base="${CASSANDRA_BASE:-}"
+fresh="${CASSANDRA_FRESH:-0}"
+fast="${CASSANDRA_FAST:-0}"
+print=0
+extra_args=()
+
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --base) base="$2"; shift 2 ;;
+        --native-port) native_port="$2"; shift 2 ;;
+        --storage-port) storage_port="$2"; shift 2 ;;
+        --jmx-port) jmx_port="$2"; shift 2 ;;
+        --address) address="$2"; shift 2 ;;
+        --heap) heap="$2"; shift 2 ;;
+        --fresh) fresh=1; shift ;;
+        --fast) fast=1; shift ;;
+        --print) print=1; shift ;;
+        --) shift; extra_args=("$@"); break ;;
+        -h|--help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}"; exit 0 ;;
+        *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
+    esac
+done
+
+base="${base:-$cache/nodes/$native_port}"
+mkdir -p "$base"
+base="$(cd "$base" && pwd)"
+
+lib="${CASSANDRA_LIB:-}"
+if [[ -z "$lib" ]]; then
+    lib="$("$here/fetch.sh" | tail -n1)"
+fi
+[[ -d "$lib" ]] || { echo "run.sh: no jar dir $lib" >&2; exit 1; }
+chome="$(dirname "$lib")"
+
+if [[ -n "${JAVA:-}" ]]; then java="$JAVA"
+elif [[ -n "${JAVA_HOME:-}" ]]; then java="$JAVA_HOME/bin/java"
+else java="$(command -v java)"; fi
+
+if [[ "$fresh" == 1 ]]; then
+    rm -rf "$base/data" "$base/logs" "$base/tmp"
+fi
+mkdir -p "$base/data" "$base/logs" "$base/conf" "$base/tmp"
+
+yaml="$base/conf/cassandra.yaml"
+sed -e "s|@CLUSTER_NAME@|cqlready-$native_port|g" \
+    -e "s|@ADDRESS@|$address|g" \
+    -e "s|@NATIVE_PORT@|$native_port|g" \
+    -e "s|@STORAGE_PORT@|$storage_port|g" \
+    -e "s|@SSL_STORAGE_PORT@|$((storage_port + 1))|g" \
+    -e "s|@DATA_DIR@|$base/data|g" \
+    "$here/cassandra.yaml.in" > "$yaml"
+cp "$here/logback.xml" "$base/conf/logback.xml"
+
+opts=()
+while IFS= read -r line; do
+    line="${line%%#*}"; line="${line#"${line%%[![:space:]]*}"}"; line="${line%"${line##*[![:space:]]}"}"
+    [[ -n "$line" ]] && opts+=("$line")
+done < "$here/jvm17.options"
+
+opts+=("-Xms$heap" "-Xmx$heap")
+[[ -f "$chome/conf/hotspot_compiler" ]] && opts+=("-XX:CompileCommand=quiet" "-XX:CompileCommandFile=$chome/conf/hotspot_compiler")
+opts+=(
+    "-XX:HeapDumpPath=$base/logs"
+    "-XX:ErrorFile=$base/logs/hs_err_pid%p.log"
+    "-Dcassandra.jmx.local.port=$jmx_port"
+    "-Dcassandra.config=file://$yaml"
+    "-Dcassandra.storagedir=$base/data"
+    "-Dcassandra.logdir=$base/logs"
+    "-Dcassandra-foreground=yes"
+    "-Djava.io.tmpdir=$base/tmp"
+    "-Djna.tmpdir=$base/tmp"
+    "-Dcassandra.home=$chome"
+    "-Dlogback.configurationFile=file://$base/conf/logback.xml"
+)
+if [[ "$fast" == 1 ]]; then
+    opts+=("-Dcassandra.skip_wait_for_gossip_to_settle=0" "-Dcassandra.ring_delay_ms=0")
+fi
+if [[ -n "${JVM_EXTRA_OPTS:-}" ]]; then
+    # shellcheck disable=SC2206
+    opts+=(${JVM_EXTRA_OPTS})
+fi
+opts+=("${extra_args[@]}")
+
+cmd=("$java" "${opts[@]}" -cp "$lib/*" org.apache.cassandra.service.CassandraDaemon)
+if [[ "$print" == 1 ]]; then
+    printf '%s\n' "${cmd[@]}"
+    exit 0
+fi
+cd "$base"
+exec "${cmd[@]}"
