@@ -135,7 +135,8 @@ pub fn start(options: &Options, prop: &dyn Fn(&str) -> Option<String>, mbeans: B
         interval: options.interval,
         check: options.check,
         failures: options.failures,
-        label: format!("CQL on {target}"),
+        subject: "CQL".into(),
+        place: target.to_string(),
         extend: options.extend,
         exit_on_degraded: false,
     };

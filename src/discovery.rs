@@ -391,6 +391,7 @@ mod tests {
         let e = discover(None, None, &props(&[("java.class.path", &cp)]));
         assert_eq!((e.port, e.port_source), (9300, Source::Yaml));
 
+        let _ = std::fs::remove_dir_all(y.parent().unwrap());
         let e = discover(None, None, &props(&[]));
         assert_eq!(
             (e.port, e.port_source, e.host.as_str(), e.host_source),
@@ -421,6 +422,7 @@ mod tests {
         );
         assert_eq!(e.port_source, Source::Default);
         assert_eq!(e.warnings.len(), 1);
+        let _ = std::fs::remove_dir_all(y.parent().unwrap());
 
         let e = discover(
             None,

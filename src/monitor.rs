@@ -193,8 +193,9 @@ pub struct Pace {
     pub check: Duration,
     /// Consecutive failed checks that turn ready into degraded.
     pub failures: u32,
-    /// What is watched, for STATUS= lines: "CQL on 127.0.0.1:9042".
-    pub label: String,
+    /// What is watched and where, for STATUS= lines: "CQL", "127.0.0.1:9042".
+    pub subject: String,
+    pub place: String,
     /// How much more start time to ask for while the probe reports progress.
     pub extend: Duration,
     /// End the loop when ready turns degraded (the `watch` command exits,
@@ -211,16 +212,19 @@ pub enum Ended {
     Degraded,
 }
 
-/// Sends `fields` and records the outcome in the snapshot.
-pub fn tell(notifier: &Notifier, shared: &Shared, fields: &[Field<'_>]) {
+/// Sends `fields`, then records the outcome and `also` in one snapshot
+/// update, so nobody sees a state before its notification went out.
+pub fn tell(
+    notifier: &Notifier,
+    shared: &Shared,
+    fields: &[Field<'_>],
+    also: impl FnOnce(&mut Snapshot),
+) {
     let result = notifier.send(fields);
-    if let Err(e) = &result {
-        crate::warn!("notify {:?}: {e}", notifier.socket.as_deref().unwrap_or(""));
-    }
     shared.update(|s| {
+        also(s);
         for f in fields {
             match (f, &result) {
-                (_, Err(_)) => {}
                 (Field::Ready, Ok(true)) => s.notify.ready_sent = true,
                 (Field::Stopping, Ok(true)) => s.notify.stopping_sent = true,
                 (Field::Watchdog, Ok(true)) => s.notify.watchdog_pings += 1,
@@ -249,20 +253,21 @@ fn clock_time(t: SystemTime) -> String {
     )
 }
 
-/// The status line for a transition.
-pub fn status_text(label: &str, t: &Transition, error: Option<&str>, now: SystemTime) -> String {
+/// The status line for a transition: "CQL ready on 127.0.0.1:9042 after 31.2 s".
+pub fn status_text(pace: &Pace, t: &Transition, error: Option<&str>, now: SystemTime) -> String {
+    let (what, place) = (&pace.subject, &pace.place);
     match t {
         Transition::FirstReady { after } => {
-            format!("{label} ready after {:.1} s", after.as_secs_f64())
+            format!("{what} ready on {place} after {:.1} s", after.as_secs_f64())
         }
         Transition::Recovered { down } => {
             format!(
-                "{label} ready again after {:.1} s degraded",
+                "{what} ready on {place} again, after {:.1} s not answering",
                 down.as_secs_f64()
             )
         }
         Transition::Degraded => format!(
-            "{label} not answering since {} ({})",
+            "{what} on {place} not answering since {} ({})",
             clock_time(now),
             error.unwrap_or("no answer")
         ),
@@ -279,11 +284,8 @@ pub fn run(
 ) -> Ended {
     let mut machine = Machine::new(Instant::now(), pace.failures);
     let watchdog = notifier.watchdog;
-    tell(
-        &notifier,
-        &shared,
-        &[Field::Status(&format!("Waiting for {}", pace.label))],
-    );
+    let waiting = format!("Waiting for {} on {}", pace.subject, pace.place);
+    tell(&notifier, &shared, &[Field::Status(&waiting)], |_| {});
     let mut next_ping = Instant::now();
     let mut last_error: Option<String> = None;
     let mut extended: Option<Instant> = None;
@@ -322,42 +324,38 @@ pub fn run(
             });
         });
         if let Some(t) = &transition {
-            let text = status_text(&pace.label, t, last_error.as_deref(), SystemTime::now());
+            let text = status_text(&pace, t, last_error.as_deref(), SystemTime::now());
             crate::info!("{text}");
-            shared.update(|s| {
+            let fields: &[Field<'_>] = match t {
+                Transition::FirstReady { .. } => &[Field::Ready, Field::Status(&text)],
+                _ => &[Field::Status(&text)],
+            };
+            tell(&notifier, &shared, fields, |s| {
                 s.state = machine.state();
                 s.state_since_unix_ms = unix_ms(SystemTime::now());
                 if let Transition::FirstReady { after } = t {
                     s.time_to_ready_ms = Some(millis(*after));
                 }
             });
-            match t {
-                Transition::FirstReady { .. } => {
-                    tell(&notifier, &shared, &[Field::Ready, Field::Status(&text)])
-                }
-                _ => tell(&notifier, &shared, &[Field::Status(&text)]),
-            }
             next_ping = now;
             if pace.exit_on_degraded && *t == Transition::Degraded {
                 return Ended::Degraded;
             }
         } else if let (State::Starting, Some(e)) = (machine.state(), &new_error) {
             // Why it is not ready yet changed: Cassandra's mode, say.
-            crate::debug!("{}: {e}", pace.label);
+            crate::debug!("{} on {}: {e}", pace.subject, pace.place);
             tell(
                 &notifier,
                 &shared,
-                &[Field::Status(&format!("Waiting for {}: {e}", pace.label))],
+                &[Field::Status(&format!("{waiting}: {e}"))],
+                |_| {},
             );
         }
         if machine.state() == State::Starting {
             if let Some(text) = probe.progress() {
                 if extended.is_none_or(|t| t.elapsed() >= pace.extend / 3) {
-                    tell(
-                        &notifier,
-                        &shared,
-                        &[Field::ExtendTimeout(pace.extend), Field::Status(&text)],
-                    );
+                    let fields = [Field::ExtendTimeout(pace.extend), Field::Status(&text)];
+                    tell(&notifier, &shared, &fields, |_| {});
                     extended = Some(Instant::now());
                 }
             }
@@ -372,7 +370,7 @@ pub fn run(
             let ready = machine.state() == State::Ready || probe.keep_alive();
             if let (true, Some(wd)) = (ready, watchdog) {
                 if Instant::now() >= next_ping {
-                    tell(&notifier, &shared, &[Field::Watchdog]);
+                    tell(&notifier, &shared, &[Field::Watchdog], |_| {});
                     next_ping = Instant::now() + wd;
                 }
             }
@@ -403,7 +401,12 @@ pub fn stop(notifier: &Notifier, shared: &Shared, why: &str) {
         }
     });
     if first {
-        tell(notifier, shared, &[Field::Stopping, Field::Status(why)]);
+        tell(
+            notifier,
+            shared,
+            &[Field::Stopping, Field::Status(why)],
+            |_| {},
+        );
     }
 }
 
@@ -446,28 +449,38 @@ mod tests {
         assert_eq!(m.state(), State::Stopping);
     }
 
+    fn pace() -> Pace {
+        Pace {
+            interval: Duration::from_millis(1),
+            check: Duration::from_millis(1),
+            failures: 2,
+            subject: "CQL".into(),
+            place: "127.0.0.1:9042".into(),
+            extend: Duration::from_secs(60),
+            exit_on_degraded: false,
+        }
+    }
+
     #[test]
     fn status_lines() {
         let t = std::time::UNIX_EPOCH + Duration::from_secs(12 * 3600 + 3 * 60 + 4);
+        let first = Transition::FirstReady {
+            after: Duration::from_millis(31240),
+        };
         assert_eq!(
-            status_text(
-                "CQL on 127.0.0.1:9042",
-                &Transition::FirstReady {
-                    after: Duration::from_millis(31240)
-                },
-                None,
-                t
-            ),
-            "CQL on 127.0.0.1:9042 ready after 31.2 s"
+            status_text(&pace(), &first, None, t),
+            "CQL ready on 127.0.0.1:9042 after 31.2 s"
         );
         assert_eq!(
-            status_text(
-                "CQL on h:1",
-                &Transition::Degraded,
-                Some("connect: refused"),
-                t
-            ),
-            "CQL on h:1 not answering since 12:03:04 UTC (connect: refused)"
+            status_text(&pace(), &Transition::Degraded, Some("connect: refused"), t),
+            "CQL on 127.0.0.1:9042 not answering since 12:03:04 UTC (connect: refused)"
+        );
+        let back = Transition::Recovered {
+            down: Duration::from_millis(4100),
+        };
+        assert_eq!(
+            status_text(&pace(), &back, None, t),
+            "CQL ready on 127.0.0.1:9042 again, after 4.1 s not answering"
         );
     }
 
@@ -475,8 +488,8 @@ mod tests {
     impl Probe for Scripted {
         fn check(&mut self) -> Result<Option<u8>, String> {
             match self.0.pop() {
-                Some(true) => Ok(Some(4)),
-                _ => Err("refused".into()),
+                Some(false) => Err("refused".into()),
+                _ => Ok(Some(4)),
             }
         }
     }
@@ -493,14 +506,7 @@ mod tests {
                 protocol_version: None,
             },
         ));
-        let pace = Pace {
-            interval: Duration::from_millis(1),
-            check: Duration::from_millis(1),
-            failures: 2,
-            label: "CQL on h:1".into(),
-            extend: Duration::from_secs(60),
-            exit_on_degraded: false,
-        };
+        let pace = pace();
         // Popped from the end: fail, ok, fail, fail, then ok forever.
         let probe = Scripted(vec![
             true, true, true, true, true, false, false, true, false,
@@ -517,7 +523,7 @@ mod tests {
             snap.notify
                 .last_status
                 .as_deref()
-                .map(|t| t.contains("ready again")),
+                .map(|t| t.contains("ready on 127.0.0.1:9042 again")),
             Some(true)
         );
         stop(&notifier, &shared, "JVM shutting down");

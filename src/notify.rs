@@ -9,6 +9,7 @@
 
 use std::io;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// One field of a notification.
@@ -76,6 +77,9 @@ pub struct Notifier {
     target: Option<(UnixDatagram, SocketAddr)>,
     /// `WATCHDOG_USEC`, when it is addressed to this process.
     pub watchdog: Option<Duration>,
+    /// Whether the last send failed: a failing receiver is logged once,
+    /// and again when it recovers, not on every datagram.
+    failing: AtomicBool,
 }
 
 impl Notifier {
@@ -116,6 +120,7 @@ impl Notifier {
             socket,
             target,
             watchdog,
+            failing: AtomicBool::new(false),
         }
     }
 
@@ -125,6 +130,7 @@ impl Notifier {
             socket: None,
             target: None,
             watchdog: None,
+            failing: AtomicBool::new(false),
         }
     }
 
@@ -137,8 +143,18 @@ impl Notifier {
         let Some((sock, addr)) = &self.target else {
             return Ok(false);
         };
-        sock.send_to_addr(message(fields).as_bytes(), addr)?;
-        Ok(true)
+        let result = sock.send_to_addr(message(fields).as_bytes(), addr);
+        let shown = self.socket.as_deref().map(sanitize).unwrap_or_default();
+        match &result {
+            Err(e) if !self.failing.swap(true, Ordering::Relaxed) => {
+                crate::warn!("cannot notify {shown}: {e}; will keep trying")
+            }
+            Ok(_) if self.failing.swap(false, Ordering::Relaxed) => {
+                crate::info!("notifying {shown} works again")
+            }
+            _ => {}
+        }
+        result.map(|_| true)
     }
 }
 

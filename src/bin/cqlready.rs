@@ -413,17 +413,18 @@ fn watch(a: WatchArgs) -> u8 {
             timeout: a.timeout,
         };
         if i == 0 && a.probe == ProbeKind::Cql {
-            labels.push(format!("CQL on {t}"));
+            labels.push(format!("{t} (CQL)"));
             watched.push(Watched::Cql(Prober::new(t)));
         } else {
-            labels.push(format!("TCP {t}"));
+            labels.push(format!("{t} (TCP)"));
             watched.push(Watched::Tcp(t));
         }
     }
     if let Some(s) = &a.socket {
-        labels.push(format!("agent at {}", s.display()));
+        labels.push(format!("the agent at {}", s.display()));
         watched.push(Watched::Agent(s.clone(), a.timeout));
     }
+    let only_cql = watched.len() == 1 && matches!(watched[0], Watched::Cql(_));
     let pid = std::process::id();
     let notifier = Arc::new(Notifier::from_env(pid));
     let mut snap = Snapshot::new(
@@ -442,7 +443,12 @@ fn watch(a: WatchArgs) -> u8 {
         interval: a.interval,
         check: a.check,
         failures: a.failures.max(1),
-        label: labels.join(", "),
+        subject: if only_cql { "CQL" } else { "All watched" }.into(),
+        place: if only_cql {
+            labels[0].trim_end_matches(" (CQL)").to_string()
+        } else {
+            labels.join(", ")
+        },
         extend: Duration::from_secs(120),
         exit_on_degraded: true,
     };
