@@ -243,26 +243,31 @@ fn connect(pid: u32, st: &ProcStatus, timeout: Duration) -> Result<UnixStream, A
     if let Some(s) = try_connect(pid, st, &socket)? {
         return Ok(s);
     }
-    // No listener yet: make sure SIGQUIT will not kill the process.
-    let why = if !process::maps_contain(pid, "/libjvm.so")
+    // No listener yet: make sure SIGQUIT will not kill the process. A JVM
+    // still starting has libjvm.so mapped but no SIGQUIT handler yet: give
+    // it until the deadline to install one.
+    let deadline = Instant::now() + timeout;
+    if !process::maps_contain(pid, "/libjvm.so")
         .map_err(io_err(format!("reading /proc/{pid}/maps")))?
     {
-        "it is not a HotSpot JVM (no libjvm.so in its memory maps)"
-    } else if !st.handles_sigquit() {
-        "it does not handle SIGQUIT, which would kill it instead of starting the attach listener \
-         (started with -Xrs, or still starting up?)"
-    } else {
-        ""
-    };
-    if !why.is_empty() {
         return Err(AttachError::NotJvm {
             pid,
-            why: why.into(),
+            why: "it is not a HotSpot JVM (no libjvm.so in its memory maps)".into(),
         });
+    }
+    while !target(pid)?.handles_sigquit() {
+        if Instant::now() >= deadline {
+            return Err(AttachError::NotJvm {
+                pid,
+                why: "it does not handle SIGQUIT, which would kill it instead of starting the \
+                      attach listener (started with -Xrs?)"
+                    .into(),
+            });
+        }
+        std::thread::sleep(POLL_STEP);
     }
     let _trigger = create_trigger(pid, st)?;
     process::sigquit(pid).map_err(io_err(format!("sending SIGQUIT to process {pid}")))?;
-    let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         std::thread::sleep(POLL_STEP);
         if let Some(s) = try_connect(pid, st, &socket)? {

@@ -136,7 +136,15 @@ enum ProbeKind {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Usage errors exit 64 (EX_USAGE), so that they never read as probe's
+    // "no agent" (2).
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { USAGE } else { READY });
+        }
+    };
     let code = match cli.command {
         Command::Status { which, json } => status(&which, json),
         Command::Probe {

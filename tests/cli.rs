@@ -1,0 +1,347 @@
+//! The `cqlready` command against real JVMs: status, probe and wait asking
+//! an agent, watch as a Type=notify service under a fake service manager,
+//! and attach into a JVM started without the agent.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::Instant;
+
+fn cli() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_cqlready"))
+}
+
+fn run(args: &[&str]) -> Output {
+    cli().args(args).output().expect("run cqlready")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout:\n{}--- stderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn java() -> std::path::PathBuf {
+    jvms().into_iter().next().expect("a JVM")
+}
+
+/// Waits for a child to exit by `deadline`, polling.
+fn wait_child(child: &mut Child, what: &str, deadline: Instant) -> ExitStatus {
+    poll(
+        what,
+        deadline,
+        || child.try_wait().ok().flatten(),
+        || "still running".into(),
+    )
+}
+
+struct Killed(Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn status_probe_and_wait_ask_the_agent() {
+    let port = free_port();
+    let mut jvm = Jvm::builder(&java())
+        .opt(format!("port={port}"))
+        .opt("interval=20ms")
+        .spawn();
+    let sock = jvm.socket().to_str().unwrap().to_string();
+    let pid = jvm.pid.to_string();
+    jvm.wait_status("the agent answers", deadline(), |s| {
+        s["checks"]["failed"].as_u64() >= Some(1)
+    });
+
+    let o = run(&["probe", "--socket", &sock]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).starts_with("not ready: starting"),
+        "{}",
+        text(&o)
+    );
+
+    let o = run(&["status", "--socket", &sock]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.starts_with("starting since"), "{out}");
+    assert!(
+        out.contains(&format!("127.0.0.1:{port} (port from option")),
+        "{out}"
+    );
+
+    // Started before CQL opens: must still be waiting, then return once ready.
+    let mut waiter = Killed(
+        cli()
+            .args(["wait", "--socket", &sock, "--timeout", "30s"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    jvm.wait_status("checks go on", deadline(), |s| {
+        s["checks"]["failed"].as_u64() >= Some(3)
+    });
+    assert!(
+        waiter.0.try_wait().unwrap().is_none(),
+        "wait returned before CQL answered"
+    );
+    let listened = jvm.listen(port, "cql");
+    let status = wait_child(&mut waiter.0, "cqlready wait to return", deadline());
+    let returned = Instant::now();
+    assert!(status.success(), "wait: {status:?}");
+    assert!(returned > listened);
+
+    let o = run(&["probe", "--socket", &sock]);
+    assert_eq!(
+        (o.status.code(), String::from_utf8_lossy(&o.stdout).trim()),
+        (Some(0), "ready"),
+        "{}",
+        text(&o)
+    );
+    let o = run(&["status", "--socket", &sock, "--json"]);
+    let v: Value = serde_json::from_slice(&o.stdout).expect("status --json is JSON");
+    assert_eq!(v["state"], "ready");
+    assert_eq!(v["pid"].as_u64(), Some(jvm.pid as u64));
+    // --pid finds the socket named in the JVM's -agentpath.
+    let o = run(&["probe", "--pid", &pid]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
+
+#[test]
+fn pid_finds_the_default_socket() {
+    let port = free_port();
+    let mut jvm = Jvm::builder(&java())
+        .opt(format!("port={port}"))
+        .default_socket()
+        .spawn();
+    jvm.listen(port, "cql");
+    let pid = jvm.pid.to_string();
+    let o = run(&["wait", "--pid", &pid, "--timeout", "20s"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = run(&["status", "--pid", &pid]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).starts_with("ready since"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn no_agent_and_bad_arguments() {
+    let o = run(&["probe", "--socket", "/nonexistent/cqlready.sock"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr)
+        .contains("no agent answers at /nonexistent/cqlready.sock"));
+    let o = run(&["status", "--pid", "999999999"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let o = run(&[
+        "wait",
+        "--socket",
+        "/nonexistent/cqlready.sock",
+        "--timeout",
+        "300ms",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("not ready after 300ms"),
+        "{}",
+        text(&o)
+    );
+    for bad in [
+        &["probe", "--timeout", "soon"][..],
+        &["probe", "--socket", "/a", "--pid", "1"],
+        &["watch"],
+        &["attach", "1", "bogus=1"],
+        &["nonsense"],
+    ] {
+        let o = run(bad);
+        assert_eq!(o.status.code(), Some(64), "{bad:?}: {}", text(&o));
+        assert!(!o.stderr.is_empty(), "{bad:?}");
+    }
+    for sub in ["status", "probe", "wait", "watch", "attach"] {
+        let o = run(&[sub, "--help"]);
+        assert_eq!(o.status.code(), Some(0));
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains("Example"),
+            "{sub} --help has an example"
+        );
+    }
+}
+
+#[test]
+fn probe_port_speaks_cql_itself() {
+    let port = free_port();
+    let mut jvm = Jvm::builder(&java()).no_agent().spawn();
+    let p = port.to_string();
+    let o = run(&["probe", "--port", &p, "--timeout", "500ms"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    jvm.listen(port, "garbage");
+    let o = run(&["probe", "--port", &p, "--timeout", "500ms"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("not a CQL response"),
+        "{}",
+        text(&o)
+    );
+    jvm.close_listeners();
+    jvm.listen(port, "cql");
+    let o = run(&["probe", "--port", &p]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).starts_with("ready: CQL v5"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn watch_is_a_notify_service_that_exits_when_a_port_drops() {
+    let n = NotifySocket::new();
+    let port = free_port();
+    let jmx = TcpListener::bind("127.0.0.1:0").unwrap();
+    let jmx_port = jmx.local_addr().unwrap().port().to_string();
+    let mut jvm = Jvm::builder(&java()).no_agent().spawn();
+    let mut watcher = Killed(
+        cli()
+            .args(["watch", "--port", &port.to_string(), "--port", &jmx_port])
+            .args(["--interval", "20ms", "--check", "50ms", "--failures", "2"])
+            .env("NOTIFY_SOCKET", &n.addr)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let wpid = watcher.0.id() as i32;
+    n.wait_msg("the watcher's first STATUS", deadline(), |m| {
+        m.pid == wpid && m.has_line_starting("STATUS=Waiting")
+    });
+    assert_eq!(n.count(|m| m.has_line("READY=1")), 0);
+    let listened = jvm.listen(port, "cql");
+    let ready = n.wait_msg("READY=1 from the watcher", deadline(), |m| {
+        m.has_line("READY=1")
+    });
+    assert_eq!(
+        ready.pid, wpid,
+        "READY=1 must come from the watcher's own PID"
+    );
+    assert!(ready.at > listened);
+    assert!(
+        ready.has_line_starting("STATUS=All watched ready on "),
+        "{}",
+        n.describe()
+    );
+
+    jvm.close_listeners();
+    let status = wait_child(
+        &mut watcher.0,
+        "the watcher to exit after CQL dropped",
+        deadline(),
+    );
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "watch must fail so BindsTo= dependents stop"
+    );
+    assert!(
+        n.count(|m| m.text.contains("not answering")) >= 1,
+        "{}",
+        n.describe()
+    );
+    drop(jmx);
+}
+
+#[test]
+fn watch_an_agent_socket() {
+    let n = NotifySocket::new();
+    let port = free_port();
+    let mut jvm = Jvm::builder(&java())
+        .opt(format!("port={port}"))
+        .opt("interval=20ms")
+        .spawn();
+    let sock = jvm.socket().to_str().unwrap().to_string();
+    let mut watcher = Killed(
+        cli()
+            .args(["watch", "--socket", &sock, "--interval", "20ms"])
+            .env("NOTIFY_SOCKET", &n.addr)
+            .spawn()
+            .unwrap(),
+    );
+    let wpid = watcher.0.id() as i32;
+    n.wait_msg("the watcher's first STATUS", deadline(), |m| m.pid == wpid);
+    jvm.listen(port, "cql");
+    let ready = n.wait_msg("READY=1 from the watcher", deadline(), |m| {
+        m.has_line("READY=1")
+    });
+    assert_eq!(ready.pid, wpid);
+    assert!(watcher.0.try_wait().unwrap().is_none());
+}
+
+fn agent_lib_arg() -> String {
+    agent_lib().to_str().unwrap().to_string()
+}
+
+#[test]
+fn attach_loads_the_agent_into_a_running_jvm() {
+    for java in jvms() {
+        let port = free_port();
+        let mut jvm = Jvm::builder(&java).no_agent().spawn();
+        let sock = jvm.tmp.join("attached.sock");
+        let opts = format!("port={port},interval=20ms,socket={}", sock.display());
+        let pid = jvm.pid.to_string();
+        let lib = agent_lib_arg();
+        let o = run(&["attach", &pid, &opts, "--lib", &lib]);
+        assert_eq!(o.status.code(), Some(0), "{}\n{}", text(&o), jvm.describe());
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains("loaded"),
+            "{}",
+            text(&o)
+        );
+        jvm.listen(port, "cql");
+        let o = run(&[
+            "wait",
+            "--socket",
+            sock.to_str().unwrap(),
+            "--timeout",
+            "20s",
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}\n{}", text(&o), jvm.describe());
+
+        // A second attach is harmless: it says so and changes nothing.
+        let o = run(&["attach", &pid, &opts, "--lib", &lib]);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        jvm.wait_stderr("the second load's note", deadline(), |l| {
+            l.contains("already running")
+        });
+        let o = run(&["probe", "--socket", sock.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        let code = jvm.exit(0);
+        assert_eq!(code.code(), Some(0));
+        assert!(!Path::new(&sock).exists(), "socket removed at exit");
+    }
+}
+
+#[test]
+fn attach_refuses_what_is_not_a_jvm() {
+    let mut sleeper = Killed(Command::new("sleep").arg("30").spawn().unwrap());
+    let pid = sleeper.0.id().to_string();
+    let o = run(&["attach", &pid, "--lib", &agent_lib_arg(), "--timeout", "2s"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("not a HotSpot JVM"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        sleeper.0.try_wait().unwrap().is_none(),
+        "the non-JVM must survive"
+    );
+}
