@@ -418,6 +418,15 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_table_is_this_table() {
+        let readme = include_str!("../README.md");
+        for key in KEYS {
+            let row = format!("| `{}` | `{}` |", key.name, key.default);
+            assert!(readme.contains(&row), "README's options table lacks {row}");
+        }
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(parse_duration("20ms"), Some(Duration::from_millis(20)));
         assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
