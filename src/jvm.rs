@@ -57,6 +57,7 @@ pub mod jni {
     pub const NEW_STRING_UTF: usize = 167;
     pub const GET_STRING_UTF_CHARS: usize = 169;
     pub const RELEASE_STRING_UTF_CHARS: usize = 170;
+    pub const GET_JAVA_VM: usize = 219;
     pub const EXCEPTION_CHECK: usize = 228;
 }
 
@@ -503,51 +504,56 @@ impl MBeans for JniMBeans {
     }
 }
 
-/// Where the agent was loaded from, for messages.
+/// How the agent was loaded.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Phase {
+    /// `-agentpath:` at start-up, before VMInit.
     Load,
-    Attach,
+    /// `Agent_OnAttach`, or the `-javaagent` shim: the VM already runs Java.
+    Live,
 }
 
-fn load(vm: *mut JavaVm, options: *mut c_char, phase: Phase) -> Jint {
-    let text = if options.is_null() {
-        String::new()
-    } else {
-        // SAFETY: the JVM passes a NUL-terminated option string or null.
-        unsafe { CStr::from_ptr(options) }
-            .to_string_lossy()
-            .into_owned()
-    };
-    let options = match Options::parse(&text) {
-        Ok(o) => o,
-        Err(e) => {
-            let consequence = match phase {
-                Phase::Load => "the JVM will not start; fix -agentpath:...libcqlready.so=<options>",
-                Phase::Attach => "not attached",
-            };
-            crate::log::write(crate::log::Level::Error, format_args!("{e}; {consequence}"));
-            return JNI_ERR;
-        }
-    };
+/// The option string handed over by the JVM (null means none).
+fn option_text(options: *const c_char) -> String {
+    if options.is_null() {
+        return String::new();
+    }
+    // SAFETY: the JVM passes a NUL-terminated option string or null.
+    unsafe { CStr::from_ptr(options) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Parses the options and starts the agent. `Err` only for bad options:
+/// anything else wrong inside is logged and leaves the JVM alone.
+fn load(vm: *mut JavaVm, text: &str, phase: Phase) -> Result<(), String> {
+    let options = Options::parse(text).map_err(|e| e.to_string())?;
     crate::log::set_level(options.log);
     let Some(env) = Env::get(vm) else {
         crate::error!("this JVM offers no JVMTI 1.2 environment; cqlready stays idle");
-        return JNI_OK;
+        return Ok(());
     };
     if crate::agent::running() {
         crate::info!("already running in this JVM; the second load does nothing");
-        return JNI_OK;
+        return Ok(());
     }
     VM.store(vm, Ordering::Release);
-    if phase == Phase::Attach {
+    if phase == Phase::Live {
         LIVE.store(true, Ordering::Release);
     }
     if let Err(rc) = env.register(phase == Phase::Load) {
         crate::warn!("cannot register for VM start and death (JVMTI error {rc}); STOPPING=1 will not be sent");
     }
     crate::agent::start(&options, &|name| env.property(name), Box::new(JniMBeans));
-    JNI_OK
+    Ok(())
+}
+
+/// Logs a refused option string with what follows from it.
+fn refuse(error: &str, consequence: &str) {
+    crate::log::write(
+        crate::log::Level::Error,
+        format_args!("{error}; {consequence}"),
+    );
 }
 
 /// Called by the JVM for `-agentpath:/path/libcqlready.so=OPTIONS`.
@@ -560,8 +566,21 @@ pub unsafe extern "system" fn Agent_OnLoad(
     options: *mut c_char,
     _reserved: *mut c_void,
 ) -> Jint {
-    // Options are validated in here; an internal failure keeps the JVM going.
-    crate::fence("Agent_OnLoad", || load(vm, options, Phase::Load)).unwrap_or(JNI_OK)
+    // Bad options stop the JVM (the one deliberate refusal); an internal
+    // failure (a panic, fenced) keeps it going without the agent.
+    crate::fence("Agent_OnLoad", || {
+        match load(vm, &option_text(options), Phase::Load) {
+            Ok(()) => JNI_OK,
+            Err(e) => {
+                refuse(
+                    &e,
+                    "the JVM will not start; fix -agentpath:...libcqlready.so=<options>",
+                );
+                JNI_ERR
+            }
+        }
+    })
+    .unwrap_or(JNI_OK)
 }
 
 /// Called by the JVM when `cqlready attach` (or jcmd JVMTI.agent_load) loads us.
@@ -574,7 +593,58 @@ pub unsafe extern "system" fn Agent_OnAttach(
     options: *mut c_char,
     _reserved: *mut c_void,
 ) -> Jint {
-    crate::fence("Agent_OnAttach", || load(vm, options, Phase::Attach)).unwrap_or(JNI_ERR)
+    crate::fence("Agent_OnAttach", || {
+        match load(vm, &option_text(options), Phase::Live) {
+            Ok(()) => JNI_OK,
+            Err(e) => {
+                refuse(&e, "not attached");
+                JNI_ERR
+            }
+        }
+    })
+    .unwrap_or(JNI_ERR)
+}
+
+/// The `-javaagent` shim's native method, `cqlready.Shim.start(String)`:
+/// starts the same agent with the same option string. Returns null, or the
+/// error text for the shim to throw (bad options refuse the agent).
+///
+/// # Safety
+/// Called by the JVM through JNI with a live `JNIEnv` and a String or null.
+#[no_mangle]
+pub unsafe extern "system" fn Java_cqlready_Shim_start(
+    env: *mut JniEnv,
+    _class: Jobject,
+    options: Jobject,
+) -> Jobject {
+    crate::fence("Shim.start", || {
+        let call = Call(env, Cell::new(false));
+        let text = if options.is_null() {
+            String::new()
+        } else {
+            call.to_text(options).unwrap_or_default()
+        };
+        type GetJavaVmFn = unsafe extern "system" fn(*mut JniEnv, *mut *mut JavaVm) -> Jint;
+        let mut vm: *mut JavaVm = std::ptr::null_mut();
+        // SAFETY: GetJavaVM on the calling thread's live JNIEnv.
+        let rc = unsafe {
+            let get: GetJavaVmFn = std::mem::transmute(call.f(jni::GET_JAVA_VM));
+            get(env, &mut vm)
+        };
+        let outcome = if rc != JNI_OK || vm.is_null() {
+            Err(format!("cqlready: no JavaVM from JNI (error {rc})"))
+        } else {
+            load(vm, &text, Phase::Live)
+        };
+        match outcome {
+            Ok(()) => std::ptr::null_mut(),
+            Err(e) => {
+                refuse(&e, "the -javaagent shim will not start the agent");
+                call.string(&e).unwrap_or(std::ptr::null_mut())
+            }
+        }
+    })
+    .unwrap_or(std::ptr::null_mut())
 }
 
 /// Called by the JVM as it unloads the library; VMDeath has done the work.
