@@ -55,12 +55,28 @@ pub fn running() -> bool {
 /// Starts the agent once per process; a second call only logs.
 /// `prop` reads the JVM's system properties; `mbeans` reads Cassandra's
 /// MBeans, used when `cassandra=` says so.
-pub fn start(options: &Options, prop: &dyn Fn(&str) -> Option<String>, mbeans: Box<dyn MBeans>) {
+/// `Err` only for options that turn out invalid here (an unknown group):
+/// the JVM should not start with them.
+pub fn start(
+    options: &Options,
+    prop: &dyn Fn(&str) -> Option<String>,
+    mbeans: Box<dyn MBeans>,
+) -> Result<(), String> {
     crate::log::set_level(options.log);
     if running() {
         crate::info!("already running in this JVM; the second load does nothing");
-        return;
+        return Ok(());
     }
+    let group = match &options.group {
+        None => None,
+        Some(name) => Some(crate::process::group_id(name).ok_or_else(|| {
+            format!("invalid value \"{name}\" for option \"group\": no such group in /etc/group")
+        })?),
+    };
+    let access = server::Access {
+        owner: crate::process::euid(),
+        group,
+    };
     let pid = std::process::id();
     let socket = socket_path(&options.socket, pid);
     if let Some((path, _)) = &socket {
@@ -69,7 +85,7 @@ pub fn start(options: &Options, prop: &dyn Fn(&str) -> Option<String>, mbeans: B
                 "another copy of cqlready already serves {} for this JVM; this one stays idle",
                 path.display()
             );
-            return;
+            return Ok(());
         }
     }
 
@@ -110,21 +126,20 @@ pub fn start(options: &Options, prop: &dyn Fn(&str) -> Option<String>, mbeans: B
     snap.notify.watchdog_usec = notifier.watchdog.map(|d| 2 * d.as_micros() as u64);
     let shared = Shared::new(snap);
 
-    let server =
-        socket.and_then(
-            |(path, private)| match Server::start(&path, private, shared.clone()) {
-                Ok(s) => {
-                    crate::info!("status on {}", s.path.display());
-                    let shown = s.path.display().to_string();
-                    shared.update(|snap| snap.socket = Some(shown));
-                    Some(s)
-                }
-                Err(e) => {
-                    crate::error!("{e}; continuing without a status socket");
-                    None
-                }
-            },
-        );
+    let server = socket.and_then(|(path, private)| {
+        match Server::start(&path, private, access, shared.clone()) {
+            Ok(s) => {
+                crate::info!("status on {}", s.path.display());
+                let shown = s.path.display().to_string();
+                shared.update(|snap| snap.socket = Some(shown));
+                Some(s)
+            }
+            Err(e) => {
+                crate::error!("{e}; continuing without a status socket");
+                None
+            }
+        }
+    });
 
     let target = Target {
         host: ep.host.clone(),
@@ -159,7 +174,7 @@ pub fn start(options: &Options, prop: &dyn Fn(&str) -> Option<String>, mbeans: B
         server: Mutex::new(server),
     };
     if AGENT.set(running).is_err() {
-        return;
+        return Ok(());
     }
     let spawned = std::thread::Builder::new()
         .name("cqlready".into())
@@ -180,6 +195,7 @@ pub fn start(options: &Options, prop: &dyn Fn(&str) -> Option<String>, mbeans: B
     if let Err(e) = spawned {
         crate::error!("cannot start the monitor thread: {e}; nothing will be reported");
     }
+    Ok(())
 }
 
 /// The VM is dying: tell the service manager, end the monitor, remove the

@@ -345,7 +345,16 @@ pub fn load_agent(
     let path_str = path
         .to_str()
         .ok_or_else(|| AttachError::BadRequest(format!("{} is not UTF-8", path.display())))?;
-    let reply = execute(pid, "load", &[path_str, "true", options], timeout)?;
+    // A JVM that is still starting answers that agents load only in the
+    // live phase: ask again until it is live or the time is up.
+    let deadline = Instant::now() + timeout;
+    let reply = loop {
+        let reply = execute(pid, "load", &[path_str, "true", options], timeout)?;
+        if !reply.text.contains("only permitted in the live phase") || Instant::now() >= deadline {
+            break reply;
+        }
+        std::thread::sleep(POLL_STEP);
+    };
     // Without a return code, the output says why the library did not load.
     let Some((code, rest)) = (reply.code == 0)
         .then(|| parse_agent_code(&reply.text))

@@ -116,9 +116,9 @@ unsafe fn slot(table: *const *const *const c_void, index: usize) -> *const c_voi
 }
 
 impl Env {
-    fn get(vm: *mut JavaVm) -> Option<Env> {
+    fn get(vm: *mut JavaVm) -> Result<Env, Jint> {
         if vm.is_null() {
-            return None;
+            return Err(JNI_ERR);
         }
         let mut env: *mut c_void = std::ptr::null_mut();
         // SAFETY: `vm` is the non-null JavaVM the JVM passed to the entry
@@ -127,7 +127,11 @@ impl Env {
             let get_env: GetEnvFn = std::mem::transmute(slot(vm.cast(), invoke::GET_ENV));
             get_env(vm, &mut env, JVMTI_VERSION_1_2)
         };
-        (rc == JNI_OK && !env.is_null()).then(|| Env(env.cast()))
+        if rc == JNI_OK && !env.is_null() {
+            Ok(Env(env.cast()))
+        } else {
+            Err(rc)
+        }
     }
 
     fn slot(&self, index: usize) -> *const c_void {
@@ -529,9 +533,12 @@ fn option_text(options: *const c_char) -> String {
 fn load(vm: *mut JavaVm, text: &str, phase: Phase) -> Result<(), String> {
     let options = Options::parse(text).map_err(|e| e.to_string())?;
     crate::log::set_level(options.log);
-    let Some(env) = Env::get(vm) else {
-        crate::error!("this JVM offers no JVMTI 1.2 environment; cqlready stays idle");
-        return Ok(());
+    let env = match env_for(vm, phase) {
+        Ok(env) => env,
+        Err(rc) => {
+            crate::error!("this JVM offers no JVMTI 1.2 environment (GetEnv: {rc}); cqlready stays idle");
+            return Ok(());
+        }
     };
     if crate::agent::running() {
         crate::info!("already running in this JVM; the second load does nothing");
@@ -544,8 +551,25 @@ fn load(vm: *mut JavaVm, text: &str, phase: Phase) -> Result<(), String> {
     if let Err(rc) = env.register(phase == Phase::Load) {
         crate::warn!("cannot register for VM start and death (JVMTI error {rc}); STOPPING=1 will not be sent");
     }
-    crate::agent::start(&options, &|name| env.property(name), Box::new(JniMBeans));
-    Ok(())
+    crate::agent::start(&options, &|name| env.property(name), Box::new(JniMBeans))
+}
+
+pub const JNI_EDETACHED: Jint = -2;
+
+/// The JVMTI environment. An attach that arrives while the JVM is still
+/// being created (its SIGQUIT handler is up before `JNI_CreateJavaVM`
+/// returns) sees JNI_EDETACHED: that attach-listener thread waits, a little,
+/// for the creation to finish; no application thread is held.
+fn env_for(vm: *mut JavaVm, phase: Phase) -> Result<Env, Jint> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match Env::get(vm) {
+            Err(JNI_EDETACHED) if phase == Phase::Live && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Logs a refused option string with what follows from it.

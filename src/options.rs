@@ -54,6 +54,8 @@ pub struct Options {
     pub cassandra: Toggle,
     pub ready: Readiness,
     pub extend: Duration,
+    /// A group (name or gid) whose members may also use the status socket.
+    pub group: Option<String>,
 }
 
 /// One option: its name, its default (as the user would write it), what it
@@ -196,6 +198,21 @@ pub const KEYS: &[Key] = &[
         },
     },
     Key {
+        name: "group",
+        default: "none",
+        help: "a group (name or gid) whose members may use the status socket besides the JVM's user and root",
+        set: |o, v| {
+            let valid = !v.is_empty()
+                && v.len() <= 32
+                && v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+            if !valid {
+                return Err("a group name or number, or none".into());
+            }
+            o.group = (v != "none").then(|| v.to_string());
+            Ok(())
+        },
+    },
+    Key {
         name: "extend",
         default: "2m",
         help: "while a bootstrap or join makes progress, EXTEND_TIMEOUT_USEC asks systemd for this much more start time",
@@ -236,6 +253,7 @@ impl Default for Options {
             cassandra: Toggle::Auto,
             ready: Readiness::Normal,
             extend: Duration::ZERO,
+            group: None,
         };
         for key in KEYS {
             // The table's defaults are covered by a unit test.

@@ -121,6 +121,60 @@ pub fn sigquit(pid: u32) -> io::Result<()> {
     kill(pid, libc::SIGQUIT)
 }
 
+/// The credentials of the process at the other end of a Unix socket, as
+/// the kernel recorded them at connect (SO_PEERCRED): (pid, uid, gid).
+pub fn peer_credentials(fd: &impl std::os::fd::AsRawFd) -> io::Result<(u32, u32, u32)> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `cred`, a ucred
+    // of exactly that size owned by this frame; the fd is borrowed, open.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((cred.pid as u32, cred.uid, cred.gid))
+}
+
+/// The supplementary groups of a process (`Groups:` in /proc/PID/status).
+pub fn groups(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| l.strip_prefix("Groups:")).map(|g| {
+                g.split_whitespace()
+                    .filter_map(|n| n.parse().ok())
+                    .collect()
+            })
+        })
+        .unwrap_or_default()
+}
+
+/// A group's id from a number or a name in /etc/group.
+pub fn group_id(name: &str) -> Option<u32> {
+    if let Ok(gid) = name.parse() {
+        return Some(gid);
+    }
+    let text = std::fs::read_to_string("/etc/group").ok()?;
+    text.lines().find_map(|l| {
+        let mut f = l.split(':');
+        (f.next() == Some(name))
+            .then(|| f.nth(1)?.parse().ok())
+            .flatten()
+    })
+}
+
 /// Our effective uid.
 pub fn euid() -> u32 {
     // SAFETY: geteuid() cannot fail and has no preconditions.

@@ -294,6 +294,8 @@ fn attach_loads_the_agent_into_a_running_jvm() {
     for java in jvms() {
         let port = free_port();
         let mut jvm = Jvm::builder(&java).no_agent().spawn();
+        // Attach to a running JVM: its main has answered.
+        jvm.fixture_pid();
         let sock = jvm.tmp.join("attached.sock");
         let opts = format!("port={port},interval=20ms,socket={}", sock.display());
         let pid = jvm.pid.to_string();

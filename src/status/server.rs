@@ -44,6 +44,26 @@ pub fn private_dir(pid: u32) -> PathBuf {
     PathBuf::from(format!("/tmp/cqlready-{pid}"))
 }
 
+/// Who may use the socket besides root: the JVM's user, and the members of
+/// an optional group. Checked on every connection with SO_PEERCRED, on top
+/// of the file's mode 0660 and its directory's mode.
+#[derive(Debug, Clone, Copy)]
+pub struct Access {
+    pub owner: u32,
+    pub group: Option<u32>,
+}
+
+impl Access {
+    /// Whether the peer (pid, uid, gid) may ask.
+    pub fn allows(&self, pid: u32, uid: u32, gid: u32) -> bool {
+        uid == 0
+            || uid == self.owner
+            || self
+                .group
+                .is_some_and(|g| gid == g || crate::process::groups(pid).contains(&g))
+    }
+}
+
 /// A serving socket; [`Server::remove`] unlinks it if it is still ours.
 #[derive(Debug)]
 pub struct Server {
@@ -114,12 +134,17 @@ fn clear_path(path: &Path) -> Result<(), String> {
 impl Server {
     /// Binds `path` safely (mode 0660, set before the name appears) and
     /// starts serving `shared` on a thread of its own.
-    pub fn start(path: &Path, private: bool, shared: Arc<Shared>) -> Result<Server, String> {
+    pub fn start(
+        path: &Path,
+        private: bool,
+        access: Access,
+        shared: Arc<Shared>,
+    ) -> Result<Server, String> {
         let made_dir = match (private, path.parent()) {
             (true, Some(dir)) => make_private_dir(dir)?.then(|| dir.to_path_buf()),
             _ => None,
         };
-        let result = Server::bind(path, shared);
+        let result = Server::bind(path, access, shared);
         if result.is_err() {
             if let Some(dir) = &made_dir {
                 let _ = std::fs::remove_dir(dir);
@@ -132,7 +157,11 @@ impl Server {
         })
     }
 
-    fn bind(path: &Path, shared: Arc<Shared>) -> Result<(PathBuf, (u64, u64)), String> {
+    fn bind(
+        path: &Path,
+        access: Access,
+        shared: Arc<Shared>,
+    ) -> Result<(PathBuf, (u64, u64)), String> {
         clear_path(path)?;
         // Bind under a temporary name, set the mode, then rename into place:
         // the socket never exists at its real path with a wider mode.
@@ -146,6 +175,10 @@ impl Server {
         let _ = std::fs::remove_file(&tmp);
         let listener = UnixListener::bind(&tmp).map_err(|e| refuse(path, e))?;
         let placed = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(SOCKET_MODE))
+            .and_then(|()| match access.group {
+                Some(g) => std::os::unix::fs::chown(&tmp, None, Some(g)),
+                None => Ok(()),
+            })
             .and_then(|()| std::fs::rename(&tmp, path))
             .and_then(|()| std::fs::symlink_metadata(path));
         let meta = match placed {
@@ -159,7 +192,7 @@ impl Server {
         std::thread::Builder::new()
             .name("cqlready-status".into())
             .stack_size(THREAD_STACK)
-            .spawn(move || crate::fence("status server", || accept_loop(listener, shared)))
+            .spawn(move || crate::fence("status server", || accept_loop(listener, access, shared)))
             .map_err(|e| refuse(path, format!("cannot start its thread: {e}")))?;
         Ok((served, (meta.dev(), meta.ino())))
     }
@@ -180,8 +213,9 @@ impl Server {
 
 static ACTIVE: AtomicUsize = AtomicUsize::new(0);
 
-fn accept_loop(listener: UnixListener, shared: Arc<Shared>) {
+fn accept_loop(listener: UnixListener, access: Access, shared: Arc<Shared>) {
     let mut last_error = None;
+    let mut refused_uids: Vec<u32> = Vec::new();
     loop {
         let mut stream = match listener.accept() {
             Ok((s, _)) => s,
@@ -195,6 +229,30 @@ fn accept_loop(listener: UnixListener, shared: Arc<Shared>) {
                 continue;
             }
         };
+        let allowed = match crate::process::peer_credentials(&stream) {
+            Ok((pid, uid, gid)) => {
+                access.allows(pid, uid, gid) || {
+                    if refused_uids.len() < 16 && !refused_uids.contains(&uid) {
+                        refused_uids.push(uid);
+                        crate::warn!(
+                            "status socket: refused uid {uid} (pid {pid}); allowed: uid {}, root{}",
+                            access.owner,
+                            access
+                                .group
+                                .map(|g| format!(", group {g}"))
+                                .unwrap_or_default()
+                        );
+                    }
+                    false
+                }
+            }
+            Err(_) => false,
+        };
+        if !allowed {
+            let _ = stream.set_nonblocking(true);
+            let _ = stream.write_all(&response(403, "text/plain", "forbidden\n"));
+            continue;
+        }
         if ACTIVE.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
             ACTIVE.fetch_sub(1, Ordering::AcqRel);
             let _ = stream.set_nonblocking(true);
@@ -219,6 +277,7 @@ fn reason(code: u16) -> &'static str {
     match code {
         200 => "OK",
         400 => "Bad Request",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
@@ -401,6 +460,27 @@ mod tests {
         );
         assert_eq!(wait_param(Some("wait=1h")), Ok(Some(MAX_WAIT)));
         assert_eq!(wait_param(Some("wait=soon")), Err(()));
+    }
+
+    #[test]
+    fn who_may_ask() {
+        let a = Access {
+            owner: 999,
+            group: None,
+        };
+        assert!(a.allows(1, 0, 0), "root");
+        assert!(a.allows(1, 999, 5), "the JVM's user");
+        assert!(!a.allows(1, 1000, 999), "another user");
+        let g = Access {
+            owner: 999,
+            group: Some(4242),
+        };
+        assert!(g.allows(1, 1000, 4242), "the group as primary gid");
+        assert!(
+            g.allows(std::process::id(), 1000, 1)
+                == crate::process::groups(std::process::id()).contains(&4242)
+        );
+        assert!(!g.allows(1, 1000, 1000));
     }
 
     #[test]
