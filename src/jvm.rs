@@ -536,7 +536,9 @@ fn load(vm: *mut JavaVm, text: &str, phase: Phase) -> Result<(), String> {
     let env = match env_for(vm, phase) {
         Ok(env) => env,
         Err(rc) => {
-            crate::error!("this JVM offers no JVMTI 1.2 environment (GetEnv: {rc}); cqlready stays idle");
+            crate::error!(
+                "this JVM offers no JVMTI 1.2 environment (GetEnv: {rc}); cqlready stays idle"
+            );
             return Ok(());
         }
     };
