@@ -15,6 +15,7 @@
 
 use crate::notify::{Field, Notifier};
 use crate::status::model::{millis, unix_ms, LastCheck, Snapshot, State};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -139,6 +140,9 @@ impl Machine {
 pub struct Shared {
     snap: Mutex<Snapshot>,
     changed: Condvar,
+    /// Threads in [`Shared::wait_until`]; counted under the lock, so an
+    /// update skips the wake-up system call when nobody waits.
+    waiters: AtomicUsize,
 }
 
 impl Shared {
@@ -146,6 +150,7 @@ impl Shared {
         Arc::new(Shared {
             snap: Mutex::new(snap),
             changed: Condvar::new(),
+            waiters: AtomicUsize::new(0),
         })
     }
 
@@ -164,8 +169,13 @@ impl Shared {
     }
 
     pub fn update(&self, f: impl FnOnce(&mut Snapshot)) {
-        f(&mut self.lock());
-        self.changed.notify_all();
+        let mut guard = self.lock();
+        f(&mut guard);
+        let waiting = self.waiters.load(Ordering::Relaxed) > 0;
+        drop(guard);
+        if waiting {
+            self.changed.notify_all();
+        }
     }
 
     /// Blocks until `done` holds or `deadline` passes; returns the snapshot then.
@@ -176,10 +186,12 @@ impl Shared {
             if done(&guard) || left.is_zero() {
                 return guard.clone();
             }
+            self.waiters.fetch_add(1, Ordering::Relaxed);
             guard = match self.changed.wait_timeout(guard, left) {
                 Ok((g, _)) => g,
                 Err(e) => e.into_inner().0,
             };
+            self.waiters.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
