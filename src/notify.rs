@@ -91,6 +91,11 @@ impl Notifier {
             .filter(|s| !s.is_empty());
         let usec = std::env::var("WATCHDOG_USEC").ok();
         let wpid = std::env::var("WATCHDOG_PID").ok();
+        if let (Some(_), Ok(exec_pid)) = (&socket, std::env::var("SYSTEMD_EXEC_PID")) {
+            if let Some(warning) = main_pid_warning(&exec_pid, pid) {
+                crate::warn!("{warning}");
+            }
+        }
         Notifier::new(socket, usec.as_deref(), wpid.as_deref(), pid)
     }
 
@@ -175,6 +180,19 @@ fn open(socket: &str) -> io::Result<(UnixDatagram, SocketAddr)> {
     Ok((sock, addr))
 }
 
+/// systemd sets `SYSTEMD_EXEC_PID` to the process it started. When that is
+/// not this process (a start script ran java without `exec`), a unit with
+/// `NotifyAccess=main` ignores every notification: say so once, with the fix.
+pub fn main_pid_warning(exec_pid: &str, pid: u32) -> Option<String> {
+    let started: u32 = exec_pid.trim().parse().ok()?;
+    (started != pid).then(|| {
+        format!(
+            "systemd started PID {started}, not this JVM (PID {pid}): with NotifyAccess=main it will ignore \
+             READY=1; make the start script `exec` java, or set NotifyAccess=all"
+        )
+    })
+}
+
 /// Half of `WATCHDOG_USEC`, as sd_watchdog_enabled(3) advises, when the
 /// watchdog is meant for `pid` (no `WATCHDOG_PID`, or ours).
 pub fn watchdog_period(
@@ -219,6 +237,13 @@ mod tests {
         assert_eq!(m.lines().count(), 1);
         let long = "é".repeat(1000);
         assert_eq!(sanitize(&long).len(), MAX_STATUS);
+    }
+
+    #[test]
+    fn warns_when_not_the_main_pid() {
+        assert_eq!(main_pid_warning("7", 7), None);
+        assert!(main_pid_warning("6", 7).unwrap().contains("exec"));
+        assert_eq!(main_pid_warning("x", 7), None);
     }
 
     #[test]

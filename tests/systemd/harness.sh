@@ -42,13 +42,15 @@
 #                                          cgroups and state (idempotent)
 #   harness.sh down-all                    `down` every container this harness
 #                                          knows of, and orphaned cgroups
-#   harness.sh verify [--stub PATH]... UNITFILE...
+#   harness.sh verify [--stub PATH]... [--stub-unit UNIT]... UNITFILE...
 #                                          `systemd-analyze verify` on the host
 #                                          (no container), in a scratch root
 #                                          holding the host's unit library, the
 #                                          unit files, and an executable stub at
 #                                          each PATH (e.g. /usr/sbin/cassandra)
-#                                          so missing binaries do not fail it
+#                                          so missing binaries do not fail it,
+#                                          and a trivial unit for each UNIT that
+#                                          the host lacks (e.g. docker.service)
 #
 # Environment:
 #   CQLREADY_SD_STATE_ROOT    state dirs (default /run/cqlready-systemd)
@@ -584,11 +586,13 @@ cmd_down_all() {
 }
 
 cmd_verify() {
-    local -a stubs=() units=()
+    local -a stubs=() units=() stub_units=()
     while [ $# -gt 0 ]; do
         case $1 in
             --stub) stubs+=("${2:?--stub needs a path}"); shift 2 ;;
             --stub=*) stubs+=("${1#*=}"); shift ;;
+            --stub-unit) stub_units+=("${2:?--stub-unit needs a unit name}"); shift 2 ;;
+            --stub-unit=*) stub_units+=("${1#*=}"); shift ;;
             -*) usage_die "verify: unknown option $1" ;;
             *) units+=("$1"); shift ;;
         esac
@@ -603,6 +607,15 @@ cmd_verify() {
         case $st in /*) ;; *) rm -rf "$root"; usage_die "verify: --stub needs an absolute path";; esac
         mkdir -p "$root$(dirname "$st")"
         printf '#!/bin/sh\nexit 0\n' > "$root$st"; chmod 755 "$root$st"
+    done
+    for st in "${stub_units[@]}"; do
+        [[ $st =~ ^[A-Za-z0-9:_.@-]+\.(service|socket|target|mount|timer|path)$ ]] \
+            || { rm -rf "$root"; usage_die "verify: --stub-unit needs a unit name like docker.service"; }
+        [ -e "$root/usr/lib/systemd/system/$st" ] && continue
+        case $st in
+            *.service) printf '[Unit]\nDescription=stub for verify\n[Service]\nExecStart=/bin/true\n' ;;
+            *) printf '[Unit]\nDescription=stub for verify\n' ;;
+        esac > "$root/usr/lib/systemd/system/$st"
     done
     local -a inroot=()
     for u in "${units[@]}"; do

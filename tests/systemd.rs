@@ -1,0 +1,954 @@
+//! The shipped unit files under a real systemd.
+//!
+//! Each test boots a throwaway systemd 252 in a container over the host's
+//! root (`tests/systemd/harness.sh`, see `tests/systemd/README.md`) with the
+//! unit files of `docker/systemd/` plus the drop-ins of `tests/systemd/units/`
+//! (which only swap what the container lacks: `cassandra -f` runs a fixture
+//! JVM that speaks CQL, the agent and `cqlready` come from this build) plus
+//! the test's own drop-in. Then it drives the fixture (`listen`, `close`
+//! through its control port) and asks systemd what it made of the agent.
+//!
+//! Needs root and systemd-nspawn (`apt-get install systemd-container`);
+//! without them each test says so on stderr and passes, unless
+//! `CQLREADY_SD_REQUIRE=1`. Every wait polls against a deadline; the
+//! container is always taken down (Drop), and on failure its journal is
+//! printed first.
+
+use serde_json::Value;
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+const MANIFEST: &str = env!("CARGO_MANIFEST_DIR");
+/// The `cqlready` binary of this build; `libcqlready.so` is next to it.
+const CQLREADY: &str = env!("CARGO_BIN_EXE_cqlready");
+/// Where the agent's socket is, inside (RuntimeDirectory=cassandra).
+const SOCK: &str = "/run/cassandra/cqlready.sock";
+/// The units a failed test's journal excerpt is about.
+const UNITS: &[&str] = &[
+    "cassandra.service",
+    "snapshotd.service",
+    "cassandra-container.service",
+    "cassandra-cql.service",
+    "cql-client.service",
+    "cassandra-cql-socket.service",
+];
+/// Anything that should happen "now" may take this long on a busy machine.
+const WAIT: Duration = Duration::from_secs(30);
+
+fn harness() -> PathBuf {
+    Path::new(MANIFEST).join("tests/systemd/harness.sh")
+}
+
+fn skip(test: &str) -> bool {
+    let reason = if unsafe { libc::geteuid() } != 0 {
+        Some("not root")
+    } else if !["/usr/bin/systemd-nspawn", "/bin/systemd-nspawn"]
+        .iter()
+        .any(|p| Path::new(p).exists())
+    {
+        Some("systemd-nspawn missing (apt-get install -y systemd-container)")
+    } else {
+        None
+    };
+    match reason {
+        None => false,
+        Some(r) if std::env::var("CQLREADY_SD_REQUIRE").as_deref() == Ok("1") => {
+            panic!("{test}: {r}, and CQLREADY_SD_REQUIRE=1")
+        }
+        Some(r) => {
+            eprintln!("SKIPPED systemd::{test}: {r}");
+            true
+        }
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// `target/debug` (or whichever profile built this test).
+fn profile_dir() -> PathBuf {
+    let dir = Path::new(CQLREADY)
+        .parent()
+        .expect("cqlready has a directory");
+    let lib = dir.join("libcqlready.so");
+    assert!(
+        lib.is_file(),
+        "{} not found: run `cargo build` first",
+        lib.display()
+    );
+    dir.to_path_buf()
+}
+
+/// `CqlFixture` and `ScriptedFixture`, compiled once per test binary.
+fn fixture_classes() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let out = profile_dir()
+            .parent()
+            .expect("target dir")
+            .join("systemd-fixtures");
+        let tmp = out.with_file_name(format!("systemd-fixtures.build-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&tmp);
+        fs::create_dir_all(&tmp).expect("create fixture build dir");
+        let src = Path::new(MANIFEST).join("tests/fixtures");
+        let javac = std::env::var_os("CQLREADY_JAVAC").unwrap_or_else(|| "javac".into());
+        let o = Command::new(&javac)
+            .args([
+                "--release",
+                "8",
+                "-Xlint:-options",
+                "-encoding",
+                "UTF-8",
+                "-d",
+            ])
+            .arg(&tmp)
+            .arg(src.join("CqlFixture.java"))
+            .arg(src.join("ScriptedFixture.java"))
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {javac:?}: {e}"));
+        assert!(
+            o.status.success(),
+            "javac: {}{}",
+            text(&o.stdout),
+            text(&o.stderr)
+        );
+        fs::create_dir_all(&out).expect("create target/systemd-fixtures");
+        for entry in fs::read_dir(&tmp).expect("read build dir") {
+            let entry = entry.expect("dir entry");
+            fs::rename(entry.path(), out.join(entry.file_name())).expect("move class file");
+        }
+        let _ = fs::remove_dir_all(&tmp);
+        out
+    })
+    .clone()
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap_or_else(|e| panic!("create {}: {e}", to.display()));
+    for entry in fs::read_dir(from).unwrap_or_else(|e| panic!("read {}: {e}", from.display())) {
+        let entry = entry.expect("dir entry");
+        let name = entry.file_name();
+        let (src, dst) = (entry.path(), to.join(&name));
+        if src.is_dir() {
+            copy_tree(&src, &dst);
+        } else if name.to_string_lossy().ends_with(".md") {
+            continue;
+        } else {
+            fs::copy(&src, &dst).unwrap_or_else(|e| panic!("copy {}: {e}", src.display()));
+        }
+    }
+}
+
+/// Polls `f` every 100 ms until it gives `Some`, at most `within`.
+fn wait_for<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// One container, taken down on drop.
+struct Sd {
+    name: String,
+    dir: PathBuf,
+}
+
+impl Sd {
+    /// Boots a container for `test` with the shipped units, the test
+    /// drop-ins and `dropins` (unit, `50-test.conf` content).
+    fn up(test: &str, dropins: &[(&str, &str)]) -> Sd {
+        let name = format!("{test}-{}", std::process::id());
+        let dir = PathBuf::from(format!("/tmp/cqlready-sd-{name}"));
+        let _ = fs::remove_dir_all(&dir);
+        let units = dir.join("units");
+        copy_tree(&Path::new(MANIFEST).join("docker/systemd"), &units);
+        copy_tree(&Path::new(MANIFEST).join("tests/systemd/units"), &units);
+        for (unit, conf) in dropins {
+            let d = units.join(format!("{unit}.d"));
+            fs::create_dir_all(&d).expect("create drop-in dir");
+            fs::write(d.join("50-test.conf"), conf).expect("write drop-in");
+        }
+        let classes = fixture_classes();
+        let fixtures = Path::new(MANIFEST).join("tests/systemd/fixtures");
+        let sd = Sd { name, dir };
+        let t0 = Instant::now();
+        let o = Command::new(harness())
+            .args(["up", &sd.name, "--unit-dir"])
+            .arg(&units)
+            .arg("--bind-ro")
+            .arg(format!("{}:/opt/cqlready", profile_dir().display()))
+            .arg("--bind-ro")
+            .arg(format!("{}:/opt/cqlfix", fixtures.display()))
+            .arg("--bind-ro")
+            .arg(format!("{}:/opt/cqlfix-classes", classes.display()))
+            .output()
+            .expect("run harness.sh up");
+        assert!(
+            o.status.success(),
+            "harness.sh up {} failed:\n{}",
+            sd.name,
+            text(&o.stderr)
+        );
+        eprintln!("{}: container up in {:?}", sd.name, t0.elapsed());
+        // systemd logs each notification it accepts at debug level:
+        // "Got notification message from PID N (READY=1, STATUS=...)".
+        sd.exec_ok(&["systemd-analyze", "log-level", "debug"]);
+        sd
+    }
+
+    fn cmd(&self, sub: &str) -> Command {
+        let mut c = Command::new(harness());
+        c.args([sub, &self.name]);
+        c
+    }
+
+    fn exec(&self, args: &[&str]) -> Output {
+        self.cmd("exec")
+            .arg("--")
+            .args(args)
+            .output()
+            .expect("run harness.sh exec")
+    }
+
+    fn exec_ok(&self, args: &[&str]) -> String {
+        let o = self.exec(args);
+        assert!(
+            o.status.success(),
+            "{args:?} failed ({}): {}{}",
+            o.status,
+            text(&o.stdout),
+            text(&o.stderr)
+        );
+        text(&o.stdout)
+    }
+
+    fn systemctl(&self, args: &[&str]) -> Output {
+        self.cmd("systemctl")
+            .args(args)
+            .output()
+            .expect("run harness.sh systemctl")
+    }
+
+    /// `systemctl start UNIT` in the background (it blocks until ready).
+    fn spawn_start(&self, unit: &str) -> Child {
+        self.cmd("systemctl")
+            .args(["start", unit])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn systemctl start")
+    }
+
+    fn props(&self, unit: &str, names: &[&str]) -> HashMap<String, String> {
+        let o = self.systemctl(&["show", "-p", &names.join(","), unit]);
+        assert!(o.status.success(), "systemctl show: {}", text(&o.stderr));
+        text(&o.stdout)
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn prop(&self, unit: &str, name: &str) -> String {
+        self.props(unit, &[name]).remove(name).unwrap_or_default()
+    }
+
+    fn state(&self, unit: &str) -> (String, String) {
+        let mut p = self.props(unit, &["ActiveState", "SubState"]);
+        (
+            p.remove("ActiveState").unwrap_or_default(),
+            p.remove("SubState").unwrap_or_default(),
+        )
+    }
+
+    fn wait_state(&self, unit: &str, active: &str, within: Duration) {
+        let what = format!("{unit} to be {active}");
+        let deadline = Instant::now() + within;
+        loop {
+            let last = self.state(unit);
+            if last.0 == active {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; last {last:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn main_pid(&self, unit: &str) -> u32 {
+        self.prop(unit, "MainPID").parse().expect("MainPID")
+    }
+
+    fn journal(&self, args: &[&str]) -> String {
+        let o = self
+            .cmd("journal")
+            .args(["-o", "cat"])
+            .args(args)
+            .output()
+            .expect("run harness.sh journal");
+        text(&o.stdout)
+    }
+
+    /// One command to the fixture's control port; its acknowledgement.
+    fn fixture(&self, command: &str) -> String {
+        self.exec_ok(&["/opt/cqlfix/fixctl", "-w", "30", command])
+            .trim()
+            .to_string()
+    }
+
+    /// The agent's `/status`, when its socket answers.
+    fn agent(&self) -> Option<Value> {
+        let o = self.exec(&[
+            "/opt/cqlready/cqlready",
+            "status",
+            "--json",
+            "--socket",
+            SOCK,
+        ]);
+        if !o.status.success() {
+            return None;
+        }
+        serde_json::from_slice(&o.stdout).ok()
+    }
+
+    /// What systemd accepted from `pid` for `unit`, in order, e.g.
+    /// `["STATUS=Waiting for CQL ...", "READY=1, STATUS=...", "WATCHDOG=1"]`
+    /// (from its debug log, which `up` turns on).
+    fn notifications(&self, unit: &str, pid: u32) -> Vec<String> {
+        let prefix = format!("{unit}: Got notification message from PID {pid} (");
+        self.journal(&["-u", unit])
+            .lines()
+            .filter_map(|l| l.strip_prefix(&prefix))
+            .map(|l| l.strip_suffix(')').unwrap_or(l).to_string())
+            .collect()
+    }
+
+    /// No notification was refused for coming from the wrong PID.
+    fn assert_no_refused_notifications(&self) {
+        let j = self.journal(&[]);
+        let bad: Vec<&str> = j
+            .lines()
+            .filter(|l| l.contains("reception only permitted for main PID"))
+            .collect();
+        assert!(bad.is_empty(), "systemd refused notifications: {bad:?}");
+    }
+
+    /// Starts cassandra.service, opens CQL once it is activating, and waits
+    /// for the start to return. Returns the main PID.
+    fn start_ready(&self) -> u32 {
+        let mut start = self.spawn_start("cassandra.service");
+        let ack = self.fixture("listen 9042 cql");
+        assert_eq!(ack, "listening 9042");
+        let status = wait_for("systemctl start to return", WAIT, || {
+            start.try_wait().expect("try_wait")
+        });
+        assert!(status.success(), "systemctl start cassandra.service failed");
+        assert_eq!(self.state("cassandra.service").0, "active");
+        self.main_pid("cassandra.service")
+    }
+}
+
+impl Drop for Sd {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let mut c = self.cmd("journal");
+            c.args(["-o", "short-monotonic", "--no-hostname"]);
+            for u in UNITS {
+                c.args(["-u", u]);
+            }
+            let j = c.output().map(|o| text(&o.stdout)).unwrap_or_default();
+            let lines: Vec<&str> = j
+                .lines()
+                .filter(|l| !l.contains("WATCHDOG=1)") && !l.contains("unit change signal"))
+                .collect();
+            let from = lines.len().saturating_sub(150);
+            eprintln!(
+                "--- journal of {} (last {} lines) ---\n{}\n---",
+                self.name,
+                lines.len() - from,
+                lines[from..].join("\n")
+            );
+        }
+        let _ = Command::new(harness()).args(["down", &self.name]).status();
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn pid_of_ack(ack: &str) -> u32 {
+    ack.strip_prefix("pid ")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("fixture answered {ack:?} to `pid`"))
+}
+
+/// Stubs for `harness.sh verify`: each command of an `Exec*=` line that this
+/// host lacks (e.g. /usr/sbin/cassandra, docker) and each required unit that
+/// is neither shipped nor on this host (e.g. docker.service).
+fn verify_stubs(units: &[PathBuf]) -> Vec<String> {
+    let shipped: Vec<String> = units
+        .iter()
+        .filter_map(|u| u.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    let mut args: Vec<String> = Vec::new();
+    for u in units {
+        let body = fs::read_to_string(u).expect("read unit");
+        // join continuation lines
+        let body = body.replace("\\\n", " ");
+        for line in body.lines().map(str::trim) {
+            let Some((key, value)) = line.split_once('=') else {
+                continue;
+            };
+            let key = key.trim();
+            if key.starts_with("Exec") {
+                let cmd = value
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .trim_start_matches(['-', '@', ':', '+', '!']);
+                if cmd.starts_with('/') && !Path::new(cmd).exists() {
+                    args.extend(["--stub".into(), cmd.to_string()]);
+                }
+            } else if ["Requires", "BindsTo", "Wants", "Requisite", "PartOf"].contains(&key) {
+                for dep in value.split_whitespace() {
+                    let known = shipped.iter().any(|s| s == dep)
+                        || [
+                            "/usr/lib/systemd/system",
+                            "/lib/systemd/system",
+                            "/etc/systemd/system",
+                        ]
+                        .iter()
+                        .any(|d| Path::new(d).join(dep).exists());
+                    if !known {
+                        args.extend(["--stub-unit".into(), dep.to_string()]);
+                    }
+                }
+            }
+        }
+    }
+    let mut pairs: Vec<(String, String)> = args
+        .chunks(2)
+        .map(|c| (c[0].clone(), c[1].clone()))
+        .collect();
+    pairs.sort();
+    pairs.dedup();
+    pairs.into_iter().flat_map(|(a, b)| [a, b]).collect()
+}
+
+#[test]
+fn shipped_units_pass_systemd_analyze_verify() {
+    if !Path::new("/usr/bin/systemd-analyze").exists() {
+        eprintln!("SKIPPED systemd::shipped_units_pass_systemd_analyze_verify: no systemd-analyze");
+        return;
+    }
+    let units: Vec<PathBuf> = fs::read_dir(Path::new(MANIFEST).join("docker/systemd"))
+        .expect("docker/systemd")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "service"))
+        .collect();
+    for name in [
+        "cassandra.service",
+        "cassandra-cql.service",
+        "cassandra-container.service",
+        "snapshotd.service",
+    ] {
+        assert!(
+            units.iter().any(|u| u.ends_with(name)),
+            "docker/systemd/{name} is missing"
+        );
+    }
+    let stubs = verify_stubs(&units);
+    let o = Command::new(harness())
+        .arg("verify")
+        .args(&stubs)
+        .args(&units)
+        .output()
+        .expect("run harness.sh verify");
+    let out = format!("{}{}", text(&o.stdout), text(&o.stderr));
+    assert!(
+        o.status.success(),
+        "systemd-analyze verify failed (stubs {stubs:?}):\n{out}"
+    );
+    assert!(
+        out.trim().is_empty(),
+        "systemd-analyze verify warns:\n{out}"
+    );
+}
+
+/// `systemctl start snapshotd` (Requires=/After=cassandra.service) blocks
+/// while the JVM runs but CQL is closed, and returns once CQL answers; the
+/// JVM is the main PID, the status line is the agent's, the dependent found
+/// CQL on its first try; stopping Cassandra stops the dependent.
+#[test]
+fn dependent_start_blocks_until_cql_answers() {
+    if skip("dependent_start_blocks_until_cql_answers") {
+        return;
+    }
+    let sd = Sd::up("dep", &[]);
+    let mut start = sd.spawn_start("snapshotd.service");
+
+    // The JVM runs and its agent keeps failing checks: still starting.
+    let snap = wait_for("the agent to have failed 3 checks", WAIT, || {
+        sd.agent()
+            .filter(|s| s["checks"]["failed"].as_u64() >= Some(3))
+    });
+    assert_eq!(snap["state"], "starting", "{snap}");
+    assert_eq!(
+        sd.state("cassandra.service"),
+        ("activating".into(), "start".into())
+    );
+    assert_eq!(sd.state("snapshotd.service").0, "inactive");
+    assert!(
+        start.try_wait().expect("try_wait").is_none(),
+        "systemctl start returned before CQL answered"
+    );
+    let status = sd.prop("cassandra.service", "StatusText");
+    assert!(
+        status.starts_with("Waiting for CQL on 127.0.0.1:9042"),
+        "{status}"
+    );
+
+    let t0 = Instant::now();
+    assert_eq!(sd.fixture("listen 9042 cql"), "listening 9042");
+    let done = wait_for("systemctl start snapshotd to return", WAIT, || {
+        start.try_wait().expect("try_wait")
+    });
+    eprintln!(
+        "systemctl start returned {:?} after CQL opened",
+        t0.elapsed()
+    );
+    let out = start.wait_with_output().expect("wait");
+    assert!(
+        done.success(),
+        "systemctl start snapshotd: {}",
+        text(&out.stderr)
+    );
+
+    // Cassandra: the JVM is the main PID, running, with the agent's status.
+    let main = sd.main_pid("cassandra.service");
+    assert_eq!(
+        main,
+        pid_of_ack(&sd.fixture("pid")),
+        "MainPID is not the JVM"
+    );
+    let comm = sd.exec_ok(&["cat", &format!("/proc/{main}/comm")]);
+    assert_eq!(comm.trim(), "java");
+    let uid = sd.exec_ok(&["stat", "-c", "%u", &format!("/proc/{main}")]);
+    assert_ne!(
+        uid.trim(),
+        "0",
+        "the JVM should run as the (dynamic) cassandra user"
+    );
+    assert_eq!(
+        sd.state("cassandra.service"),
+        ("active".into(), "running".into())
+    );
+    let status = sd.prop("cassandra.service", "StatusText");
+    assert!(
+        status.contains("ready") && status.contains("127.0.0.1:9042"),
+        "StatusText: {status}"
+    );
+    let snap = sd.agent().expect("the agent answers");
+    assert_eq!(snap["state"], "ready");
+    assert_eq!(snap["pid"], main);
+    assert_eq!(snap["socket"], SOCK);
+    assert_eq!(snap["notify"]["ready_sent"], true);
+    let j = sd.journal(&["-u", "cassandra.service"]);
+    assert!(
+        j.contains(&format!(
+            "Got notification message from PID {main} (READY=1"
+        )),
+        "no READY=1 from the JVM's PID {main} in the journal:\n{j}"
+    );
+
+    // The dependent started after, and CQL answered its first and only try.
+    let p = sd.props(
+        "snapshotd.service",
+        &[
+            "ActiveState",
+            "Result",
+            "NRestarts",
+            "InactiveExitTimestampMonotonic",
+        ],
+    );
+    assert_eq!(p["ActiveState"], "active");
+    assert_eq!(p["Result"], "success");
+    assert_eq!(p["NRestarts"], "0");
+    let ready_at: u64 = sd
+        .prop("cassandra.service", "ActiveEnterTimestampMonotonic")
+        .parse()
+        .unwrap();
+    let dep_at: u64 = p["InactiveExitTimestampMonotonic"].parse().unwrap();
+    assert!(
+        dep_at >= ready_at,
+        "snapshotd started at {dep_at} before cassandra was ready at {ready_at}"
+    );
+    // Its output (StandardOutput=append:/run/snapshotd.log): one check of
+    // CQL, one of the agent, both ready at once.
+    let log = sd.exec_ok(&["cat", "/run/snapshotd.log"]);
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 2, "{log}");
+    assert!(
+        lines[0].starts_with("ready: CQL v5 on 127.0.0.1:9042"),
+        "{log}"
+    );
+    assert_eq!(lines[1], "ready", "{log}");
+
+    // The composed units (shipped + drop-ins) verify in there too.
+    sd.exec_ok(&[
+        "systemd-analyze",
+        "verify",
+        "/run/systemd/system/cassandra.service",
+        "/run/systemd/system/snapshotd.service",
+    ]);
+
+    // Requires=: stopping Cassandra stops the dependent.
+    let o = sd.systemctl(&["stop", "cassandra.service"]);
+    assert!(o.status.success(), "stop: {}", text(&o.stderr));
+    assert_eq!(sd.state("snapshotd.service").0, "inactive");
+    assert_eq!(sd.prop("cassandra.service", "Result"), "success");
+    sd.assert_no_refused_notifications();
+}
+
+/// CQL never opens: the start fails after TimeoutStartSec=, Result=timeout.
+#[test]
+fn cql_that_never_opens_fails_the_start() {
+    if skip("cql_that_never_opens_fails_the_start") {
+        return;
+    }
+    let sd = Sd::up(
+        "tmo",
+        &[(
+            "cassandra.service",
+            "[Service]\nTimeoutStartSec=3s\nRestart=no\n",
+        )],
+    );
+    let t0 = Instant::now();
+    let o = sd.systemctl(&["start", "cassandra.service"]);
+    let took = t0.elapsed();
+    eprintln!("systemctl start failed after {took:?}");
+    assert!(!o.status.success(), "start succeeded without CQL");
+    assert!(
+        took >= Duration::from_millis(2900) && took < Duration::from_secs(20),
+        "the start took {took:?}, TimeoutStartSec=3s"
+    );
+    let p = sd.props(
+        "cassandra.service",
+        &["ActiveState", "Result", "StatusText"],
+    );
+    assert_eq!(p["ActiveState"], "failed");
+    assert_eq!(p["Result"], "timeout");
+    let j = sd.journal(&["-u", "cassandra.service"]);
+    for needle in [
+        "Waiting for CQL on 127.0.0.1:9042",
+        "start operation timed out. Terminating.",
+        "Failed with result 'timeout'.",
+    ] {
+        assert!(j.contains(needle), "journal lacks {needle:?}:\n{j}");
+    }
+    assert!(!j.contains("READY=1"), "READY=1 without CQL:\n{j}");
+    sd.assert_no_refused_notifications();
+}
+
+/// WatchdogSec=2s: a healthy node is left alone for 3x WatchdogSec; once
+/// CQL closes, the pings stop and systemd restarts the JVM.
+#[test]
+fn watchdog_restarts_only_a_node_whose_cql_stopped() {
+    if skip("watchdog_restarts_only_a_node_whose_cql_stopped") {
+        return;
+    }
+    let sd = Sd::up(
+        "wd",
+        &[(
+            "cassandra.service",
+            "[Service]\nWatchdogSec=2s\nEnvironment=JVM_EXTRA_OPTS=-agentpath:/opt/cqlready/libcqlready.so=check=200ms,failures=2,log=debug\n",
+        )],
+    );
+    let main = sd.start_ready();
+
+    // Healthy: same process, no restart, pings flowing, for 6 s.
+    let window = Duration::from_secs(6);
+    let t0 = Instant::now();
+    let mut samples = 0;
+    while t0.elapsed() < window {
+        let p = sd.props(
+            "cassandra.service",
+            &["ActiveState", "MainPID", "NRestarts"],
+        );
+        assert_eq!(
+            (
+                p["ActiveState"].as_str(),
+                p["MainPID"].as_str(),
+                p["NRestarts"].as_str()
+            ),
+            ("active", main.to_string().as_str(), "0"),
+            "a healthy node changed after {:?}",
+            t0.elapsed()
+        );
+        samples += 1;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let snap = sd.agent().expect("the agent answers");
+    assert_eq!(snap["notify"]["watchdog_usec"], 2_000_000, "{snap}");
+    let pings = snap["notify"]["watchdog_pings"].as_u64().unwrap_or(0);
+    assert!(pings >= 5, "{pings} watchdog pings in {window:?}: {snap}");
+    eprintln!("healthy for {window:?} ({samples} samples, {pings} pings)");
+    assert!(!sd
+        .journal(&["-u", "cassandra.service"])
+        .contains("Watchdog timeout"));
+
+    // CQL closes: degraded after 2 failed checks, pings stop, systemd kills.
+    let t0 = Instant::now();
+    assert_eq!(sd.fixture("close"), "closed");
+    wait_for("a restart after the watchdog fired", WAIT, || {
+        let p = sd.props("cassandra.service", &["NRestarts", "MainPID"]);
+        (p["NRestarts"] != "0" && p["MainPID"] != "0" && p["MainPID"] != main.to_string())
+            .then_some(())
+    });
+    let took = t0.elapsed();
+    eprintln!("restarted {took:?} after CQL closed");
+    assert!(
+        took >= Duration::from_millis(1000),
+        "restarted too soon: {took:?}"
+    );
+    let j = sd.journal(&["-u", "cassandra.service"]);
+    assert!(j.contains("Watchdog timeout (limit 2s)!"), "{j}");
+    assert!(j.contains("Failed with result 'watchdog'"), "{j}");
+    assert!(j.contains("not answering since"), "{j}");
+    assert_eq!(sd.prop("cassandra.service", "NRestarts"), "1");
+
+    // What the first JVM told systemd: no ping before READY=1, pings while
+    // ready, none from the moment it reported CQL not answering.
+    let sent = sd.notifications("cassandra.service", main);
+    let ready = sent
+        .iter()
+        .position(|n| n.starts_with("READY=1"))
+        .unwrap_or_else(|| panic!("no READY=1 from {main}: {sent:?}"));
+    let degraded = sent
+        .iter()
+        .position(|n| n.contains("not answering since"))
+        .unwrap_or_else(|| panic!("no degraded STATUS= from {main}: {sent:?}"));
+    let pings = |r: &[String]| r.iter().filter(|n| n.contains("WATCHDOG=1")).count();
+    assert_eq!(pings(&sent[..ready]), 0, "pings before READY=1: {sent:?}");
+    assert!(pings(&sent[ready..degraded]) >= 5, "{sent:?}");
+    assert_eq!(
+        pings(&sent[degraded..]),
+        0,
+        "pings while degraded: {sent:?}"
+    );
+
+    // The new JVM waits for CQL again, and becomes ready when it opens.
+    let again = sd.start_ready();
+    assert_ne!(again, main);
+    assert_eq!(again, pid_of_ack(&sd.fixture("pid")));
+    let sent = sd.notifications("cassandra.service", again);
+    let ready = sent.iter().position(|n| n.starts_with("READY=1"));
+    assert!(ready.is_some(), "no READY=1 from {again}: {sent:?}");
+    assert_eq!(pings(&sent[..ready.unwrap()]), 0, "{sent:?}");
+    sd.assert_no_refused_notifications();
+}
+
+/// `systemctl stop`: STOPPING=1 from the JVM reaches systemd, the stop is
+/// clean (exit 143 counts as success) and the agent removes its socket.
+#[test]
+fn stop_is_clean_and_removes_the_socket() {
+    if skip("stop_is_clean_and_removes_the_socket") {
+        return;
+    }
+    // Keep /run/cassandra after the stop: then it is the agent, not
+    // systemd, that must have removed the socket.
+    let sd = Sd::up(
+        "stop",
+        &[(
+            "cassandra.service",
+            "[Service]\nRuntimeDirectoryPreserve=yes\n",
+        )],
+    );
+    let main = sd.start_ready();
+    sd.exec_ok(&["test", "-S", SOCK]);
+    let t0 = Instant::now();
+    let o = sd.systemctl(&["stop", "cassandra.service"]);
+    eprintln!("systemctl stop took {:?}", t0.elapsed());
+    assert!(o.status.success(), "stop: {}", text(&o.stderr));
+    let p = sd.props(
+        "cassandra.service",
+        &["ActiveState", "Result", "ExecMainCode", "ExecMainStatus"],
+    );
+    assert_eq!(p["ActiveState"], "inactive", "{p:?}");
+    assert_eq!(p["Result"], "success", "{p:?}");
+    let j = sd.journal(&["-u", "cassandra.service"]);
+    assert!(
+        j.contains(&format!(
+            "Got notification message from PID {main} (STOPPING=1"
+        )),
+        "no STOPPING=1 from PID {main}:\n{j}"
+    );
+    assert!(j.contains("Changed running -> stop-sigterm"), "{j}");
+    assert!(j.contains("Deactivated successfully."), "{j}");
+    sd.exec_ok(&["test", "-d", "/run/cassandra"]);
+    let o = sd.exec(&["test", "-e", SOCK]);
+    assert!(!o.status.success(), "{SOCK} is still there after the stop");
+    sd.assert_no_refused_notifications();
+}
+
+/// `cqlready watch` as cassandra-cql.service: activating until both ports
+/// answer, active after; when CQL goes away it exits 1 and the unit bound to
+/// it stops, while the container's unit keeps running.
+#[test]
+fn watcher_unit_follows_the_ports_and_takes_bound_units_down() {
+    if skip("watcher_unit_follows_the_ports_and_takes_bound_units_down") {
+        return;
+    }
+    let sd = Sd::up("watch", &[]);
+    let mut start = sd.spawn_start("cql-client.service");
+    let jvm = pid_of_ack(&sd.fixture("pid"));
+    assert_eq!(sd.main_pid("cassandra-container.service"), jvm);
+    sd.wait_state("cassandra-cql.service", "activating", WAIT);
+    // Its STATUS= names what fails: "Waiting for ...: CQL on 127.0.0.1:9042: <error>".
+    let failing = |port: &str| {
+        let sd = &sd;
+        let needle = format!("{port}: ");
+        move || {
+            Some(sd.prop("cassandra-cql.service", "StatusText"))
+                .filter(|s| s.starts_with("Waiting") && s.contains(&needle))
+        }
+    };
+    let status = wait_for(
+        "the watcher to report 9042 failing",
+        WAIT,
+        failing("CQL on 127.0.0.1:9042"),
+    );
+    eprintln!("watcher: {status}");
+
+    // CQL answers but JMX (7199) does not: still waiting, now for 7199.
+    assert_eq!(sd.fixture("listen 9042 cql"), "listening 9042");
+    let status = wait_for(
+        "the watcher to report 7199 failing",
+        WAIT,
+        failing("TCP 127.0.0.1:7199"),
+    );
+    eprintln!("watcher: {status}");
+    assert_eq!(sd.state("cassandra-cql.service").0, "activating");
+    assert!(
+        start.try_wait().expect("try_wait").is_none(),
+        "start returned with 7199 closed"
+    );
+
+    let t0 = Instant::now();
+    assert_eq!(sd.fixture("listen 7199 cql"), "listening 7199");
+    let done = wait_for("systemctl start cql-client to return", WAIT, || {
+        start.try_wait().expect("try_wait")
+    });
+    eprintln!(
+        "systemctl start returned {:?} after both ports opened",
+        t0.elapsed()
+    );
+    assert!(done.success());
+    let watcher = sd.main_pid("cassandra-cql.service");
+    let comm = sd.exec_ok(&["cat", &format!("/proc/{watcher}/comm")]);
+    assert_eq!(comm.trim(), "cqlready");
+    let status = sd.prop("cassandra-cql.service", "StatusText");
+    assert!(status.contains("ready"), "{status}");
+    assert_eq!(sd.state("cql-client.service").0, "active");
+    let j = sd.journal(&["-u", "cassandra-cql.service"]);
+    assert!(
+        j.contains(&format!(
+            "Got notification message from PID {watcher} (READY=1"
+        )),
+        "{j}"
+    );
+
+    // CQL goes away: the watcher exits 1, the bound unit stops.
+    let t0 = Instant::now();
+    assert_eq!(sd.fixture("close"), "closed");
+    sd.wait_state("cassandra-cql.service", "failed", WAIT);
+    eprintln!("watcher failed {:?} after the ports closed", t0.elapsed());
+    let p = sd.props("cassandra-cql.service", &["Result", "ExecMainStatus"]);
+    assert_eq!(p["Result"], "exit-code", "{p:?}");
+    assert_eq!(p["ExecMainStatus"], "1", "{p:?}");
+    sd.wait_state("cql-client.service", "inactive", WAIT);
+    assert_eq!(sd.state("cassandra-container.service").0, "active");
+    assert_eq!(sd.main_pid("cassandra-container.service"), jvm);
+    sd.assert_no_refused_notifications();
+}
+
+/// The other way cassandra-cql.service can watch: `cqlready watch --socket`
+/// on the agent's status socket. It is ready when the agent is, and exits 1
+/// when the agent turns degraded, while the JVM itself keeps running and
+/// recovers when CQL is back.
+#[test]
+fn watcher_on_the_agent_socket() {
+    if skip("watcher_on_the_agent_socket") {
+        return;
+    }
+    let sd = Sd::up(
+        "wsock",
+        &[(
+            "cassandra.service",
+            "[Service]\nEnvironment=JVM_EXTRA_OPTS=-agentpath:/opt/cqlready/libcqlready.so=check=200ms,failures=2,log=debug\n",
+        )],
+    );
+    // Pulls cassandra.service in (BindsTo=), not ordered after it.
+    let mut start = sd.spawn_start("cassandra-cql-socket.service");
+    wait_for("the agent to have failed 3 checks", WAIT, || {
+        sd.agent()
+            .filter(|s| s["checks"]["failed"].as_u64() >= Some(3))
+    });
+    sd.wait_state("cassandra-cql-socket.service", "activating", WAIT);
+    let status = wait_for("the watcher to see the agent starting", WAIT, || {
+        Some(sd.prop("cassandra-cql-socket.service", "StatusText"))
+            .filter(|s| s.contains("says starting"))
+    });
+    assert!(status.contains(SOCK), "{status}");
+    assert!(start.try_wait().expect("try_wait").is_none());
+
+    let t0 = Instant::now();
+    assert_eq!(sd.fixture("listen 9042 cql"), "listening 9042");
+    let done = wait_for("systemctl start to return", WAIT, || {
+        start.try_wait().expect("try_wait")
+    });
+    eprintln!("socket watcher ready {:?} after CQL opened", t0.elapsed());
+    assert!(done.success());
+    assert_eq!(sd.state("cassandra.service").0, "active");
+    let watcher = sd.main_pid("cassandra-cql-socket.service");
+    let sent = sd.notifications("cassandra-cql-socket.service", watcher);
+    assert!(sent.iter().any(|n| n.starts_with("READY=1")), "{sent:?}");
+
+    // CQL closes: the agent turns degraded, the watcher exits 1; the JVM
+    // (no WatchdogSec= here) keeps running.
+    let main = sd.main_pid("cassandra.service");
+    assert_eq!(sd.fixture("close"), "closed");
+    sd.wait_state("cassandra-cql-socket.service", "failed", WAIT);
+    let p = sd.props(
+        "cassandra-cql-socket.service",
+        &["Result", "ExecMainStatus"],
+    );
+    assert_eq!(p["Result"], "exit-code", "{p:?}");
+    assert_eq!(p["ExecMainStatus"], "1", "{p:?}");
+    assert_eq!(sd.agent().expect("agent")["state"], "degraded");
+    let status = sd.prop("cassandra.service", "StatusText");
+    assert!(status.contains("not answering since"), "{status}");
+    assert_eq!(sd.state("cassandra.service").0, "active");
+
+    // CQL is back: the agent says so, on the same JVM.
+    assert_eq!(sd.fixture("listen 9042 cql"), "listening 9042");
+    let status = wait_for("the agent to report CQL back", WAIT, || {
+        Some(sd.prop("cassandra.service", "StatusText")).filter(|s| s.contains("again"))
+    });
+    eprintln!("back: {status}");
+    assert_eq!(sd.main_pid("cassandra.service"), main);
+    assert_eq!(sd.agent().expect("agent")["state"], "ready");
+    sd.assert_no_refused_notifications();
+}
