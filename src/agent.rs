@@ -124,18 +124,19 @@ pub fn start(
         .then(|| notifier.socket.clone())
         .flatten();
     snap.notify.watchdog_usec = notifier.watchdog.map(|d| 2 * d.as_micros() as u64);
+    // The path is in the snapshot before the first client can connect.
+    snap.socket = socket.as_ref().map(|(p, _)| p.display().to_string());
     let shared = Shared::new(snap);
 
     let server = socket.and_then(|(path, private)| {
         match Server::start(&path, private, access, shared.clone()) {
             Ok(s) => {
                 crate::info!("status on {}", s.path.display());
-                let shown = s.path.display().to_string();
-                shared.update(|snap| snap.socket = Some(shown));
                 Some(s)
             }
             Err(e) => {
                 crate::error!("{e}; continuing without a status socket");
+                shared.update(|snap| snap.socket = None);
                 None
             }
         }

@@ -23,9 +23,17 @@ public final class Shim {
     private static native String start(String options);
 
     public static void premain(String options, Instrumentation inst) {
-        run(options);
+        try {
+            run(options);
+        } catch (RuntimeException e) {
+            // At start-up a refusal stops the JVM cleanly (exit 1), as a bad
+            // -agentpath does, rather than by the launcher's abort.
+            System.err.println(e.getMessage());
+            System.exit(1);
+        }
     }
 
+    /** Loaded into a running JVM: a refusal is reported to the loader, the JVM runs on. */
     public static void agentmain(String options, Instrumentation inst) {
         run(options);
     }
