@@ -21,7 +21,7 @@ case "${1:-}" in
     *) echo "demo.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
 esac
 if [[ $mode == systemd ]]; then
-    exec bash "$here/systemd/demo.sh"
+    exec bash "$here/systemd/cassandra-demo.sh"
 fi
 
 cql_port="${DEMO_CQL_PORT:-19042}"

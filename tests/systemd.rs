@@ -952,3 +952,37 @@ fn watcher_on_the_agent_socket() {
     assert_eq!(sd.agent().expect("agent")["state"], "ready");
     sd.assert_no_refused_notifications();
 }
+
+/// Real Cassandra 5.0 with the agent, under the shipped cassandra.service and
+/// snapshotd.service: `tests/systemd/cassandra-demo.sh` boots the container,
+/// checks each step and exits non-zero if one fails (the same script is
+/// `bash tests/demo.sh --systemd`).
+#[test]
+fn real_cassandra_holds_start_until_cql_answers() {
+    if skip("real_cassandra_holds_start_until_cql_answers") {
+        return;
+    }
+    let profile = profile_dir();
+    let build = profile
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("debug");
+    let o = Command::new("bash")
+        .arg(Path::new(MANIFEST).join("tests/systemd/cassandra-demo.sh"))
+        .env("CQLREADY_BUILD", build)
+        .output()
+        .expect("run cassandra-demo.sh");
+    let out = text(&o.stdout) + &text(&o.stderr);
+    assert!(o.status.success(), "{out}");
+    for step in [
+        "ok: cassandra.service is active/running",
+        "ok: StatusText is the agent's",
+        "ok: snapshotd ran once CQL answered, first try",
+        "ok: no notification refused under NotifyAccess=main",
+        "ok: status shows Cassandra NORMAL",
+        "ok: stop is clean (Result=success)",
+        "ok: the status socket is gone",
+    ] {
+        assert!(out.contains(step), "missing {step:?} in:\n{out}");
+    }
+}

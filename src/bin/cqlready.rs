@@ -224,6 +224,20 @@ fn summary(s: &Snapshot) -> String {
             .map(|v| format!(", protocol v{v}"))
             .unwrap_or_default()
     );
+    if let Some(c) = &s.cassandra {
+        out += &match (&c.mode, &c.error) {
+            (Some(mode), _) => format!(
+                "node     Cassandra {mode}, native transport {}\n",
+                match c.native_transport {
+                    Some(true) => "on",
+                    Some(false) => "off",
+                    None => "unknown",
+                }
+            ),
+            (None, Some(e)) => format!("node     Cassandra's view unavailable: {e}\n"),
+            (None, None) => String::new(),
+        };
+    }
     if let Some(t) = s.time_to_ready_ms {
         out += &format!("ready    after {:.1} s\n", t / 1e3);
     }
