@@ -7,10 +7,11 @@
 //! | `OperationMode` | STARTING, JOINING, NORMAL, LEAVING, DECOMMISSIONED, MOVING, DRAINING, DRAINED |
 //! | `NativeTransportRunning` | whether CQL was switched off (`nodetool disablebinary`) |
 //! | `Joined`, `BootstrapMode` | join and bootstrap state |
-//! | `Load` | bytes on disk, one sign of bootstrap progress |
 //!
-//! and `org.apache.cassandra.net:type=StreamManager`'s `CurrentStreams`
-//! while joining, whose changes are the other sign of progress. When the
+//! plus `Count` of `org.apache.cassandra.metrics:type=Storage,name=Load`
+//! (bytes on disk) and, while joining,
+//! `org.apache.cassandra.net:type=StreamManager`'s `CurrentStreams`: their
+//! changes are the signs of bootstrap progress. When the
 //! MBean is absent (not Cassandra, or too early) readiness is CQL alone.
 
 use crate::cql::Prober;
@@ -21,12 +22,13 @@ use std::time::{Duration, Instant};
 
 pub const STORAGE_SERVICE: &str = "org.apache.cassandra.db:type=StorageService";
 pub const STREAM_MANAGER: &str = "org.apache.cassandra.net:type=StreamManager";
-const ATTRIBUTES: [&str; 5] = [
+/// Bytes on disk (StorageService's own `Load` is gone in 5.0; this metric is in 3.x to 5.x).
+pub const STORAGE_LOAD: &str = "org.apache.cassandra.metrics:type=Storage,name=Load";
+const ATTRIBUTES: [&str; 4] = [
     "OperationMode",
     "NativeTransportRunning",
     "Joined",
     "BootstrapMode",
-    "Load",
 ];
 
 /// Reads MBean attributes as text. The agent's implementation calls into
@@ -65,7 +67,7 @@ pub fn view(values: &[Option<String>]) -> Cassandra {
         native_transport: flag(1),
         joined: flag(2),
         bootstrap: flag(3),
-        load_bytes: get(4).and_then(|v| v.parse::<f64>().ok()),
+        load_bytes: None,
         error: None,
     }
 }
@@ -112,7 +114,15 @@ impl NodeProbe {
             return;
         };
         let mut c = match m.attributes(STORAGE_SERVICE, &ATTRIBUTES) {
-            Ok(values) => view(&values),
+            Ok(values) => {
+                let mut c = view(&values);
+                c.load_bytes = m
+                    .attributes(STORAGE_LOAD, &["Count"])
+                    .ok()
+                    .and_then(|v| v.into_iter().next().flatten())
+                    .and_then(|v| v.parse::<f64>().ok());
+                c
+            }
             Err(e) => Cassandra {
                 error: Some(crate::notify::sanitize(&e)),
                 ..Cassandra::default()
@@ -151,7 +161,11 @@ impl Probe for NodeProbe {
     fn check(&mut self) -> Result<Option<u8>, String> {
         let cql = Prober::check(&mut self.cql);
         self.read();
+        let transport_off = self.last.as_ref().and_then(|c| c.native_transport) == Some(false);
         let answer = cql.map_err(|e| match self.mode() {
+            Some(mode) if transport_off => {
+                format!("Cassandra's native transport is off (nodetool disablebinary?), mode {mode}: {e}")
+            }
             Some(mode) => format!("{e}; Cassandra is {mode}"),
             None => e.to_string(),
         })?;
@@ -183,8 +197,13 @@ impl Probe for NodeProbe {
             .load_bytes
             .map(|b| format!(", {:.1} MiB on disk", b / (1024.0 * 1024.0)))
             .unwrap_or_default();
+        let what = if c.bootstrap == Some(true) {
+            "bootstrap in progress"
+        } else {
+            "joining the ring"
+        };
         Some(format!(
-            "Cassandra {} (bootstrap in progress{load})",
+            "Cassandra {} ({what}{load})",
             c.mode.as_deref().unwrap_or("JOINING")
         ))
     }
@@ -226,12 +245,10 @@ mod tests {
             Some("true".into()),
             Some("true".into()),
             Some("false".into()),
-            Some("1048576.0".into()),
         ]);
         assert_eq!(v.mode.as_deref(), Some("NORMAL"));
         assert_eq!(v.native_transport, Some(true));
         assert_eq!(v.bootstrap, Some(false));
-        assert_eq!(v.load_bytes, Some(1048576.0));
         let v = view(&[Some("JOIN\nING".into()), None, Some("maybe".into())]);
         assert_eq!(v.mode.as_deref(), Some("JOIN ING"));
         assert_eq!(
@@ -247,6 +264,9 @@ mod tests {
             if object == STREAM_MANAGER {
                 return Ok(vec![None]);
             }
+            if object == STORAGE_LOAD {
+                return Ok(vec![Some("1048576".into())]);
+            }
             if self.0.len() > 1 {
                 self.0.remove(0)
             } else {
@@ -255,13 +275,12 @@ mod tests {
         }
     }
 
-    fn row(mode: &str, native: bool, load: f64) -> Result<Vec<Option<String>>, String> {
+    fn row(mode: &str, native: bool) -> Result<Vec<Option<String>>, String> {
         Ok(vec![
             Some(mode.into()),
             Some(native.to_string()),
             Some("true".into()),
             Some("false".into()),
-            Some(load.to_string()),
         ])
     }
 
@@ -277,19 +296,23 @@ mod tests {
         };
         let mut p = NodeProbe::new(
             dead(),
-            Some(Box::new(Table(vec![row("JOINING", true, 1.0)]))),
+            Some(Box::new(Table(vec![row("JOINING", true)]))),
             true,
             Duration::from_secs(60),
         );
-        assert!(p.check().is_err());
-        assert!(p.progress().unwrap().contains("JOINING"));
+        assert!(p.check().unwrap_err().ends_with("; Cassandra is JOINING"));
+        assert_eq!(
+            p.progress().unwrap(),
+            "Cassandra JOINING (joining the ring, 1.0 MiB on disk)"
+        );
         let mut p = NodeProbe::new(
             dead(),
-            Some(Box::new(Table(vec![row("DRAINED", false, 1.0)]))),
+            Some(Box::new(Table(vec![row("DRAINED", false)]))),
             true,
             Duration::from_secs(60),
         );
-        assert!(p.check().is_err());
+        let why = p.check().unwrap_err();
+        assert!(why.starts_with("Cassandra's native transport is off (nodetool disablebinary?), mode DRAINED: connect"), "{why}");
         assert!(p.keep_alive());
         assert_eq!(p.progress(), None);
         let mut p = NodeProbe::new(
@@ -320,7 +343,7 @@ mod tests {
         });
         let mut p = NodeProbe::new(
             dead,
-            Some(Box::new(Table(vec![row("JOINING", true, 1.0)]))),
+            Some(Box::new(Table(vec![row("JOINING", true)]))),
             true,
             Duration::from_millis(1),
         );

@@ -301,6 +301,7 @@ pub fn run(
     let mut next_ping = Instant::now();
     let mut last_error: Option<String> = None;
     let mut extended: Option<Instant> = None;
+    let mut degraded_since = SystemTime::now();
     loop {
         let started = Instant::now();
         let verdict = probe.check();
@@ -336,7 +337,10 @@ pub fn run(
             });
         });
         if let Some(t) = &transition {
-            let text = status_text(&pace, t, last_error.as_deref(), SystemTime::now());
+            if *t == Transition::Degraded {
+                degraded_since = SystemTime::now();
+            }
+            let text = status_text(&pace, t, last_error.as_deref(), degraded_since);
             crate::info!("{text}");
             let fields: &[Field<'_>] = match t {
                 Transition::FirstReady { .. } => &[Field::Ready, Field::Status(&text)],
@@ -353,15 +357,22 @@ pub fn run(
             if pace.exit_on_degraded && *t == Transition::Degraded {
                 return Ended::Degraded;
             }
-        } else if let (State::Starting, Some(e)) = (machine.state(), &new_error) {
-            // Why it is not ready yet changed: Cassandra's mode, say.
+        } else if let Some(e) = &new_error {
+            // Why it is not ready changed (Cassandra's mode, say): say so.
             crate::debug!("{} on {}: {e}", pace.subject, pace.place);
-            tell(
-                &notifier,
-                &shared,
-                &[Field::Status(&format!("{waiting}: {e}"))],
-                |_| {},
-            );
+            let text = match machine.state() {
+                State::Starting => Some(format!("{waiting}: {e}")),
+                State::Degraded => Some(status_text(
+                    &pace,
+                    &Transition::Degraded,
+                    Some(e),
+                    degraded_since,
+                )),
+                _ => None,
+            };
+            if let Some(text) = text {
+                tell(&notifier, &shared, &[Field::Status(&text)], |_| {});
+            }
         }
         if machine.state() == State::Starting {
             if let Some(text) = probe.progress() {
