@@ -6,4 +6,7 @@ cd "$(dirname "$0")/.."
 
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
+# The integration tests load target/debug/libcqlready.so into JVMs; `cargo test`
+# alone does not always leave the cdylib there, so build it first.
+cargo build
 cargo test --all-targets

@@ -59,7 +59,7 @@ fn target_dir() -> PathBuf {
 // Build products
 
 /// The agent library: `$CQLREADY_LIB`, else `libcqlready.so` next to this test
-/// binary's profile directory (cargo builds the cdylib with the tests).
+/// binary's profile directory (tests/run.sh runs `cargo build` first).
 pub fn agent_lib() -> PathBuf {
     static LIB: OnceLock<PathBuf> = OnceLock::new();
     LIB.get_or_init(|| {
