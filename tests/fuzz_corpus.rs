@@ -1,0 +1,60 @@
+//! The CI-sized fuzz check: every committed input under `fuzz/corpus/<target>/`
+//! (seeds from the unit tests plus what libFuzzer found and kept) and every
+//! crash reproducer under `fuzz/regressions/<target>/` runs through the same
+//! target functions the libFuzzer binaries use (`fuzz/targets.rs`). Stable
+//! Rust, no libFuzzer, well under a second. The long run is
+//! `bash fuzz/run.sh 100000`.
+
+#[path = "../fuzz/targets.rs"]
+mod targets;
+
+use std::fs;
+use std::path::Path;
+
+fn replay(dir: &str) -> usize {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+    let mut total = 0;
+    for (name, target) in targets::TARGETS {
+        let Ok(entries) = fs::read_dir(root.join(name)) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.expect("read corpus dir").path();
+            let data = fs::read(&path).expect("read corpus file");
+            let ok = std::panic::catch_unwind(|| target(&data));
+            assert!(
+                ok.is_ok(),
+                "fuzz target {name} panicked on {} ({} bytes: {:?})",
+                path.display(),
+                data.len(),
+                String::from_utf8_lossy(&data[..data.len().min(200)])
+            );
+            total += 1;
+        }
+    }
+    total
+}
+
+#[test]
+fn every_corpus_input_passes() {
+    let n = replay("fuzz/corpus");
+    assert!(n >= 8, "only {n} corpus inputs found under fuzz/corpus");
+    eprintln!("replayed {n} corpus inputs");
+}
+
+#[test]
+fn every_regression_input_passes() {
+    replay("fuzz/regressions");
+}
+
+/// Every target has seeds, so a new target cannot be forgotten.
+#[test]
+fn every_target_has_a_corpus() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+    for (name, _) in targets::TARGETS {
+        let n = fs::read_dir(root.join(name))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        assert!(n > 0, "fuzz/corpus/{name} is empty");
+    }
+}

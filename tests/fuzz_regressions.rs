@@ -1,0 +1,164 @@
+//! Inputs at the edges of the parsers of outside input, kept as regression
+//! tests next to the fuzz corpora (issue 7). The fuzz runs (`bash
+//! fuzz/run.sh 100000`) found no crash; these pin the boundaries the fuzzers
+//! and a review pointed at. Reproducers of any future fuzz crash go to
+//! `fuzz/regressions/<target>/` (replayed by tests/fuzz_corpus.rs) and, with
+//! the expected behaviour, here.
+
+use cqlready::cql::decode;
+use cqlready::discovery::{config_path, parse_yaml};
+use cqlready::options::{parse_duration, Options};
+use cqlready::status::server::parse_request;
+
+fn frame_header(version: u8, len: i32) -> Vec<u8> {
+    let mut f = vec![0x80 | version, 0, 0, 0x2a, 0x06];
+    f.extend_from_slice(&len.to_be_bytes());
+    f
+}
+
+#[test]
+fn cql_body_length_bounds() {
+    // 64 KiB is the cap: at the cap "need more", above it malformed, at
+    // once, before any body byte (no allocation follows the length).
+    assert_eq!(decode(&frame_header(4, 64 * 1024)), Ok(None));
+    assert!(decode(&frame_header(4, 64 * 1024 + 1)).is_err());
+    assert!(decode(&frame_header(4, i32::MAX)).is_err());
+    assert!(decode(&frame_header(4, -1)).is_err());
+    // A SUPPORTED body claiming 65535 options of 65535 values: malformed,
+    // not a 4-billion-element allocation.
+    let mut f = frame_header(4, 4);
+    f.extend_from_slice(&[0xff, 0xff, 0xff, 0xff]);
+    assert!(decode(&f).is_err());
+}
+
+/// AGENT BUG (issue 7): `parse_yaml` recurses once per nesting level
+/// (yaml-rust2's loader has no depth limit), so a cassandra.yaml of nested
+/// block sequences (`- - - - ...`, 5,000 levels = 10 KB, far below the 4 MiB
+/// MAX_YAML) overflows a 1 MiB stack: "fatal runtime error: stack overflow,
+/// aborting" - inside the JVM, that kills Cassandra at start. Expected: an
+/// error ("nested too deeply"), the agent falling back to the default port
+/// with one warn line. Run with `--ignored` until fixed (it aborts the test
+/// process, so it is kept out of the default run).
+#[test]
+#[ignore = "agent bug: deeply nested yaml overflows the stack"]
+fn yaml_deep_nesting_does_not_overflow_a_1mib_stack() {
+    for (name, doc) in [
+        ("block sequences", "- ".repeat(5_000)),
+        (
+            "closed flow sequences",
+            format!("{}{}", "[".repeat(5_000), "]".repeat(5_000)),
+        ),
+        (
+            "block mappings",
+            (0..2_000)
+                .map(|i| format!("{}a:\n", " ".repeat(i)))
+                .collect(),
+        ),
+    ] {
+        let ok = std::thread::Builder::new()
+            .stack_size(1 << 20)
+            .spawn(move || cqlready::discovery::parse_yaml(&doc).is_ok())
+            .unwrap()
+            .join()
+            .unwrap();
+        eprintln!("{name}: parsed, ok={ok}");
+    }
+}
+
+#[test]
+fn yaml_unclosed_nesting_and_aliases() {
+    // Unclosed flow nesting is refused early, at any depth.
+    for depth in [1_000, 100_000] {
+        assert!(parse_yaml(&"[".repeat(depth)).is_err());
+        assert!(parse_yaml(&"{a: ".repeat(depth)).is_err());
+    }
+    // Alias fan-out, small: 10^4 nodes. (8 levels, 10^9 nodes, is the bug
+    // in `yaml_alias_fan_out_is_bounded`.)
+    let mut doc = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 0..3 {
+        let prev = (b'a' + i) as char;
+        let next = (b'a' + i + 1) as char;
+        let refs = vec![format!("*{prev}"); 10].join(", ");
+        doc.push_str(&format!("{next}: &{next} [{refs}]\n"));
+    }
+    doc.push_str("native_transport_port: 9042\n");
+    let t = std::time::Instant::now();
+    let v = parse_yaml(&doc);
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        t.elapsed()
+    );
+    if let Ok(v) = v {
+        assert_eq!(v.native_transport_port, Some(9042));
+    }
+}
+
+/// AGENT BUG (issue 7): yaml-rust2 expands every alias into a copy, so a
+/// 319-byte cassandra.yaml with 6 levels of 10 aliases takes 2.3 s and
+/// 2.2 GB (measured, release build), and 8 levels (10^9 nodes, ~400 bytes)
+/// exhausts memory: the JVM dies at start. Expected: aliases refused or
+/// counted (an error and the default port with one warn line). This checks
+/// 5 levels (~230 MB, 0.2 s in release) stay under 50 ms; `--ignored`.
+#[test]
+#[ignore = "agent bug: yaml alias fan-out is unbounded"]
+fn yaml_alias_fan_out_is_bounded() {
+    let mut doc = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 0..5u8 {
+        let (prev, next) = ((b'a' + i) as char, (b'a' + i + 1) as char);
+        let refs = vec![format!("*{prev}"); 10].join(", ");
+        doc.push_str(&format!("{next}: &{next} [{refs}]\n"));
+    }
+    let t = std::time::Instant::now();
+    let _ = parse_yaml(&doc);
+    assert!(
+        t.elapsed() < std::time::Duration::from_millis(50),
+        "{:?} for {} bytes",
+        t.elapsed(),
+        doc.len()
+    );
+}
+
+#[test]
+fn durations_at_the_edges() {
+    assert_eq!(
+        parse_duration("999999999999h"),
+        parse_duration("999999999999h")
+    );
+    assert!(parse_duration("1e9s").is_none());
+    assert!(parse_duration("1.2.3s").is_none());
+    assert!(parse_duration("NaNs").is_none());
+    assert!(parse_duration(".5s").is_none());
+    assert!(Options::parse("interval=999999999999h").is_err());
+    assert!(Options::parse("interval=0us").is_err());
+    // Error lines stay one line whatever the input holds.
+    let e = Options::parse("interval=\n\u{85}READY=1").unwrap_err().0;
+    assert!(!e.chars().any(char::is_control), "{e:?}");
+}
+
+#[test]
+fn config_path_edges() {
+    assert!(config_path("file://").is_err());
+    let _ = config_path("file:%");
+    let _ = config_path("file:%f");
+    let _ = config_path("file:/%ff%fe");
+    assert_eq!(
+        config_path("  /etc/c.yaml ").unwrap().to_str(),
+        Some("/etc/c.yaml")
+    );
+}
+
+#[test]
+fn http_heads_at_the_edges() {
+    let many = format!("GET / HTTP/1.1\r\n{}\r\n", "A: b\r\n".repeat(40));
+    assert_eq!(parse_request(many.as_bytes()), Err(431));
+    assert_eq!(
+        parse_request(b"GET /?? HTTP/1.1\r\n\r\n")
+            .unwrap()
+            .unwrap()
+            .query
+            .as_deref(),
+        Some("?")
+    );
+    assert!(parse_request(&[0xff; 8192]).is_err());
+}
