@@ -63,46 +63,145 @@ pub struct YamlView {
     pub start_native_transport: Option<bool>,
 }
 
+/// Deeper than any cassandra.yaml nests (seed_provider is 4 levels).
+const MAX_DEPTH: usize = 64;
+
 /// Reads the settings from cassandra.yaml text.
+///
+/// Only the first document's top-level scalars matter, so this walks the
+/// parser's events instead of building the document: nothing recurses per
+/// nesting level (a deep yaml is refused at `MAX_DEPTH`), and aliases are
+/// never expanded (an alias where a wanted value should be is refused).
 pub fn parse_yaml(text: &str) -> Result<YamlView, String> {
-    use yaml_rust2::{Yaml, YamlLoader};
-    let docs = YamlLoader::load_from_str(text).map_err(|e| e.to_string())?;
-    let Some(doc) = docs.first() else {
-        return Ok(YamlView::default());
-    };
-    if !matches!(doc, Yaml::Hash(_)) {
-        return Err("the top level is not a mapping".into());
-    }
-    let port = match &doc["native_transport_port"] {
-        Yaml::Integer(i) => Some(
-            u16::try_from(*i)
-                .ok()
-                .filter(|p| *p > 0)
-                .ok_or_else(|| format!("native_transport_port {i} is not a port number"))?,
-        ),
-        Yaml::String(s) => Some(s.trim().parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(
-            || {
-                format!(
-                    "native_transport_port \"{}\" is not a port number",
-                    crate::notify::sanitize(s)
-                )
+    use yaml_rust2::parser::{Event, Parser};
+    let mut parser = Parser::new_from_str(text);
+    let mut view = YamlView::default();
+    // Nesting of the next event: 0 outside the top-level mapping, 1 inside it.
+    let mut depth = 0usize;
+    // At depth 1, whether the next node is a key, and the wanted key whose
+    // value comes next.
+    let mut at_key = true;
+    let mut wanted: Option<String> = None;
+    loop {
+        let (event, mark) = parser.next_token().map_err(|e| e.to_string())?;
+        let node = match event {
+            Event::StreamEnd | Event::DocumentEnd => break,
+            Event::Nothing | Event::StreamStart | Event::DocumentStart => continue,
+            Event::MappingStart(..) if depth == 0 => {
+                depth = 1;
+                continue;
+            }
+            Event::SequenceStart(..) if depth == 0 => {
+                return Err("the top level is not a mapping".into())
+            }
+            Event::MappingStart(..) | Event::SequenceStart(..) => {
+                if depth == 1 {
+                    if !at_key {
+                        if let Some(key) = wanted.take() {
+                            view.set(&key, Value::Collection)?;
+                        }
+                    }
+                    wanted = None;
+                }
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err(format!(
+                        "nested more than {MAX_DEPTH} levels deep (line {})",
+                        mark.line()
+                    ));
+                }
+                continue;
+            }
+            Event::MappingEnd | Event::SequenceEnd => {
+                depth = depth.saturating_sub(1);
+                match depth {
+                    0 => break,
+                    // A whole collection key or value ended.
+                    1 => at_key = !at_key,
+                    _ => {}
+                }
+                continue;
+            }
+            Event::Scalar(s, style, ..) => Value::Scalar(s, style),
+            Event::Alias(_) => Value::Alias,
+        };
+        match depth {
+            0 => match node {
+                Value::Scalar(s, yaml_rust2::scanner::TScalarStyle::Plain) if is_null(&s) => break,
+                _ => return Err("the top level is not a mapping".into()),
             },
-        )?),
-        Yaml::BadValue | Yaml::Null => None,
-        _ => return Err("native_transport_port is not a number".into()),
-    };
-    let rpc_address = match &doc["rpc_address"] {
-        Yaml::String(s) if concrete(s) => Some(s.trim().to_string()),
-        _ => None,
-    };
-    let rpc_interface = doc["rpc_interface"].as_str().map(str::to_string);
-    let start_native_transport = doc["start_native_transport"].as_bool();
-    Ok(YamlView {
-        native_transport_port: port,
-        rpc_address,
-        rpc_interface,
-        start_native_transport,
-    })
+            1 if at_key => {
+                wanted = match node {
+                    Value::Scalar(s, _) if YamlView::KEYS.contains(&s.as_str()) => Some(s),
+                    _ => None,
+                };
+                at_key = false;
+            }
+            1 => {
+                if let Some(key) = wanted.take() {
+                    view.set(&key, node)?;
+                }
+                at_key = true;
+            }
+            _ => {}
+        }
+    }
+    Ok(view)
+}
+
+/// A value in the yaml, as far as `parse_yaml` looks at it.
+enum Value {
+    Scalar(String, yaml_rust2::scanner::TScalarStyle),
+    Alias,
+    Collection,
+}
+
+impl YamlView {
+    const KEYS: [&'static str; 4] = [
+        "native_transport_port",
+        "rpc_address",
+        "rpc_interface",
+        "start_native_transport",
+    ];
+
+    fn set(&mut self, key: &str, value: Value) -> Result<(), String> {
+        use yaml_rust2::scanner::TScalarStyle::Plain;
+        let (s, plain) = match value {
+            Value::Alias => return Err(format!("{key} is an alias; aliases are not followed")),
+            Value::Collection if key == "native_transport_port" => {
+                return Err("native_transport_port is not a number".into())
+            }
+            Value::Collection => return Ok(()),
+            Value::Scalar(s, Plain) if is_null(&s) => return Ok(()),
+            Value::Scalar(s, style) => (s, style == Plain),
+        };
+        match key {
+            "native_transport_port" => {
+                let port = s.trim().parse::<u16>().ok().filter(|p| *p > 0);
+                self.native_transport_port = Some(port.ok_or_else(|| {
+                    format!(
+                        "native_transport_port \"{}\" is not a port number",
+                        crate::notify::sanitize(&s)
+                    )
+                })?);
+            }
+            "rpc_address" => self.rpc_address = concrete(&s).then(|| s.trim().to_string()),
+            "rpc_interface" => self.rpc_interface = Some(s),
+            _ => {
+                self.start_native_transport = match s.as_str() {
+                    "true" | "True" | "TRUE" if plain => Some(true),
+                    "false" | "False" | "FALSE" if plain => Some(false),
+                    _ => None,
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// YAML's plain null: `~`, `null`, or nothing.
+fn is_null(s: &str) -> bool {
+    matches!(s, "" | "~" | "null" | "Null" | "NULL")
 }
 
 fn concrete(addr: &str) -> bool {
@@ -330,6 +429,70 @@ mod tests {
                 .unwrap()
                 .start_native_transport,
             Some(false)
+        );
+    }
+
+    #[test]
+    fn yaml_walk_reads_only_top_level_scalars() {
+        let v = parse_yaml(
+            "seed_provider:\n  - class_name: x\n    parameters:\n      - seeds: \"a\"\n\
+             client_encryption_options: {native_transport_port: 1, rpc_address: 10.9.9.9}\n\
+             ? [complex, key]\n: native_transport_port\n\
+             native_transport_port: 9142\nrpc_interface: eth1\nstart_native_transport: TRUE\n\
+             ---\nnative_transport_port: 1\n",
+        )
+        .unwrap();
+        assert_eq!(
+            v,
+            YamlView {
+                native_transport_port: Some(9142),
+                rpc_address: None,
+                rpc_interface: Some("eth1".into()),
+                start_native_transport: Some(true),
+            }
+        );
+        assert_eq!(parse_yaml("~").unwrap(), YamlView::default());
+        assert_eq!(
+            parse_yaml("native_transport_port: ~\nrpc_address:\n").unwrap(),
+            YamlView::default()
+        );
+        assert_eq!(
+            parse_yaml("start_native_transport: 'false'")
+                .unwrap()
+                .start_native_transport,
+            None
+        );
+    }
+
+    #[test]
+    fn yaml_depth_and_aliases_are_bounded() {
+        let flow = |n: usize| format!("a: {}{}", "[".repeat(n), "]".repeat(n));
+        let block =
+            |n: usize| -> String { (0..n).map(|i| format!("{}a:\n", " ".repeat(i))).collect() };
+        for deep in [flow(MAX_DEPTH), block(MAX_DEPTH + 1)] {
+            let e = parse_yaml(&deep).unwrap_err();
+            assert!(e.starts_with("nested more than 64 levels deep"), "{e}");
+        }
+        assert!(parse_yaml(&flow(MAX_DEPTH - 1)).is_ok());
+        assert!(parse_yaml(&block(MAX_DEPTH)).is_ok());
+        // Aliases are not expanded: elsewhere they cost nothing ...
+        let mut bomb = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+        for c in b'b'..=b'z' {
+            let prev = (c - 1) as char;
+            bomb.push_str(&format!(
+                "{}: &{} [{}]\n",
+                c as char,
+                c as char,
+                vec![format!("*{prev}"); 10].join(", ")
+            ));
+        }
+        bomb.push_str("native_transport_port: 9142\n");
+        assert_eq!(parse_yaml(&bomb).unwrap().native_transport_port, Some(9142));
+        // ... and where a wanted value should be, they are refused.
+        let e = parse_yaml("p: &p 9142\nnative_transport_port: *p\n").unwrap_err();
+        assert_eq!(
+            e,
+            "native_transport_port is an alias; aliases are not followed"
         );
     }
 
