@@ -105,7 +105,9 @@ fn start_jvm(java: &str, nobody: bool, container: bool, flags: &str) -> Option<J
     } else {
         ""
     };
-    let java_cmd = format!("exec {user}{java} {flags} -cp {cp} Sleeper");
+    // In the container the class directory is bound to /mnt first, so the
+    // private /tmp cannot hide it (a checkout under /tmp).
+    let java_cmd = |cp: &str| format!("exec {user}{java} {flags} -cp {cp} Sleeper");
     let mut cmd = if container {
         let mut c = Command::new("unshare");
         c.args([
@@ -117,11 +119,14 @@ fn start_jvm(java: &str, nobody: bool, container: bool, flags: &str) -> Option<J
             "sh",
             "-c",
         ])
-        .arg(format!("mount -t tmpfs tmpfs /tmp && cd / && {java_cmd}"));
+        .arg(format!(
+            "mount --bind {cp} /mnt && mount -t tmpfs tmpfs /tmp && cd / && {}",
+            java_cmd("/mnt")
+        ));
         c
     } else {
         let mut c = Command::new("sh");
-        c.args(["-c", &java_cmd]).current_dir(if nobody {
+        c.args(["-c", &java_cmd(&cp)]).current_dir(if nobody {
             "/"
         } else {
             env!("CARGO_TARGET_TMPDIR")
