@@ -9,12 +9,11 @@ use crate::monitor::{self, Pace, Probe, Shared};
 use crate::notify::Notifier;
 use crate::options::Readiness;
 use crate::options::{Options, SocketChoice};
-use crate::status::client;
 use crate::status::model::{Cql, Snapshot};
 use crate::status::server::{self, Server};
+use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
 
 struct Running {
     shared: Arc<Shared>,
@@ -38,13 +37,27 @@ fn socket_path(choice: &SocketChoice, pid: u32) -> Option<(PathBuf, bool)> {
     }
 }
 
-/// Whether another copy of this library already serves this process's
-/// status at `path` (a second `-agentpath` with another file).
-fn served_by_this_process(path: &std::path::Path, pid: u32) -> bool {
-    client::get(path, "/status", Duration::from_millis(500))
-        .ok()
-        .and_then(|r| Snapshot::from_json(&r.body).ok())
-        .is_some_and(|s| s.pid == pid)
+/// Held for the life of the process by the copy of the library that runs.
+static CLAIM: OnceLock<UnixDatagram> = OnceLock::new();
+
+/// Claims this process for one agent across copies of the library (a second
+/// `-agentpath` with another file, the shim's copy, a copy `attach` placed in
+/// a container): binds the abstract socket `cqlready-agent <pid ns> <pid>`,
+/// which names this process uniquely on the host. `Ok(false)`: another copy
+/// holds it. The socket is close-on-exec, so children do not inherit it.
+fn claim_process(pid: u32) -> std::io::Result<bool> {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::SocketAddr;
+    let ns = std::fs::read_link("/proc/self/ns/pid")?;
+    let name = format!("cqlready-agent {} {pid}", ns.display());
+    match UnixDatagram::bind_addr(&SocketAddr::from_abstract_name(name.as_bytes())?) {
+        Ok(sock) => {
+            let _ = CLAIM.set(sock);
+            Ok(true)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// Whether the agent already runs in this process.
@@ -78,16 +91,17 @@ pub fn start(
         group,
     };
     let pid = std::process::id();
-    let socket = socket_path(&options.socket, pid);
-    if let Some((path, _)) = &socket {
-        if served_by_this_process(path, pid) {
-            crate::warn!(
-                "another copy of cqlready already serves {} for this JVM; this one stays idle",
-                path.display()
-            );
+    match claim_process(pid) {
+        Ok(true) => {}
+        Ok(false) => {
+            crate::warn!("another copy of cqlready already runs in this JVM; this one stays idle");
             return Ok(());
         }
+        // Only a sandbox without abstract sockets gets here; a copy loaded
+        // twice into it would run twice, which is all this guards against.
+        Err(e) => crate::debug!("cannot claim this process for one agent: {e}"),
     }
+    let socket = socket_path(&options.socket, pid);
 
     let ep = discovery::discover(options.port, options.host.as_deref(), prop);
     for w in &ep.warnings {

@@ -397,7 +397,7 @@ fn shim_and_agentpath_together_stay_one_agent() {
         ));
         let mut jvm = quiet_crash(b).spawn();
         jvm.wait_stderr("saying the copy stays idle", deadline(), |l| {
-            l.contains("another copy of cqlready already serves")
+            l.contains("another copy of cqlready already runs in this JVM")
                 && l.contains("this one stays idle")
         });
         jvm.listen(port, "cql");
