@@ -968,6 +968,56 @@ fn sample_lines(text: &str, name: &str) -> usize {
         .count()
 }
 
+/// Beyond 64 connections at once the agent answers 503 "busy" at once,
+/// and the client reads that answer (not a reset); once the held
+/// connections end, answers come again.
+#[test]
+fn status_connections_beyond_the_cap_get_busy() {
+    let java = &jvms()[0];
+    let jvm = Jvm::builder(java)
+        .opt(format!("port={}", free_port()))
+        .spawn();
+    jvm.wait_status("an answer", deadline(), |_| true);
+    let sock = jvm.socket().to_path_buf();
+    // 64 long-polls on an agent that will not become ready: each holds a
+    // connection for 3 s. Accepts happen in connect order, so all 64 are
+    // held before the next connection is looked at.
+    let held: Vec<UnixStream> = (0..64)
+        .map(|_| {
+            let mut c = UnixStream::connect(&sock).unwrap();
+            c.write_all(b"GET /ready?wait=3s HTTP/1.1\r\n\r\n").unwrap();
+            c
+        })
+        .collect();
+    for _ in 0..3 {
+        let r = http_get(&sock, "/status").unwrap();
+        assert_eq!((r.status, r.body.as_str()), (503, "busy\n"), "{r:?}");
+    }
+    // A client that writes its request a moment after connecting (as an
+    // event loop with many connections does) still reads the answer.
+    for _ in 0..3 {
+        let mut c = UnixStream::connect(&sock).unwrap();
+        thread::sleep(Duration::from_millis(5));
+        let mut answer = Vec::new();
+        c.write_all(b"GET /status HTTP/1.1\r\n\r\n")
+            .and_then(|_| c.read_to_end(&mut answer))
+            .unwrap();
+        let text = String::from_utf8_lossy(&answer);
+        assert!(
+            text.starts_with("HTTP/1.1 503 ") && text.ends_with("\r\n\r\nbusy\n"),
+            "{text}"
+        );
+    }
+    drop(held);
+    let r = poll(
+        "an answer after the long-polls end",
+        deadline(),
+        || http_get(&sock, "/live").ok().filter(|r| r.status == 200),
+        || jvm.describe(),
+    );
+    assert_eq!(r.body.trim(), "live");
+}
+
 #[test]
 fn status_endpoints() {
     for_each_jvm(|java| {

@@ -9,7 +9,8 @@
 //!
 //! One request per connection. Bounded: requests up to [`MAX_REQUEST`]
 //! bytes, [`IO_TIMEOUT`] to send the request and to take the answer, at most
-//! [`MAX_CONNECTIONS`] at once (the rest get 503 at once). Each connection
+//! [`MAX_CONNECTIONS`] at once (the rest get 503 from the accepting thread,
+//! after at most [`REFUSE_WAIT`] for their request). Each connection
 //! has a small thread of its own; none touches the JVM.
 
 use crate::monitor::Shared;
@@ -217,7 +218,7 @@ fn accept_loop(listener: UnixListener, access: Access, shared: Arc<Shared>) {
     let mut last_error = None;
     let mut refused_uids: Vec<u32> = Vec::new();
     loop {
-        let mut stream = match listener.accept() {
+        let stream = match listener.accept() {
             Ok((s, _)) => s,
             Err(e) => {
                 // EMFILE and friends: log once per kind, back off, go on.
@@ -249,14 +250,12 @@ fn accept_loop(listener: UnixListener, access: Access, shared: Arc<Shared>) {
             Err(_) => false,
         };
         if !allowed {
-            let _ = stream.set_nonblocking(true);
-            let _ = stream.write_all(&response(403, "text/plain", "forbidden\n"));
+            answer_at_once(stream, 403, "forbidden\n");
             continue;
         }
         if ACTIVE.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
             ACTIVE.fetch_sub(1, Ordering::AcqRel);
-            let _ = stream.set_nonblocking(true);
-            let _ = stream.write_all(&response(503, "text/plain", "busy\n"));
+            answer_at_once(stream, 503, "busy\n");
             continue;
         }
         let shared = shared.clone();
@@ -271,6 +270,33 @@ fn accept_loop(listener: UnixListener, access: Access, shared: Arc<Shared>) {
             ACTIVE.fetch_sub(1, Ordering::AcqRel);
         }
     }
+}
+
+/// How long the accepting thread waits for the request of a connection it
+/// refuses (403, 503 busy) before answering anyway.
+const REFUSE_WAIT: Duration = Duration::from_millis(20);
+
+/// Answers on the accepting thread. The request is read off first (for at
+/// most [`REFUSE_WAIT`]): closing a Unix socket before the client has
+/// written makes its write fail with EPIPE, and closing with unread data
+/// makes its read fail with ECONNRESET; either way the client would never
+/// see the answer.
+fn answer_at_once(mut stream: UnixStream, code: u16, body: &str) {
+    let until = Instant::now() + REFUSE_WAIT;
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while head.len() < MAX_REQUEST && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            break;
+        }
+        match stream.read(&mut buf) {
+            Ok(n) if n > 0 => head.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+    }
+    let _ = stream.set_nonblocking(true);
+    let _ = stream.write_all(&response(code, "text/plain", body));
 }
 
 fn reason(code: u16) -> &'static str {
