@@ -274,7 +274,7 @@ fn accept_loop(listener: UnixListener, access: Access, shared: Arc<Shared>) {
 
 /// How long the accepting thread waits for the request of a connection it
 /// refuses (403, 503 busy) before answering anyway.
-const REFUSE_WAIT: Duration = Duration::from_millis(20);
+pub const REFUSE_WAIT: Duration = Duration::from_millis(20);
 
 /// Answers on the accepting thread. The request is read off first (for at
 /// most [`REFUSE_WAIT`]): closing a Unix socket before the client has
