@@ -1008,6 +1008,18 @@ fn status_connections_beyond_the_cap_get_busy() {
             "{text}"
         );
     }
+    // The command says so, and `probe` exits 2: no answer to be had.
+    let o = Command::new(env!("CARGO_BIN_EXE_cqlready"))
+        .args(["probe", "--socket"])
+        .arg(&sock)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("is serving its maximum of 64 connections"),
+        "{err}"
+    );
     drop(held);
     let r = poll(
         "an answer after the long-polls end",

@@ -287,6 +287,13 @@ fn status(which: &Which, json: bool) -> u8 {
         Ok(r) => r,
         Err(e) => return no_agent(&e),
     };
+    if r.code != 200 {
+        return no_agent(&ClientError::Protocol(format!(
+            "unexpected answer {}: {}",
+            r.code,
+            r.body.trim()
+        )));
+    }
     if json {
         print!("{}", r.body);
         return READY;

@@ -16,6 +16,8 @@ pub enum ClientError {
     /// The socket exists but this user may not use it.
     Permission(String),
     Timeout(String),
+    /// It is serving as many connections as it takes; a retry may succeed.
+    Busy(String),
     /// It answered, but not in HTTP.
     Protocol(String),
     Io(String),
@@ -27,6 +29,7 @@ impl fmt::Display for ClientError {
             ClientError::NoAgent(s)
             | ClientError::Permission(s)
             | ClientError::Timeout(s)
+            | ClientError::Busy(s)
             | ClientError::Protocol(s)
             | ClientError::Io(s) => f.write_str(s),
         }
@@ -111,7 +114,19 @@ pub fn get(socket: &Path, target: &str, timeout: Duration) -> Result<Response, C
             Err(e) => return Err(ClientError::Io(format!("{shown}: {e}"))),
         }
     }
-    parse_response(&bytes).map_err(|e| ClientError::Protocol(format!("{shown}: {e}")))
+    let r = parse_response(&bytes).map_err(|e| ClientError::Protocol(format!("{shown}: {e}")))?;
+    match r.code {
+        403 => Err(ClientError::Permission(format!(
+            "the agent at {shown} refused uid {}: it answers the JVM's user, root, and members of \
+             its group= option",
+            crate::process::euid()
+        ))),
+        503 if r.body.trim() == "busy" => Err(ClientError::Busy(format!(
+            "the agent at {shown} is serving its maximum of {} connections; try again",
+            crate::status::server::MAX_CONNECTIONS
+        ))),
+        _ => Ok(r),
+    }
 }
 
 /// The socket an `-agentpath` argument names, if it loads cqlready:
