@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The library's unit tests, the fuzz regression tests and the command's
+# tests (tests/cli.rs runs the `cqlready` binary) built with
+# AddressSanitizer, which on Linux includes LeakSanitizer: any heap error or
+# leak fails the run. Rust ships the sanitizer runtimes; RUSTC_BOOTSTRAP=1
+# lets the stable toolchain take -Zsanitizer. Its own target directory, so
+# the normal build is untouched.
+#
+#   bash tests/tools/asan.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export RUSTC_BOOTSTRAP=1
+export RUSTFLAGS="-Zsanitizer=address"
+export RUSTDOCFLAGS="-Zsanitizer=address"
+export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:halt_on_error=1"
+cargo test --target x86_64-unknown-linux-gnu --target-dir target/asan \
+    --lib --test fuzz_regressions --test fuzz_corpus --test cli
