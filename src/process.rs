@@ -181,6 +181,17 @@ pub fn euid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
+/// Lowers the calling thread's scheduling priority by `by` nice steps (at
+/// most to 19); threads it starts later inherit it. On Linux a nice value
+/// belongs to one thread, so the rest of the JVM keeps its own.
+pub fn lower_this_thread(by: i32) {
+    // SAFETY: nice() takes no pointers and cannot fail in a way that
+    // matters: raising one's own nice value needs no privilege.
+    unsafe {
+        libc::nice(by);
+    }
+}
+
 /// Our effective gid.
 pub fn egid() -> u32 {
     // SAFETY: getegid() cannot fail and has no preconditions.
@@ -250,6 +261,28 @@ pub fn as_user<T>(uid: u32, gid: u32, f: impl FnOnce() -> T) -> io::Result<T> {
 
 #[cfg(test)]
 mod tests {
+    fn nice_of_this_thread() -> i64 {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        // Field 19, counted after the parenthesised command name.
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        after.split(' ').nth(16).unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn lowering_one_thread_leaves_the_others() {
+        let mine = nice_of_this_thread();
+        let (theirs, inherited) = std::thread::spawn(|| {
+            lower_this_thread(10);
+            let child = std::thread::spawn(nice_of_this_thread).join().unwrap();
+            (nice_of_this_thread(), child)
+        })
+        .join()
+        .unwrap();
+        assert_eq!(theirs, (mine + 10).min(19));
+        assert_eq!(inherited, theirs);
+        assert_eq!(nice_of_this_thread(), mine);
+    }
+
     use super::*;
 
     const STATUS: &str = "Name:\tjava\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t4242\n\

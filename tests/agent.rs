@@ -968,6 +968,59 @@ fn sample_lines(text: &str, name: &str) -> usize {
         .count()
 }
 
+/// The status threads (answering requests from outside) run 10 nice steps
+/// below the JVM; the monitor and the JVM's own threads keep its priority.
+#[test]
+fn status_threads_run_below_the_jvm() {
+    let java = &jvms()[0];
+    let jvm = Jvm::builder(java)
+        .opt(format!("port={}", free_port()))
+        .spawn();
+    let sock = jvm.socket().to_path_buf();
+    jvm.wait_status("an answer", deadline(), |_| true);
+    // Hold one connection so that a connection thread exists too.
+    let mut held = UnixStream::connect(&sock).unwrap();
+    held.write_all(b"GET /ready?wait=5s HTTP/1.1\r\n\r\n")
+        .unwrap();
+    let nices = |pid: u32| -> Vec<(String, i64)> {
+        fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .flatten()
+            .filter_map(|t| {
+                let comm = fs::read_to_string(t.path().join("comm")).ok()?;
+                let stat = fs::read_to_string(t.path().join("stat")).ok()?;
+                let after = &stat[stat.rfind(')')? + 2..];
+                Some((
+                    comm.trim().to_string(),
+                    after.split(' ').nth(16)?.parse().ok()?,
+                ))
+            })
+            .collect()
+    };
+    let seen = poll(
+        "a connection thread",
+        deadline(),
+        || {
+            let n = nices(jvm.pid);
+            n.iter().any(|(c, _)| c == "cqlready-http").then_some(n)
+        },
+        || jvm.describe(),
+    );
+    let main = seen
+        .iter()
+        .find(|(c, _)| c == "java")
+        .expect("main thread")
+        .1;
+    for (comm, nice) in &seen {
+        let want = if comm.starts_with("cqlready-") {
+            (main + 10).min(19)
+        } else {
+            main
+        };
+        assert_eq!(*nice, want, "{comm}: {seen:?}");
+    }
+}
+
 /// Beyond 64 connections at once the agent answers 503 "busy" at once,
 /// and the client reads that answer (not a reset); once the held
 /// connections end, answers come again.

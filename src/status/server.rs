@@ -29,6 +29,10 @@ pub const MAX_CONNECTIONS: usize = 64;
 /// The longest `/ready?wait=` honoured.
 pub const MAX_WAIT: Duration = Duration::from_secs(300);
 const SOCKET_MODE: u32 = 0o660;
+/// How many nice steps below the JVM the status threads run: a weight of
+/// about a tenth under contention, never starved (a liveness probe must
+/// still be answered while Cassandra is busy).
+const STATUS_NICE: i32 = 10;
 const THREAD_STACK: usize = 128 * 1024;
 
 /// The socket's default place: `$RUNTIME_DIRECTORY/cqlready.sock` when
@@ -193,7 +197,12 @@ impl Server {
         std::thread::Builder::new()
             .name("cqlready-status".into())
             .stack_size(THREAD_STACK)
-            .spawn(move || crate::fence("status server", || accept_loop(listener, access, shared)))
+            .spawn(move || {
+                // Requests come from outside; under a flood of them the
+                // JVM's own threads go first (connection threads inherit this).
+                crate::process::lower_this_thread(STATUS_NICE);
+                crate::fence("status server", || accept_loop(listener, access, shared))
+            })
             .map_err(|e| refuse(path, format!("cannot start its thread: {e}")))?;
         Ok((served, (meta.dev(), meta.ino())))
     }
