@@ -42,20 +42,34 @@ static CLAIM: OnceLock<UnixDatagram> = OnceLock::new();
 
 /// Claims this process for one agent across copies of the library (a second
 /// `-agentpath` with another file, the shim's copy, a copy `attach` placed in
-/// a container): binds the abstract socket `cqlready-agent <pid ns> <pid>`,
+/// a container): binds the abstract socket `cqlready-agent-<pid ns>-<pid>`,
 /// which names this process uniquely on the host. `Ok(false)`: another copy
-/// holds it. The socket is close-on-exec, so children do not inherit it.
+/// in this process holds it. A name held by another process (squatted by a
+/// local user to keep the agent idle) is ignored with a warning. The socket
+/// is close-on-exec, so children do not inherit it.
 fn claim_process(pid: u32) -> std::io::Result<bool> {
     use std::os::linux::net::SocketAddrExt;
     use std::os::unix::net::SocketAddr;
     let ns = std::fs::read_link("/proc/self/ns/pid")?;
-    let name = format!("cqlready-agent {} {pid}", ns.display());
+    let ns: String = ns
+        .to_string_lossy()
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    let name = format!("cqlready-agent-{ns}-{pid}");
     match UnixDatagram::bind_addr(&SocketAddr::from_abstract_name(name.as_bytes())?) {
         Ok(sock) => {
             let _ = CLAIM.set(sock);
             Ok(true)
         }
-        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Ok(false),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            let here = crate::process::abstract_socket_inode(&name)
+                .is_some_and(crate::process::is_own_socket);
+            if !here {
+                crate::warn!("@{name} is held by another process; running anyway");
+            }
+            Ok(!here)
+        }
         Err(e) => Err(e),
     }
 }

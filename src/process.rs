@@ -181,6 +181,33 @@ pub fn euid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
+/// The inode of the abstract Unix socket bound to `@name` in this network
+/// namespace, from `/proc/net/unix`.
+pub fn abstract_socket_inode(name: &str) -> Option<u64> {
+    let table = std::fs::read_to_string("/proc/net/unix").ok()?;
+    inode_in_unix_table(&table, name)
+}
+
+/// `/proc/net/unix` rows are `Num RefCount Protocol Flags Type St Inode Path`.
+fn inode_in_unix_table(table: &str, name: &str) -> Option<u64> {
+    let want = format!("@{name}");
+    table.lines().skip(1).find_map(|row| {
+        let cols: Vec<&str> = row.split_whitespace().collect();
+        (cols.len() == 8 && cols[7] == want)
+            .then(|| cols[6].parse().ok())
+            .flatten()
+    })
+}
+
+/// Whether one of this process's open descriptors is socket `inode`.
+pub fn is_own_socket(inode: u64) -> bool {
+    let want = format!("socket:[{inode}]");
+    std::fs::read_dir("/proc/self/fd").is_ok_and(|fds| {
+        fds.flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == want.as_str()))
+    })
+}
+
 /// Lowers the calling thread's scheduling priority by `by` nice steps (at
 /// most to 19); threads it starts later inherit it. On Linux a nice value
 /// belongs to one thread, so the rest of the JVM keeps its own.
@@ -261,6 +288,25 @@ pub fn as_user<T>(uid: u32, gid: u32, f: impl FnOnce() -> T) -> io::Result<T> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn abstract_sockets_and_their_owner() {
+        let table = "Num       RefCount Protocol Flags    Type St Inode Path\n\
+            0000000047e481fc: 00000002 00000000 00010000 0001 01 8252532 /tmp/x.sock\n\
+            00000000c7a91a50: 00000002 00000000 00000000 0001 03 8252535\n\
+            00000000c7a91a51: 00000002 00000000 00000000 0002 01 77 @cqlready-agent-1-2\n";
+        assert_eq!(inode_in_unix_table(table, "cqlready-agent-1-2"), Some(77));
+        assert_eq!(inode_in_unix_table(table, "cqlready-agent-1"), None);
+        assert_eq!(inode_in_unix_table("garbage\n\n@x y", "x"), None);
+
+        use std::os::linux::net::SocketAddrExt;
+        let name = format!("cqlready-test-{}", std::process::id());
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+        let _sock = std::os::unix::net::UnixDatagram::bind_addr(&addr).unwrap();
+        let inode = abstract_socket_inode(&name).expect("listed in /proc/net/unix");
+        assert!(is_own_socket(inode));
+        assert!(!is_own_socket(u64::MAX));
+    }
+
     fn nice_of_this_thread() -> i64 {
         let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
         // Field 19, counted after the parenthesised command name.

@@ -501,6 +501,63 @@ fn loaded_twice_copy_without_status_socket() {
     loaded_twice_cases(&["copy, socket=none"]);
 }
 
+/// Another process squats the abstract name the agent claims its JVM with
+/// (`@cqlready-agent-<pid ns>-<pid>`, visible to every local user): the
+/// agent says so in one line and runs anyway, so nobody can keep it idle.
+/// PIDs come in sequence, so the names of the next 300 are squatted before
+/// the JVM starts (a few attempts, in case other processes take them all).
+#[test]
+fn a_squatted_claim_does_not_silence_the_agent() {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::SocketAddr;
+    let java = java();
+    let ns: String = fs::read_link("/proc/self/ns/pid")
+        .unwrap()
+        .to_string_lossy()
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    for _attempt in 0..5 {
+        let last: u32 = fs::read_to_string("/proc/sys/kernel/ns_last_pid")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let squatted: Vec<UnixDatagram> = (last + 1..last + 301)
+            .filter_map(|pid| {
+                let name = format!("cqlready-agent-{ns}-{pid}");
+                let addr = SocketAddr::from_abstract_name(name.as_bytes()).ok()?;
+                UnixDatagram::bind_addr(&addr).ok()
+            })
+            .collect();
+        let n = NotifySocket::new();
+        let port = free_port();
+        let mut jvm = Jvm::builder(&java)
+            .notify(&n)
+            .opt(format!("port={port}"))
+            .opt("interval=10ms")
+            .spawn();
+        if !(last + 1..last + 301).contains(&jvm.pid) {
+            eprintln!("pid {} outside the squatted range; again", jvm.pid);
+            exit_with(&mut jvm, 0);
+            continue;
+        }
+        jvm.listen(port, "cql");
+        n.wait_msg("READY=1", deadline(), |m| m.has_line("READY=1"));
+        assert_eq!(
+            count_lines(&jvm, "is held by another process; running anyway"),
+            1,
+            "{}",
+            jvm.describe()
+        );
+        exit_with(&mut jvm, 4);
+        assert_no_crash(&jvm);
+        drop(squatted);
+        return;
+    }
+    panic!("the JVM never got a squatted pid");
+}
+
 fn loaded_twice_cases(cases: &[&str]) {
     let java = java();
     let lib = agent_lib();
