@@ -288,6 +288,8 @@ pub fn as_user<T>(uid: u32, gid: u32, f: impl FnOnce() -> T) -> io::Result<T> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn abstract_sockets_and_their_owner() {
         let table = "Num       RefCount Protocol Flags    Type St Inode Path\n\
@@ -328,8 +330,6 @@ mod tests {
         assert_eq!(inherited, theirs);
         assert_eq!(nice_of_this_thread(), mine);
     }
-
-    use super::*;
 
     const STATUS: &str = "Name:\tjava\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t4242\n\
         Pid:\t4242\nPPid:\t1\nUid:\t1000\t999\t999\t999\nGid:\t1001\t998\t998\t998\n\
