@@ -46,6 +46,9 @@ def bench_startup(sess, java, n):
         "with": common[:2] + [lib + "port=%d,socket=%s" % (port, sock)] + common[2:] + ["Trivial"],
         "with, socket=none": common[:2] + [lib + "port=%d,socket=none" % port] + common[2:] + ["Trivial"],
     }
+    events = build_events_agent(sess, java)
+    if events:
+        variants["events only"] = common[:2] + ["-agentpath:" + events] + common[2:] + ["Trivial"]
     names = list(variants)
     env = sess.env()
     times = {k: [] for k in names}
@@ -68,7 +71,8 @@ def bench_startup(sess, java, n):
         for name in names:
             run(name)
     for i in range(n):
-        order = names[i % 3:] + names[:i % 3]  # rotate, so no variant always runs first
+        k = i % len(names)
+        order = names[k:] + names[:k]  # rotate, so no variant always runs first
         for name in order:
             dt, used = run(name)
             times[name].append(dt)
@@ -76,7 +80,7 @@ def bench_startup(sess, java, n):
             if name == "with" and os.path.lexists(sock):
                 leftovers += 1
                 os.unlink(sock)
-    w, a, s = (c.median(times[k]) for k in names)
+    w, a, s = (c.median(times[k]) for k in ("without", "with", "with, socket=none"))
     ratio = a / w
     lo, hi = c.bootstrap_ci(lambda x, y: c.median(y) / c.median(x), [times["without"], times["with"]])
     paired = [y - x for x, y in zip(times["without"], times["with"])]
@@ -91,6 +95,10 @@ def bench_startup(sess, java, n):
         ("Start-to-exit with agent (`port=<closed>,socket=<tmp>/start.sock`)", "—", spread("with"),
          "context"),
         ("Start-to-exit with agent, `socket=none`", "—", spread("with, socket=none"), "context"),
+        ("Start-to-exit with a C agent that only enables the VMInit and VMDeath events (what any such "
+         "agent costs the JVM)", "—",
+         ("%s; ratio to without %.3f" % (spread("events only"), c.median(times["events only"]) / w))
+         if events else "skipped (no cc or no jvmti.h)", "context"),
         ("**Start-to-exit ratio with/without** (medians)", "<= 1.03",
          "%.3f (bootstrap 95%% CI %.3f–%.3f); median paired diff %+.1f ms; socket=none ratio %.3f; "
          "ratio of minima %.3f; CPU ratio %.3f" % (
@@ -388,6 +396,44 @@ int main(int argc, char **argv) {
 '''
 
 
+EVENTS_C = r'''
+#include <jvmti.h>
+#include <string.h>
+static void JNICALL vm_init(jvmtiEnv *j, JNIEnv *e, jthread t) {}
+static void JNICALL vm_death(jvmtiEnv *j, JNIEnv *e) {}
+JNIEXPORT jint JNICALL Agent_OnLoad(JavaVM *vm, char *options, void *reserved) {
+    jvmtiEnv *jvmti;
+    jvmtiEventCallbacks cb;
+    if ((*vm)->GetEnv(vm, (void **)&jvmti, JVMTI_VERSION_1_2) != JNI_OK) return 0;
+    memset(&cb, 0, sizeof cb);
+    cb.VMInit = vm_init;
+    cb.VMDeath = vm_death;
+    (*jvmti)->SetEventCallbacks(jvmti, &cb, sizeof cb);
+    (*jvmti)->SetEventNotificationMode(jvmti, JVMTI_ENABLE, JVMTI_EVENT_VM_INIT, NULL);
+    (*jvmti)->SetEventNotificationMode(jvmti, JVMTI_ENABLE, JVMTI_EVENT_VM_DEATH, NULL);
+    return 0;
+}
+'''
+
+
+def build_events_agent(sess, java):
+    """The baseline agent: only the two JVMTI events cqlready needs (VMInit for
+    Cassandra's MBeans, VMDeath for STOPPING=1). None without cc or jvmti.h."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    homes = [os.path.dirname(os.path.dirname(os.path.realpath(j))) for j in (java, shutil.which("javac")) if j]
+    inc = next((os.path.join(h, "include") for h in homes if os.path.exists(os.path.join(h, "include", "jvmti.h"))), None)
+    if cc is None or inc is None:
+        return None
+    lib = sess.path("libevents.so")
+    if not os.path.exists(lib):
+        src = sess.path("events.c")
+        with open(src, "w") as f:
+            f.write(EVENTS_C)
+        subprocess.run([cc, "-shared", "-fPIC", "-O2", "-I", inc, "-I", os.path.join(inc, "linux"), "-o", lib, src],
+                       check=True)
+    return lib
+
+
 def build_floor(sess):
     """Compiles the C floor loop once per session; None when there is no C compiler."""
     exe = sess.path("floor")
@@ -463,7 +509,7 @@ def main():
 METHOD = """## Method
 
 - Start-to-exit: `java -Xshare:auto -cp DIR Trivial` (an empty `main`), wall time by `time.perf_counter()`
-  around `subprocess.run`; 2 warm-up rounds, then rounds of the three variants in rotating order so drift
+  around `subprocess.run`; 2 warm-up rounds, then rounds of the variants in rotating order so drift
   and ordering cancel. NOTIFY_SOCKET unset; the agent probes a closed port at the default 100 ms interval
   and, in the main variant, serves its status socket in the temp dir. Ratio = median(with) / median(without);
   CI by bootstrap over runs.
