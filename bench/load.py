@@ -9,6 +9,7 @@ fixed units of work, each timed; it also answers CQL on a port so the agent
 is ready and checking):
   A  no agent                      -> the JVM's unit latency p50/p99
   B  agent, idle status socket     -> the same
+  P  agent + GET /ready 10 times a second (--probe-rate) -> the same
   C  agent + load                  -> the same, plus the socket's figures:
        1000 concurrent status clients (GET /status in a loop, a new
        connection each, as `cqlready status` does), 50 slow-loris clients
@@ -30,7 +31,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import AGENT_LIB, ROOT, log, percentile, status_json  # noqa: E402
+from _common import AGENT_LIB, ROOT, http_get, log, percentile, status_json  # noqa: E402
 
 WORKER_SRC = os.path.join(ROOT, "tests", "fixtures", "Worker.java")
 CLASSES = os.path.join(ROOT, "target", "fixtures-load")
@@ -273,6 +274,7 @@ def main():
     ap.add_argument("--clients", type=int, default=1000)
     ap.add_argument("--loris", type=int, default=50)
     ap.add_argument("--unread", type=int, default=50)
+    ap.add_argument("--probe-rate", type=float, default=10, help="requests a second in phase P")
     ap.add_argument("--memory-seconds", type=float, default=180, help="length of phase M (0: skip)")
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--phases", default="ABCM", help="which phases to run (default ABCM)")
@@ -307,6 +309,25 @@ def main():
     out["B"], err_b = w.wait()
     log("B %s" % out["B"])
 
+    log("phase P: agent + %d status probes a second (a busy kubelet and an operator), %.0f s" % (a.probe_rate, a.seconds))
+    w = Worker(a.seconds, "", "p")
+    deadline = time.monotonic() + 10
+    while not os.path.exists(w.sock) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    probes = {"ok": 0, "other": 0}
+    t_end = time.monotonic() + a.seconds - 0.5
+    nxt = time.monotonic()
+    while time.monotonic() < t_end:
+        try:
+            code, _ = http_get(w.sock, "/ready")
+            probes["ok" if code in (200, 503) else "other"] += 1
+        except OSError:
+            probes["other"] += 1
+        nxt += 1.0 / a.probe_rate
+        time.sleep(max(0.0, nxt - time.monotonic()))
+    out["P"], _ = w.wait()
+    log("P %s %s" % (out["P"], probes))
+
     log("phase C: agent + %d clients, %d slow-loris, %d never-read, %.0f s" % (a.clients, a.loris, a.unread, a.seconds))
     w = Worker(a.seconds + 1, "", "c")
     deadline = time.monotonic() + 10
@@ -340,7 +361,9 @@ def main():
     lines.append("## The JVM's own work (Worker.java, one timed unit ≈ 20k xorshift steps)\n")
     lines.append("| phase | units | unit p50 µs | unit p99 µs | p99.9 µs | max µs |")
     lines.append("|---|---|---|---|---|---|")
-    for k, name in (("A", "A: no agent"), ("B", "B: agent, socket idle"), ("C", "C: agent + load")):
+    for k, name in (("A", "A: no agent"), ("B", "B: agent, socket idle"),
+                    ("P", "P: agent + %d probes/s (%d answered)" % (a.probe_rate, probes["ok"])),
+                    ("C", "C: agent + load")):
         t = out.get(k) or {}
         lines.append("| %s | %s | %s | %s | %s | %s |" % (name, t.get("units"), t.get("p50_us"), t.get("p99_us"), t.get("p999_us"), t.get("max_us")))
     lines.append("")
