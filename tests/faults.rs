@@ -77,6 +77,22 @@ fn exit_with(jvm: &mut Jvm, code: i32) {
     assert_eq!(status.code(), Some(code), "{}", jvm.describe());
 }
 
+/// A fixture JVM under a stand-in service manager, its agent probing a free
+/// port every 10 ms (plus `extra` options); the JVM, the notify socket and
+/// the port.
+fn watched_jvm(extra: &[&str]) -> (Jvm, NotifySocket, u16) {
+    let n = NotifySocket::new();
+    let port = free_port();
+    let mut b = Jvm::builder(&java())
+        .notify(&n)
+        .opt(format!("port={port}"))
+        .opt("interval=10ms");
+    for o in extra {
+        b = b.opt(*o);
+    }
+    (b.spawn(), n, port)
+}
+
 // ---------------------------------------------------------------------------
 // A notify receiver that can be taken away and put back at the same path.
 
@@ -510,7 +526,6 @@ fn loaded_twice_copy_without_status_socket() {
 fn a_squatted_claim_does_not_silence_the_agent() {
     use std::os::linux::net::SocketAddrExt;
     use std::os::unix::net::SocketAddr;
-    let java = java();
     let ns: String = fs::read_link("/proc/self/ns/pid")
         .unwrap()
         .to_string_lossy()
@@ -530,13 +545,7 @@ fn a_squatted_claim_does_not_silence_the_agent() {
                 UnixDatagram::bind_addr(&addr).ok()
             })
             .collect();
-        let n = NotifySocket::new();
-        let port = free_port();
-        let mut jvm = Jvm::builder(&java)
-            .notify(&n)
-            .opt(format!("port={port}"))
-            .opt("interval=10ms")
-            .spawn();
+        let (mut jvm, n, port) = watched_jvm(&[]);
         if !(last + 1..last + 301).contains(&jvm.pid) {
             eprintln!("pid {} outside the squatted range; again", jvm.pid);
             exit_with(&mut jvm, 0);
@@ -610,14 +619,7 @@ fn loaded_twice_cases(cases: &[&str]) {
 /// `-agentpath`: both attaches succeed, nothing else changes.
 #[test]
 fn attach_twice_to_a_running_agent() {
-    let java = java();
-    let n = NotifySocket::new();
-    let port = free_port();
-    let mut jvm = Jvm::builder(&java)
-        .notify(&n)
-        .opt(format!("port={port}"))
-        .opt("interval=10ms")
-        .spawn();
+    let (mut jvm, n, port) = watched_jvm(&[]);
     jvm.listen(port, "cql");
     wait_state(&jvm, "ready");
     for i in 0..2 {
@@ -669,15 +671,7 @@ const PROMPT: Duration = Duration::from_secs(3);
 /// must not wait for the probe.
 #[test]
 fn jvm_exits_in_the_middle_of_a_probe() {
-    let java = java();
-    let n = NotifySocket::new();
-    let port = free_port();
-    let mut jvm = Jvm::builder(&java)
-        .notify(&n)
-        .opt(format!("port={port}"))
-        .opt("interval=10ms")
-        .opt("timeout=10s")
-        .spawn();
+    let (mut jvm, n, port) = watched_jvm(&["timeout=10s"]);
     jvm.wait_status("an answer", deadline(), |_| true);
     jvm.listen(port, "silent");
     // Wait until the agent is connected and waiting for SUPPORTED.
@@ -707,14 +701,7 @@ fn jvm_exits_in_the_middle_of_a_probe() {
 /// long-poll on a JVM that is not ready.
 #[test]
 fn jvm_exits_with_status_clients_connected() {
-    let java = java();
-    let n = NotifySocket::new();
-    let port = free_port();
-    let mut jvm = Jvm::builder(&java)
-        .notify(&n)
-        .opt(format!("port={port}"))
-        .opt("interval=10ms")
-        .spawn();
+    let (mut jvm, n, _) = watched_jvm(&[]);
     let s = jvm.wait_status("an answer", deadline(), |_| true);
     assert_eq!(json_str(&s, "/state"), "starting");
     let sock = jvm.socket().to_path_buf();
