@@ -37,6 +37,19 @@ pub trait MBeans: Send {
     /// The attributes of `object`, `None` where one is missing. `Err` when
     /// the object itself is absent or the JVM cannot be asked.
     fn attributes(&mut self, object: &str, attrs: &[&str]) -> Result<Vec<Option<String>>, String>;
+    /// Invokes `operation` of `object` with `String` arguments (signature
+    /// `java.lang.String` for each) and returns its result as text
+    /// (`String.valueOf`), `None` for a null result. `Err` when the object
+    /// or operation is absent, it throws, or the JVM cannot be asked.
+    fn invoke(
+        &mut self,
+        object: &str,
+        operation: &str,
+        args: &[&str],
+    ) -> Result<Option<String>, String> {
+        let _ = (object, args);
+        Err(format!("{operation}: MBean operations are not available here"))
+    }
     /// Whether the calling thread is attached to the JVM (it must then never
     /// end while the JVM runs).
     fn thread_attached(&self) -> bool {
