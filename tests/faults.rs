@@ -415,8 +415,11 @@ fn status_socket_places() {
                         .arg(&real)
                         .status()
                         .is_ok_and(|s| s.success());
-                    if !ok {
-                        eprintln!("skipped {case}: chattr +i not possible here");
+                    if !common::require(
+                        ok,
+                        "chattr +i on the test directory (a file system with the immutable flag)",
+                        "run the tests on ext4, xfs or btrfs (not tmpfs or overlayfs)",
+                    ) {
                         continue;
                     }
                     immutable = Some(real.clone());
@@ -787,10 +790,15 @@ fn check_rate(jvm: &Jvm, d: Duration) -> f64 {
 
 #[test]
 fn wall_clock_jumps_change_nothing() {
-    let Some(lib) = libfaketime() else {
-        eprintln!("skipped: libfaketime not installed (apt-get install faketime)");
+    let lib = libfaketime();
+    if !common::require(
+        lib.is_some(),
+        "libfaketime",
+        "apt-get install libfaketime (bash tests/setup.sh does)",
+    ) {
         return;
-    };
+    }
+    let lib = lib.expect("checked above");
     let java = java();
     let dir = TempDir::new("clk");
     let offset_file = dir.join("offset");
@@ -865,8 +873,7 @@ fn wall_clock_jumps_change_nothing() {
 /// process is in it.)
 #[test]
 fn monotonic_clock_far_ahead_or_near_zero() {
-    if !is_root() {
-        eprintln!("skipped: unshare -T needs root");
+    if !common::require_root() {
         return;
     }
     let up: f64 = fs::read_to_string("/proc/uptime")
@@ -879,8 +886,11 @@ fn monotonic_clock_far_ahead_or_near_zero() {
     let probe = Command::new("unshare")
         .args(["-T", "--monotonic", "10", "-f", "true"])
         .status();
-    if !probe.is_ok_and(|s| s.success()) {
-        eprintln!("skipped: no time namespaces here");
+    if !common::require(
+        probe.is_ok_and(|s| s.success()),
+        "time namespaces (`unshare -T`)",
+        "a Linux kernel >= 5.6 with CONFIG_TIME_NS, outside a container that forbids unshare",
+    ) {
         return;
     }
     let java = java();

@@ -1,9 +1,9 @@
 //! Inputs at the edges of the parsers of outside input, kept as regression
-//! tests next to the fuzz corpora (issue 7). The fuzz runs (`bash
-//! fuzz/run.sh 100000`) found no crash; these pin the boundaries the fuzzers
-//! and a review pointed at. Reproducers of any future fuzz crash go to
-//! `fuzz/regressions/<target>/` (replayed by tests/fuzz_corpus.rs) and, with
-//! the expected behaviour, here.
+//! tests next to the fuzz corpora. These pin the boundaries the fuzzers and
+//! a review pointed at; the same inputs are files under
+//! `fuzz/regressions/<target>/`, which tests/fuzz_corpus.rs replays through
+//! the fuzz targets' own invariants. A future fuzz crash goes to both: the
+//! reproducer there, its expected behaviour here.
 
 use cqlready::cql::decode;
 use cqlready::discovery::{config_path, parse_yaml};

