@@ -9,7 +9,7 @@ use serde_json::Value;
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 fn cli() -> Command {
     Command::new(env!("CARGO_BIN_EXE_cqlready"))
@@ -157,16 +157,46 @@ fn no_agent_and_bad_arguments() {
         "{}",
         text(&o)
     );
+    // Usage errors: exit 64 at once, with a message. `wait` with no target
+    // used to wait the whole 10-minute default before asking "which agent?".
     for bad in [
         &["probe", "--timeout", "soon"][..],
         &["probe", "--socket", "/a", "--pid", "1"],
+        &["probe", "--port", "9042", "--socket", "/a"],
+        &["probe", "--host", "127.0.0.1"],
+        &["probe", "--port", "0"],
+        &["probe", "--port", "65536"],
+        &["probe", "--port", "-1"],
+        &["status", "--pid", "0"],
+        &["status", "--pid", "4294967296"],
+        &["status"],
+        &["probe"],
+        &["wait"],
+        &["wait", "--timeout", "1x"],
         &["watch"],
+        &["watch", "--port", "0"],
+        &["watch", "--port", "9042", "--interval", "0s"],
+        &["watch", "--port", "9042", "--failures", "0"],
+        &["watch", "--port", "9042", "--probe", "http"],
+        &["attach"],
+        &["attach", "0"],
         &["attach", "1", "bogus=1"],
+        &["attach", "1", "--timeout", "0s"],
         &["nonsense"],
     ] {
-        let o = run(bad);
+        let started = Instant::now();
+        let o = cli()
+            .args(bad)
+            .env_remove("RUNTIME_DIRECTORY")
+            .output()
+            .expect("run cqlready");
         assert_eq!(o.status.code(), Some(64), "{bad:?}: {}", text(&o));
         assert!(!o.stderr.is_empty(), "{bad:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{bad:?} took {:?} to refuse",
+            started.elapsed()
+        );
     }
     for sub in ["status", "probe", "wait", "watch", "attach"] {
         let o = run(&[sub, "--help"]);
@@ -346,4 +376,242 @@ fn attach_refuses_what_is_not_a_jvm() {
         sleeper.0.try_wait().unwrap().is_none(),
         "the non-JVM must survive"
     );
+}
+
+/// `wait` on a PID that will never have an agent says so at once (exit 2),
+/// instead of waiting out its timeout: no such process, or not a JVM.
+#[test]
+fn wait_on_a_missing_pid_or_a_non_jvm_says_so_at_once() {
+    let o = run(&["wait", "--pid", "999999999", "--timeout", "10m"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no process 999999999"),
+        "{}",
+        text(&o)
+    );
+    let sleeper = Killed(Command::new("sleep").arg("30").spawn().unwrap());
+    let pid = sleeper.0.id().to_string();
+    let o = run(&["wait", "--pid", &pid, "--timeout", "10m"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(&format!("process {pid} is not a JVM")),
+        "{}",
+        text(&o)
+    );
+}
+
+/// `wait` on a socket that does not exist yet says once, on stderr, what it
+/// waits for and how long, then finds the socket when the JVM opens it.
+#[test]
+fn wait_says_once_that_it_waits_for_a_socket() {
+    let port = free_port();
+    let b = Jvm::builder(&java()).opt(format!("port={port}"));
+    let sock = b.tmp().join("late.sock");
+    let mut waiter = Killed(
+        cli()
+            .args(["wait", "--socket", sock.to_str().unwrap()])
+            .args(["--timeout", "30s"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = waiter.0.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    let said = format!(
+        "cqlready: waiting up to 30s for {} to appear",
+        sock.display()
+    );
+    let first = rx.recv_timeout(WAIT).expect("wait said nothing on stderr");
+    assert_eq!(first, said);
+    // The socket appears only now, with the JVM.
+    let mut jvm = b.opt(format!("socket={}", sock.display())).spawn();
+    jvm.listen(port, "cql");
+    let status = wait_child(&mut waiter.0, "cqlready wait to return", deadline());
+    assert!(status.success(), "wait: {status:?}");
+    let rest: Vec<String> = rx.try_iter().collect();
+    assert!(rest.is_empty(), "said more than once: {rest:?}");
+}
+
+/// Every option of every subcommand has a one-line description in `-h`,
+/// and attach's usage line names its two positionals apart.
+#[test]
+fn every_option_is_described() {
+    for sub in ["status", "probe", "wait", "watch", "attach"] {
+        let o = run(&[sub, "-h"]);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        let help = String::from_utf8_lossy(&o.stdout).into_owned();
+        for line in help.lines().filter(|l| l.trim_start().starts_with('-')) {
+            let described = line
+                .trim_start()
+                .split_once("  ")
+                .is_some_and(|(_, d)| !d.trim().is_empty());
+            assert!(
+                described,
+                "{sub}: option without a description: {line:?}\n{help}"
+            );
+        }
+    }
+    let o = run(&["attach", "-h"]);
+    let help = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        help.contains("Usage: cqlready attach [OPTIONS] <PID> [AGENT_OPTIONS]"),
+        "{help}"
+    );
+}
+
+/// Random command lines from a vocabulary of good and bad words: none
+/// panics, none exits with an undocumented code (0, 1, 2, 64; clap's help
+/// and version are 0), and none blocks except `wait` and `watch`, which
+/// block by design (they are stopped after a while). The seed is printed;
+/// CQLREADY_CLI_SEED replays one.
+#[test]
+fn random_command_lines_exit_with_documented_codes() {
+    let seed: u64 = std::env::var("CQLREADY_CLI_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1)
+                | 1
+        });
+    eprintln!("CQLREADY_CLI_SEED={seed}");
+    let mut x = seed;
+    let mut next = move |n: usize| {
+        // xorshift64*: no dependency, reproducible from the seed.
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 33) as usize % n
+    };
+    let closed = free_port().to_string();
+    let me = std::process::id().to_string();
+    let subs = [
+        "status",
+        "probe",
+        "wait",
+        "watch",
+        "attach",
+        "help",
+        "",
+        "--version",
+        "-h",
+        "bogus",
+    ];
+    let words: Vec<&str> = vec![
+        "--socket",
+        "--pid",
+        "--port",
+        "--host",
+        "--timeout",
+        "--json",
+        "--probe",
+        "--interval",
+        "--check",
+        "--failures",
+        "--lib",
+        "--help",
+        "-h",
+        "-V",
+        "--",
+        "-",
+        "--socket=",
+        "--port=",
+        "/nonexistent/x.sock",
+        "",
+        "0",
+        "1",
+        "-1",
+        "65535",
+        "65536",
+        "4294967296",
+        "999999999",
+        &closed,
+        &me,
+        "abc",
+        "1s",
+        "0s",
+        "10ms",
+        "1e9s",
+        "99999999999h",
+        "cql",
+        "tcp",
+        "127.0.0.1",
+        "::1",
+        "localhost",
+        "port=9042",
+        "bogus=1",
+        "socket=none",
+        "é",
+        "\n",
+        "%s%n",
+        "--pid=1",
+    ];
+    let mut cases = Vec::new();
+    for _ in 0..160 {
+        let mut args: Vec<String> = Vec::new();
+        let sub = subs[next(subs.len())];
+        if !sub.is_empty() {
+            args.push(sub.into());
+        }
+        for _ in 0..next(6) {
+            args.push(words[next(words.len())].to_string());
+        }
+        cases.push(args);
+    }
+    let blocking =
+        |args: &[String]| matches!(args.first().map(String::as_str), Some("wait" | "watch"));
+    for batch in cases.chunks(40) {
+        let mut running: Vec<(Vec<String>, Child)> = batch
+            .iter()
+            .map(|args| {
+                let child = cli()
+                    .args(args)
+                    .env_remove("RUNTIME_DIRECTORY")
+                    .env_remove("NOTIFY_SOCKET")
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("spawn cqlready");
+                (args.clone(), child)
+            })
+            .collect();
+        let until = Instant::now() + Duration::from_secs(4);
+        while !running.is_empty() {
+            let mut still = Vec::new();
+            for (args, mut child) in running {
+                match child.try_wait().expect("try_wait") {
+                    Some(status) => {
+                        let mut err = String::new();
+                        let _ = std::io::Read::read_to_string(
+                            &mut child.stderr.take().unwrap(),
+                            &mut err,
+                        );
+                        assert!(
+                            matches!(status.code(), Some(0 | 1 | 2 | 64))
+                                && !err.contains("panicked"),
+                            "seed {seed}: cqlready {args:?} ended {status:?}:\n{err}"
+                        );
+                    }
+                    None if Instant::now() >= until => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        assert!(blocking(&args), "seed {seed}: cqlready {args:?} hung");
+                    }
+                    None => still.push((args, child)),
+                }
+            }
+            running = still;
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
 }

@@ -30,16 +30,40 @@ struct Cli {
 #[derive(Args, Clone)]
 #[group(multiple = false)]
 struct Which {
-    /// The agent's status socket.
+    /// The agent's status socket (default: $RUNTIME_DIRECTORY/cqlready.sock under systemd).
     #[arg(long, value_name = "PATH")]
     socket: Option<PathBuf>,
     /// The JVM's PID; its socket is found by itself, also inside a container.
-    #[arg(long, value_name = "PID")]
+    #[arg(long, value_name = "PID", value_parser = pid)]
     pid: Option<u32>,
+}
+
+/// A PID: 1 or more (0 and negative numbers name process groups to kill(2)).
+fn pid(s: &str) -> Result<u32, String> {
+    match s.parse::<u32>() {
+        Ok(p) if p > 0 && p <= i32::MAX as u32 => Ok(p),
+        _ => Err(format!("\"{s}\" is not a process ID (1 to {})", i32::MAX)),
+    }
+}
+
+/// A TCP port: 1 to 65535 (0 would mean "any port").
+fn port(s: &str) -> Result<u16, String> {
+    match s.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(p),
+        _ => Err(format!("\"{s}\" is not a TCP port (1 to 65535)")),
+    }
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
     parse_duration(s).ok_or_else(|| format!("\"{s}\" is not a duration like 500ms, 30s or 10m"))
+}
+
+/// A duration above zero (a probe period or budget of zero would spin).
+fn period(s: &str) -> Result<Duration, String> {
+    match duration(s)? {
+        d if d.is_zero() => Err(format!("\"{s}\" must be more than zero")),
+        d => Ok(d),
+    }
 }
 
 #[derive(Subcommand)]
@@ -63,7 +87,7 @@ enum Command {
         #[command(flatten)]
         which: Which,
         /// Check CQL on this port directly (OPTIONS/SUPPORTED) instead of asking an agent.
-        #[arg(long, conflicts_with_all = ["socket", "pid"])]
+        #[arg(long, conflicts_with_all = ["socket", "pid"], value_parser = port)]
         port: Option<u16>,
         /// With --port: the host.
         #[arg(long, default_value = "127.0.0.1", requires = "port")]
@@ -74,7 +98,7 @@ enum Command {
     },
     /// Block until the agent says ready (exit 0) or the timeout passes (exit 1).
     #[command(
-        after_help = "Example, a rolling restart:\n  for h in node1 node2 node3; do\n    ssh $h 'systemctl restart cassandra && cqlready wait --socket /run/cassandra/cqlready.sock --timeout 15m' || break\n  done\n\nExit: 0 ready, 1 timed out (the last state is printed)."
+        after_help = "Example, a rolling restart:\n  for h in node1 node2 node3; do\n    ssh $h 'systemctl restart cassandra && cqlready wait --socket /run/cassandra/cqlready.sock --timeout 15m' || break\n  done\n\nExit: 0 ready, 1 timed out (the last state is printed), 2 no such process or not a JVM.\n\nA socket that does not exist yet (the JVM is starting) is waited for; wait says so once."
     )]
     Wait {
         #[command(flatten)]
@@ -94,14 +118,16 @@ enum Command {
     )]
     Attach {
         /// The JVM's PID (as seen from here).
+        #[arg(value_parser = pid)]
         pid: u32,
-        /// The agent's options, as after -agentpath:...=
-        #[arg(default_value = "")]
+        /// The agent's options, as after -agentpath:...= (e.g. port=9142,log=debug).
+        #[arg(default_value = "", value_name = "AGENT_OPTIONS")]
         options: String,
         /// The agent library; default: libcqlready.so next to this binary.
         #[arg(long, value_name = "PATH")]
         lib: Option<PathBuf>,
-        #[arg(long, default_value = "10s", value_parser = duration)]
+        /// How long the JVM may take to answer the attach and load the agent.
+        #[arg(long, default_value = "10s", value_parser = period)]
         timeout: Duration,
     },
 }
@@ -109,8 +135,9 @@ enum Command {
 #[derive(Args)]
 struct WatchArgs {
     /// A port to watch; repeat for several. The first speaks CQL unless --probe tcp.
-    #[arg(long = "port", value_name = "PORT")]
+    #[arg(long = "port", value_name = "PORT", value_parser = port)]
     ports: Vec<u16>,
+    /// The host of every --port.
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
     /// How the first port is checked; the others are always TCP.
@@ -119,19 +146,25 @@ struct WatchArgs {
     /// Watch an agent's status socket instead of (or besides) ports.
     #[arg(long, value_name = "PATH")]
     socket: Option<PathBuf>,
-    #[arg(long, default_value = "100ms", value_parser = duration)]
+    /// Probe period until everything answers.
+    #[arg(long, default_value = "100ms", value_parser = period)]
     interval: Duration,
-    #[arg(long, default_value = "1s", value_parser = duration)]
+    /// Probe period once ready.
+    #[arg(long, default_value = "1s", value_parser = period)]
     check: Duration,
-    #[arg(long, default_value = "1s", value_parser = duration)]
+    /// One probe's budget: connect, ask, read the answer.
+    #[arg(long, default_value = "1s", value_parser = period)]
     timeout: Duration,
-    #[arg(long, default_value_t = 3)]
+    /// Failed checks in a row that end a ready watch (exit 1).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     failures: u32,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq)]
 enum ProbeKind {
+    /// The CQL protocol: OPTIONS, answered by SUPPORTED.
     Cql,
+    /// A TCP connect.
     Tcp,
 }
 
@@ -169,25 +202,49 @@ fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
-/// The socket to ask: `--socket`, `--pid`, or (neither) `$RUNTIME_DIRECTORY`.
-fn socket_of(which: &Which) -> Result<PathBuf, ClientError> {
+/// The agent to ask, as the user named it.
+enum Asked {
+    /// `--socket`, or `$RUNTIME_DIRECTORY/cqlready.sock` when neither is given.
+    Socket(PathBuf),
+    /// `--pid`: the JVM's socket is found from its command line.
+    Pid(u32),
+}
+
+/// `--socket`, `--pid`, or (neither) `$RUNTIME_DIRECTORY`; none of them is a
+/// usage error, said at once (exit 64), never a wait for nothing.
+fn asked(which: &Which) -> Result<Asked, u8> {
     if let Some(p) = &which.socket {
-        return Ok(p.clone());
+        return Ok(Asked::Socket(p.clone()));
     }
     if let Some(pid) = which.pid {
-        return client::locate(pid);
+        return Ok(Asked::Pid(pid));
     }
     match std::env::var("RUNTIME_DIRECTORY") {
-        Ok(dir) if !dir.is_empty() => Ok(cqlready::status::server::default_path(0, Some(&dir))),
-        _ => Err(ClientError::NoAgent(
-            "which agent? give --socket PATH or --pid PID (or run with RUNTIME_DIRECTORY set)"
-                .into(),
-        )),
+        Ok(dir) if !dir.is_empty() => Ok(Asked::Socket(cqlready::status::server::default_path(
+            0,
+            Some(&dir),
+        ))),
+        _ => {
+            eprintln!(
+                "cqlready: which agent? give --socket PATH or --pid PID (or run with RUNTIME_DIRECTORY set)"
+            );
+            Err(USAGE)
+        }
     }
 }
 
-fn ask(which: &Which, target: &str, timeout: Duration) -> Result<client::Response, ClientError> {
-    client::get(&socket_of(which)?, target, timeout)
+fn socket_of(asked: &Asked) -> Result<PathBuf, ClientError> {
+    match asked {
+        Asked::Socket(p) => Ok(p.clone()),
+        Asked::Pid(pid) => client::locate(*pid),
+    }
+}
+
+fn ask(which: &Which, target: &str, timeout: Duration) -> Result<client::Response, u8> {
+    let asked = asked(which)?;
+    socket_of(&asked)
+        .and_then(|s| client::get(&s, target, timeout))
+        .map_err(|e| no_agent(&e))
 }
 
 fn no_agent(e: &ClientError) -> u8 {
@@ -285,7 +342,7 @@ fn summary(s: &Snapshot) -> String {
 fn status(which: &Which, json: bool) -> u8 {
     let r = match ask(which, "/status", Duration::from_secs(2)) {
         Ok(r) => r,
-        Err(e) => return no_agent(&e),
+        Err(code) => return code,
     };
     if r.code != 200 {
         return no_agent(&ClientError::Protocol(format!(
@@ -322,7 +379,7 @@ fn probe(which: &Which, timeout: Duration) -> u8 {
             r.code,
             r.body.trim()
         ))),
-        Err(e) => no_agent(&e),
+        Err(code) => code,
     }
 }
 
@@ -351,8 +408,20 @@ fn probe_port(host: String, port: u16, timeout: Duration) -> u8 {
 }
 
 fn wait(which: &Which, timeout: Duration) -> u8 {
+    let asked = match asked(which) {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
+    // A PID that is no process, or no JVM, will never get an agent: say so
+    // now rather than after the whole timeout.
+    if let Asked::Pid(pid) = asked {
+        if let Err(e) = client::check_jvm(pid) {
+            return no_agent(&e);
+        }
+    }
     let deadline = Instant::now() + timeout;
     let mut last = String::from("no answer yet");
+    let mut said_waiting = false;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -364,11 +433,14 @@ fn wait(which: &Which, timeout: Duration) -> u8 {
         }
         // Long-poll in slices so a socket that appears late is found.
         let slice = left.min(Duration::from_secs(30));
-        match ask(
-            which,
-            &format!("/ready?wait={}ms", slice.as_millis().max(1)),
-            slice + Duration::from_secs(2),
-        ) {
+        let answer = socket_of(&asked).and_then(|s| {
+            client::get(
+                &s,
+                &format!("/ready?wait={}ms", slice.as_millis().max(1)),
+                slice + Duration::from_secs(2),
+            )
+        });
+        match answer {
             Ok(r) if r.code == 200 => {
                 println!("ready");
                 return READY;
@@ -382,6 +454,24 @@ fn wait(which: &Which, timeout: Duration) -> u8 {
             }
             Err(ClientError::Permission(m)) => return no_agent(&ClientError::Permission(m)),
             Err(e) => {
+                if let Asked::Pid(pid) = asked {
+                    if let Err(gone) = client::check_jvm(pid) {
+                        return no_agent(&gone);
+                    }
+                }
+                if !said_waiting && matches!(e, ClientError::NoAgent(_)) {
+                    said_waiting = true;
+                    let what = match &asked {
+                        Asked::Socket(p) => format!("{} to appear", p.display()),
+                        Asked::Pid(pid) => {
+                            format!("process {pid}'s agent to open its status socket")
+                        }
+                    };
+                    eprintln!(
+                        "cqlready: waiting up to {} for {what}",
+                        format_duration(timeout)
+                    );
+                }
                 last = e.to_string();
                 // No agent yet (the JVM is starting): look again shortly.
                 std::thread::sleep(left.min(Duration::from_millis(100)));

@@ -171,6 +171,23 @@ pub fn candidates(cmdline: &[u8], environ: &[u8], nspid: u32) -> Vec<PathBuf> {
     out
 }
 
+/// Whether `pid` is a running JVM (HotSpot's libjvm.so mapped), so that
+/// waiting for its agent can succeed. A process whose maps this user may
+/// not read is given the benefit of the doubt.
+pub fn check_jvm(pid: u32) -> Result<(), ClientError> {
+    use crate::process;
+    match process::maps_contain(pid, "/libjvm.so") {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(ClientError::NoAgent(format!(
+            "process {pid} is not a JVM (no libjvm.so in its memory maps): give the JVM's PID"
+        ))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            Err(ClientError::NoAgent(format!("no process {pid}")))
+        }
+        Err(_) => Ok(()),
+    }
+}
+
 /// Finds the status socket of JVM `pid`, also inside a container: paths are
 /// reached through `/proc/PID/root`, with the PID the JVM sees itself as.
 pub fn locate(pid: u32) -> Result<PathBuf, ClientError> {
