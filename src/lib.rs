@@ -21,6 +21,9 @@ pub mod status;
 /// One version string for the library, the command and the shim jar.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// The git commit this was built from (build.rs), or "unknown".
+pub const COMMIT: &str = env!("CQLREADY_COMMIT");
+
 /// Runs `f`, turning a panic into one log line: the panic fence every
 /// thread entry and `extern "C"` edge goes through. `None` if it panicked.
 pub fn fence<T>(what: &str, f: impl FnOnce() -> T) -> Option<T> {

@@ -112,6 +112,19 @@ fn status_probe_and_wait_ask_the_agent() {
     let v: Value = serde_json::from_slice(&o.stdout).expect("status --json is JSON");
     assert_eq!(v["state"], "ready");
     assert_eq!(v["pid"].as_u64(), Some(jvm.pid as u64));
+    // The build's commit (build.rs), beside the unchanged version.
+    assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(v["commit"], env!("CQLREADY_COMMIT"));
+    let o = run(&["status", "--socket", &sock]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.lines().next().is_some_and(|l| l.contains(&format!(
+            "cqlready {}, commit {})",
+            env!("CARGO_PKG_VERSION"),
+            env!("CQLREADY_COMMIT")
+        ))),
+        "{out}"
+    );
     // --pid finds the socket named in the JVM's -agentpath.
     let o = run(&["probe", "--pid", &pid]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
@@ -614,4 +627,22 @@ fn random_command_lines_exit_with_documented_codes() {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
+}
+
+/// build.rs bakes the checkout's commit in (or "unknown" without git).
+#[test]
+fn the_build_names_its_commit() {
+    let head = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let want = std::env::var("CQLREADY_COMMIT")
+        .ok()
+        .filter(|c| !c.is_empty())
+        .or(head)
+        .unwrap_or_else(|| "unknown".into());
+    assert_eq!(env!("CQLREADY_COMMIT"), want);
 }

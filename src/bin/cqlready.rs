@@ -267,11 +267,16 @@ fn ago(unix_ms: u64) -> String {
 
 fn summary(s: &Snapshot) -> String {
     let mut out = format!(
-        "{} since {} (pid {}, cqlready {})\nCQL      {}:{} (port from {}, host from {}){}\n",
+        "{} since {} (pid {}, cqlready {}{})\nCQL      {}:{} (port from {}, host from {}){}\n",
         s.state.as_str(),
         ago(s.state_since_unix_ms),
         s.pid,
         s.version,
+        if s.commit.is_empty() {
+            String::new()
+        } else {
+            format!(", commit {}", s.commit)
+        },
         s.cql.host,
         s.cql.port,
         s.cql.source,

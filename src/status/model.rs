@@ -92,6 +92,9 @@ pub struct NotifyInfo {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
     pub version: String,
+    /// The git commit the agent was built from (`crate::COMMIT`).
+    #[serde(default)]
+    pub commit: String,
     pub pid: u32,
     pub state: State,
     pub state_since_unix_ms: u64,
@@ -123,6 +126,7 @@ impl Snapshot {
         let now = unix_ms(SystemTime::now());
         Snapshot {
             version: crate::VERSION.to_string(),
+            commit: crate::COMMIT.to_string(),
             pid,
             state: State::Starting,
             state_since_unix_ms: now,
