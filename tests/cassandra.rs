@@ -695,10 +695,14 @@ fn agent_in_cassandra() {
     assert_eq!(probe_code(&sock), 0, "cqlready probe while ready");
     assert_eq!(get(&sock, "/ready").0, 200, "/ready while ready");
     assert_eq!(get(&sock, "/live").0, 200, "/live");
+    // The watchdog is fed while ready: three pings from the JVM (polled).
     let t = Instant::now();
-    thread::sleep(Duration::from_millis(2200));
-    let pings = notify.count(|m| m.at > t && is_watchdog(m) && m.pid == pid as i32);
-    assert!(pings >= 3, "{pings} WATCHDOG=1 in 2.2 s while ready");
+    notify.wait_for("3 WATCHDOG=1 while ready", t + WAIT, |ms| {
+        ms.iter()
+            .filter(|m| m.at > t && is_watchdog(m) && m.pid == pid as i32)
+            .count()
+            >= 3
+    });
 
     // nodetool disablebinary: degraded, a STATUS= saying so, no watchdog.
     let t_disable = Instant::now();
@@ -724,11 +728,19 @@ fn agent_in_cassandra() {
         Some(1.0),
         "{metrics}"
     );
-    thread::sleep(Duration::from_secs(3));
+    // No ping over the next 30 checks (at the 100 ms interval, six
+    // watchdog periods), counted in the agent's own checks, not in sleeps.
+    let base = st
+        .pointer("/checks/total")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    wait_status(&mut node, &sock, "30 more checks while degraded", |v| {
+        v.pointer("/checks/total").and_then(Value::as_u64) >= Some(base + 30)
+    });
     let withheld = notify.count(|m| m.at > degraded.at && is_watchdog(m));
     println!(
         "disablebinary: nodetool took {:.1} s; degraded STATUS {:.1} s after it began: {:?}; \
-         WATCHDOG=1 in the 3 s after: {withheld}",
+         WATCHDOG=1 over the 30 checks after: {withheld}",
         nodetool_done.as_secs_f64(),
         (degraded.at - t_disable).as_secs_f64(),
         degraded.text
@@ -742,12 +754,22 @@ fn agent_in_cassandra() {
 
     // nodetool enablebinary: ready again, pings resume; a long poll on
     // /ready?wait= made while degraded answers 200 on recovery.
-    let poll_sock = sock.clone();
+    // The request is written here, before enablebinary, so the long poll
+    // is surely made while degraded; a thread reads the answer.
+    let mut poller =
+        std::os::unix::net::UnixStream::connect(&sock).expect("connect for a long poll");
+    std::io::Write::write_all(
+        &mut poller,
+        b"GET /ready?wait=30s HTTP/1.1\r\nHost: -\r\nConnection: close\r\n\r\n",
+    )
+    .expect("send the long poll");
     let long_poll = thread::spawn(move || {
-        let r = http_get(&poll_sock, "/ready?wait=30s");
+        let _ = poller.set_read_timeout(Some(Duration::from_secs(40)));
+        let mut raw = Vec::new();
+        let r = std::io::Read::read_to_end(&mut poller, &mut raw)
+            .and_then(|_| common::parse_response(&raw));
         (Instant::now(), r.map(|r| r.status))
     });
-    thread::sleep(Duration::from_millis(200));
     let t_enable = Instant::now();
     node.nodetool(&["enablebinary"]);
     let again = wait_notify(&mut node, &notify, "ready again", WAIT, |m| {
@@ -804,7 +826,9 @@ fn agent_in_cassandra() {
     assert_eq!(s(&st, "/state"), "degraded", "{st}");
     assert_eq!(probe_code(&sock), 1, "cqlready probe when drained");
     let t = Instant::now();
-    thread::sleep(Duration::from_millis(2200));
+    notify.wait_for("3 WATCHDOG=1 while DRAINED", t + WAIT, |ms| {
+        ms.iter().filter(|m| m.at > t && is_watchdog(m)).count() >= 3
+    });
     let drained_pings = notify.count(|m| m.at > t && is_watchdog(m));
     let drain_status: Vec<String> = notify
         .messages()
@@ -814,7 +838,7 @@ fn agent_in_cassandra() {
         .collect();
     println!(
         "drain: nodetool took {:.1} s; state {} mode {}; STATUS since: {drain_status:?}; \
-         WATCHDOG=1 in 2.2 s while DRAINED: {drained_pings}",
+         WATCHDOG=1 while DRAINED: {drained_pings}",
         drain_took.as_secs_f64(),
         s(&st, "/state"),
         s(&st, "/cassandra/mode")

@@ -460,8 +460,11 @@ fn status_socket_places() {
                 "socket left behind"
             );
         } else {
+            // Counted over the JVM's whole life (after its exit, every line
+            // is in): one line about the path, however many probes ran.
+            exit_with(&mut jvm, 4);
+            n.wait_msg("STOPPING=1", deadline(), |m| m.has_line("STOPPING=1"));
             let shown = path.to_str().unwrap();
-            thread::sleep(Duration::from_millis(200));
             let about: Vec<_> = agent_lines(&jvm)
                 .into_iter()
                 .filter(|l| l.contains(shown))
@@ -483,8 +486,6 @@ fn status_socket_places() {
                     "{case}: something at the path"
                 );
             }
-            exit_with(&mut jvm, 4);
-            n.wait_msg("STOPPING=1", deadline(), |m| m.has_line("STOPPING=1"));
             if case == "missing dir" {
                 assert!(
                     !tmp.join("missing").exists(),
@@ -597,15 +598,19 @@ fn loaded_twice_cases(cases: &[&str]) {
         if !case.ends_with("none") {
             wait_state(&jvm, "ready");
         }
-        // Give a second agent time to send its own READY=1.
-        thread::sleep(Duration::from_millis(500));
+        // The second load has said it stands aside; then the JVM exits and
+        // every notification it sent is in (n.sync): counted over its whole
+        // life, a second agent's READY=1 or STOPPING=1 would be there.
+        let second = |l: &str| {
+            l.contains("already running in this JVM")
+                || l.contains("another copy of cqlready already runs in this JVM")
+        };
+        jvm.wait_stderr("about the second load", deadline(), second);
+        exit_with(&mut jvm, 6);
+        n.sync();
         let readies = n.count(|m| m.has_line("READY=1"));
         let watching = count_lines(&jvm, "watching CQL on");
-        let second_line = count_lines(&jvm, "already running in this JVM")
-            + count_lines(&jvm, "another copy of cqlready already runs in this JVM");
-        exit_with(&mut jvm, 6);
-        n.wait_msg("STOPPING=1", deadline(), |m| m.has_line("STOPPING=1"));
-        thread::sleep(Duration::from_millis(100));
+        let second_line = agent_lines(&jvm).iter().filter(|l| second(l)).count();
         let stopping = n.count(|m| m.has_line("STOPPING=1"));
         assert_no_crash(&jvm);
         assert!(
@@ -646,7 +651,8 @@ fn attach_twice_to_a_running_agent() {
         );
     }
     wait_state(&jvm, "ready");
-    thread::sleep(Duration::from_millis(300));
+    // Both attaches answered; the notifications up to now are all in.
+    n.sync();
     assert_eq!(n.count(|m| m.has_line("READY=1")), 1, "{}", n.describe());
     assert_eq!(
         count_lines(&jvm, "watching CQL on"),
@@ -668,13 +674,30 @@ fn attach_twice_to_a_running_agent() {
 // The JVM exits while the agent is busy
 
 /// Far below the agent's 10 s probe timeout and the status long-poll.
-const PROMPT: Duration = Duration::from_secs(3);
+/// An exit that waited for the 60 s probe or the 60 s long-poll would take
+/// at least this long; a prompt one takes well under a second. Not a timing
+/// window: only the order of the two events matters.
+const PROMPT: Duration = Duration::from_secs(30);
 
-/// The JVM exits while a probe hangs on a silent listener (timeout=10s): it
+/// How many sockets the process holds (its accepted status connections).
+fn socket_fds(pid: u32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| {
+                    fs::read_link(e.path())
+                        .is_ok_and(|l| l.to_string_lossy().starts_with("socket:"))
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// The JVM exits while a probe hangs on a silent listener (timeout=60s): it
 /// must not wait for the probe.
 #[test]
 fn jvm_exits_in_the_middle_of_a_probe() {
-    let (mut jvm, n, port) = watched_jvm(&["timeout=10s"]);
+    let (mut jvm, n, port) = watched_jvm(&["timeout=60s"]);
     jvm.wait_status("an answer", deadline(), |_| true);
     jvm.listen(port, "silent");
     // Wait until the agent is connected and waiting for SUPPORTED.
@@ -684,17 +707,11 @@ fn jvm_exits_in_the_middle_of_a_probe() {
         || (jvm.stats().0 >= 1).then_some(()),
         String::new,
     );
-    thread::sleep(Duration::from_millis(200));
     let t0 = jvm.send("exit 11");
-    let status = jvm.wait_exit(deadline());
+    let status = jvm.wait_exit(t0 + PROMPT);
     let took = t0.elapsed();
     eprintln!("exit during a probe took {took:?}");
     assert_eq!(status.code(), Some(11), "{}", jvm.describe());
-    assert!(
-        took < PROMPT,
-        "the JVM took {took:?} to exit\n{}",
-        jvm.describe()
-    );
     n.wait_msg("STOPPING=1", deadline(), |m| m.has_line("STOPPING=1"));
     assert_no_crash(&jvm);
 }
@@ -708,6 +725,7 @@ fn jvm_exits_with_status_clients_connected() {
     let s = jvm.wait_status("an answer", deadline(), |_| true);
     assert_eq!(json_str(&s, "/state"), "starting");
     let sock = jvm.socket().to_path_buf();
+    let before = socket_fds(jvm.pid);
     let idle = UnixStream::connect(&sock).unwrap();
     let mut half = UnixStream::connect(&sock).unwrap();
     half.write_all(b"GET /status HTTP/1.1\r\nHo").unwrap();
@@ -718,22 +736,23 @@ fn jvm_exits_with_status_clients_connected() {
     let poll_thread = thread::spawn(move || {
         let mut out = Vec::new();
         poller
-            .set_read_timeout(Some(Duration::from_secs(30)))
+            .set_read_timeout(Some(Duration::from_secs(50)))
             .unwrap();
         let _ = poller.read_to_end(&mut out);
         String::from_utf8_lossy(&out).into_owned()
     });
-    thread::sleep(Duration::from_millis(300));
+    // The agent has accepted all three.
+    poll(
+        "the agent to accept the three connections",
+        deadline(),
+        || (socket_fds(jvm.pid) >= before + 3).then_some(()),
+        || format!("{} sockets, {before} before", socket_fds(jvm.pid)),
+    );
     let t0 = jvm.send("exit 12");
-    let status = jvm.wait_exit(deadline());
+    let status = jvm.wait_exit(t0 + PROMPT);
     let took = t0.elapsed();
     eprintln!("exit with 3 status clients connected took {took:?}");
     assert_eq!(status.code(), Some(12), "{}", jvm.describe());
-    assert!(
-        took < PROMPT,
-        "the JVM took {took:?} to exit\n{}",
-        jvm.describe()
-    );
     // The long-poll ended with the process (an answer or a closed socket).
     let t1 = Instant::now();
     let answer = poll_thread.join().unwrap();
@@ -780,11 +799,12 @@ fn libfaketime() -> Option<PathBuf> {
 }
 
 /// Checks per second over `d`, from /status.
-fn check_rate(jvm: &Jvm, d: Duration) -> f64 {
+/// Waits for 10 more checks (a stalled prober fails the wait) and returns
+/// their rate, for the log only: rates are the benchmark's business.
+fn check_rate(jvm: &Jvm) -> f64 {
     let a = json_u64(&jvm.status(), "/checks/total");
     let t = Instant::now();
-    thread::sleep(d);
-    let b = json_u64(&jvm.status(), "/checks/total");
+    let b = json_u64(&jvm.wait_more_checks(10), "/checks/total");
     (b - a) as f64 / t.elapsed().as_secs_f64()
 }
 
@@ -819,7 +839,7 @@ fn wall_clock_jumps_change_nothing() {
         .spawn();
     jvm.listen(port, "cql");
     wait_state(&jvm, "ready");
-    let rate0 = check_rate(&jvm, Duration::from_secs(1));
+    let rate0 = check_rate(&jvm);
     let wd0 = count_msgs(&msgs, "WATCHDOG=1");
     let since0 = json_u64(&jvm.status(), "/state_since_unix_ms");
     let mut rates = vec![rate0];
@@ -842,23 +862,18 @@ fn wall_clock_jumps_change_nothing() {
             "wall clock {jump}: the agent's last check shows {:+.2} h from real time",
             (shown - real_ms()) as f64 / 3.6e6
         );
-        rates.push(check_rate(&jvm, Duration::from_secs(1)));
+        // The probes go on (no stall) and the watchdog is still fed.
+        rates.push(check_rate(&jvm));
+        let fed = count_msgs(&msgs, "WATCHDOG=1");
+        wait_msgs(&msgs, "WATCHDOG=1", fed + 3, &jvm);
         assert_eq!(json_str(&jvm.status(), "/state"), "ready");
     }
     fs::write(&offset_file, "+0s\n").unwrap();
     let wd = count_msgs(&msgs, "WATCHDOG=1") - wd0;
     eprintln!("checks/s before and after each jump: {rates:?}; {wd} watchdog pings meanwhile");
-    // A wall-clock deadline would stall for a day after -1d (rate 0) or
-    // fire at once after +1d; the configured 50 ms period caps the rate at
-    // 20/s. Loose bounds: this machine may be busy.
-    for r in &rates[1..] {
-        assert!(
-            *r > rate0 / 3.0 && *r > 3.0 && *r <= 25.0,
-            "the probe rate changed with the wall clock: {rates:?}"
-        );
-    }
-    // ~2.2 s at one ping per 100 ms, whatever the wall clock did.
-    assert!(wd >= 8, "only {wd} watchdog pings across the jumps");
+    // A wall-clock deadline would stall for a day after -1d: the waits for
+    // more checks and more pings above would fail. (The rates are printed;
+    // bench/ measures the agent's timing.)
     assert_eq!(json_u64(&jvm.status(), "/state_since_unix_ms"), since0);
     assert_eq!(count_msgs(&msgs, "READY=1"), 1);
     exit_with(&mut jvm, 13);
@@ -927,18 +942,20 @@ fn monotonic_clock_far_ahead_or_near_zero() {
             || status("/status").filter(|s| s["state"] == "ready"),
             || format!("offset {offset}: {:?}", status("/status")),
         );
+        // The probes go on: 20 more checks (a stall or an overflow panic in
+        // the agent's Instant arithmetic would fail the wait).
         let a = json_u64(&s, "/checks/total");
         let t = Instant::now();
-        thread::sleep(Duration::from_secs(1));
-        let s = status("/status").unwrap();
+        let s = poll(
+            "20 more checks in the time namespace",
+            deadline(),
+            || status("/status").filter(|v| json_u64(v, "/checks/total") >= a + 20),
+            || format!("offset {offset}: {:?}", status("/status")),
+        );
         let rate = (json_u64(&s, "/checks/total") - a) as f64 / t.elapsed().as_secs_f64();
         eprintln!(
             "monotonic offset {offset} s: ready, {rate:.1} checks/s, time_to_ready {} ms",
             s["time_to_ready_ms"]
-        );
-        assert!(
-            (20.0..=60.0).contains(&rate),
-            "offset {offset}: {rate} checks/s"
         );
         assert_eq!(s["state"], "ready");
         writeln!(stdin, "exit 14").unwrap();

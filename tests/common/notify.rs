@@ -196,6 +196,23 @@ impl NotifySocket {
     pub fn describe(&self) -> String {
         describe_msgs(&self.messages())
     }
+
+    /// Returns once every datagram sent to this socket before the call has
+    /// been received: a marker sent now is queued behind them (a datagram
+    /// socket's queue is first in, first out). With it a test counts what a
+    /// process that has exited sent, without sleeping "long enough".
+    pub fn sync(&self) {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let marker = format!("X_CQLREADY_TEST_SYNC={}", N.fetch_add(1, Ordering::Relaxed));
+        let tx = UnixDatagram::unbound().expect("unbound datagram socket");
+        let sent = match self.addr.strip_prefix('@') {
+            Some(name) => SocketAddr::from_abstract_name(name.as_bytes())
+                .and_then(|a| tx.send_to_addr(marker.as_bytes(), &a)),
+            None => tx.send_to(marker.as_bytes(), &self.addr),
+        };
+        sent.expect("send the sync marker");
+        self.wait_msg("the sync marker", super::deadline(), |m| m.text == marker);
+    }
 }
 
 impl Drop for NotifySocket {
