@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The main job: a real Apache Cassandra with the cqlready agent, watched as it
-# happens — the JVM start, Cassandra's mode changes, the moment CQL answers,
-# READY=1 arriving at a stand-in for systemd (with the sender's PID), then
-# `cqlready status`, and STOPPING=1 when the node is stopped.
+# happens. One timeline from the demo's start, one line per thing that
+# matters: the agent's log lines, Cassandra's mode changes and the moment it
+# listens for CQL clients, each notification arriving at a stand-in for
+# systemd's notify socket with the sender's PID, `cqlready status`, and the
+# stop (a real SIGTERM) with its STOPPING=1.
 #
 #   bash tests/demo.sh              # real Cassandra 5.0 (jars fetched on first run)
-#   bash tests/demo.sh --fixture    # a small CQL-speaking JVM instead: seconds, no download
+#   bash tests/demo.sh --fixture    # a small CQL-speaking JVM instead of Cassandra
 #   bash tests/demo.sh --systemd    # real Cassandra under a real systemd (docker/systemd/cassandra.service)
 #
 # Ports: CQL 19042, storage 17000, JMX 17199 (override with DEMO_CQL_PORT etc.).
@@ -16,8 +18,8 @@ mode=cassandra
 case "${1:-}" in
     --fixture) mode=fixture ;;
     --systemd) mode=systemd ;;
-    ""|--cassandra) ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    "" | --cassandra) ;;
+    -h | --help) sed -n '2,13p' "$0"; exit 0 ;;
     *) echo "demo.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
 esac
 if [[ $mode == systemd ]]; then
@@ -25,13 +27,56 @@ if [[ $mode == systemd ]]; then
 fi
 
 cql_port="${DEMO_CQL_PORT:-19042}"
-t0=$EPOCHREALTIME
-say() { awk -v a="$t0" -v b="$EPOCHREALTIME" -v m="$*" 'BEGIN { printf "[demo   +%.3fs] %s\n", b - a, m }'; }
+# One clock for every line: microseconds since the demo started.
+t0=${EPOCHREALTIME/./}
+line() { # line SOURCE TEXT...
+    local d=$((${EPOCHREALTIME/./} - t0))
+    printf '[%-9s +%3d.%03ds] %s\n' "$1" $((d / 1000000)) $((d / 1000 % 1000)) "${*:2}"
+}
+say() { line demo "$@"; }
 
-say "building cqlready (release)"
-(cd "$root" && cargo build --release --quiet)
-lib="$root/target/release/libcqlready.so"
-cli="$root/target/release/cqlready"
+# What of Cassandra's output tells the story: the agent's own lines (they
+# start with "cqlready: "), the operation mode as StorageService sets it,
+# the gossip state jumping to NORMAL, CQL listening, startup complete, and
+# the shutdown. The rest (flushes, compactions, the configuration dump) is
+# in the node's logs/system.log.
+story() { # story SOURCE: filter stdin, print the lines that tell the story
+    local source=$1 l msg
+    while IFS= read -r l; do
+        if [[ $l == cqlready:* ]]; then
+            line "$source" "$l"
+            continue
+        fi
+        [[ $l =~ ' - '(.*)$ ]] || continue
+        msg=${BASH_REMATCH[1]}
+        case $msg in
+            STARTING:* | JOINING:* | NORMAL:* | LEAVING:* | DRAINING:* | DRAINED* | \
+                *"state jump to NORMAL"* | *"listening for CQL clients"* | \
+                "Startup complete"* | *"Announcing shutdown"* | "Shutdown complete"*)
+                line "$source" "${msg:0:160}" ;;
+        esac
+    done
+}
+
+# Progress while fetching: every tenth file Maven downloads, and its summary.
+fetch_progress() {
+    local n=0 l
+    while IFS= read -r l; do
+        case $l in
+            *"Downloaded from"*) n=$((n + 1)); ((n % 10)) || line fetch "$n files downloaded" ;;
+            fetch.sh:*) line fetch "$l" ;;
+        esac
+    done
+}
+
+say "building cqlready (cargo build --release; about a minute the first time, then a second)"
+(cd "$root" && cargo build --release 2>&1) | while IFS= read -r l; do
+    case $l in *Compiling* | *Finished* | *error* | *warning*) line cargo "${l#"${l%%[![:space:]]*}"}" ;; esac
+done
+[[ ${PIPESTATUS[0]} -eq 0 ]] || { say "the build failed"; exit 1; }
+target="${CARGO_TARGET_DIR:-$root/target}"
+lib="$target/release/libcqlready.so"
+cli="$target/release/cqlready"
 
 work="$(mktemp -d /tmp/cqlready-demo.XXXXXX)"
 pids=()
@@ -42,43 +87,49 @@ cleanup() {
 }
 trap cleanup EXIT
 
-python3 -u "$here/tools/notify_listener.py" "$work/notify.sock" &
+# $! is the listener itself (not a pipe's last stage), so cleanup ends it.
+python3 -u "$here/tools/notify_listener.py" "$work/notify.sock" --origin "$t0" \
+    > >(tee "$work/notify.log") &
 pids+=($!)
 for _ in $(seq 100); do [[ -S "$work/notify.sock" ]] && break; sleep 0.05; done
 export NOTIFY_SOCKET="$work/notify.sock" WATCHDOG_USEC=10000000
 
 if [[ $mode == fixture ]]; then
+    say "compiling the CQL-speaking fixture (javac)"
     mkdir -p "$work/classes"
-    javac --release 8 -d "$work/classes" "$root/tests/fixtures/CqlFixture.java"
-    say "starting a JVM with -agentpath:$lib=port=$cql_port (CQL opens in 2 s)"
+    javac --release 8 -Xlint:-options -d "$work/classes" "$root/tests/fixtures/CqlFixture.java"
+    say "starting a JVM with -agentpath:$lib=port=$cql_port; its CQL port opens 2 s later"
     mkfifo "$work/stdin"
-    java -agentpath:"$lib=port=$cql_port" -cp "$work/classes" CqlFixture <"$work/stdin" &
+    java -agentpath:"$lib=port=$cql_port" -cp "$work/classes" CqlFixture <"$work/stdin" \
+        > >(story jvm) 2>&1 &
     jvm=$!
     pids+=("$jvm")
     exec 3>"$work/stdin"
-    sleep 2
-    say "fixture: listen $cql_port"
+    sleep 2 # the story's pause, not a synchronisation
+    say "the fixture opens CQL on port $cql_port"
     echo "listen $cql_port cql" >&3
 else
-    say "fetching Cassandra (first run only)"
-    bash "$here/cassandra/fetch.sh" >/dev/null
-    say "starting Cassandra with JVM_EXTRA_OPTS=-agentpath:$lib (port from its cassandra.yaml)"
+    say "fetching Cassandra 5.0.9 from Maven Central (first run only: about 70 MB)"
+    bash "$here/cassandra/fetch.sh" 2> >(fetch_progress) >/dev/null
+    say "starting Cassandra with JVM_EXTRA_OPTS=-agentpath:$lib (the agent finds the port in cassandra.yaml)"
     JVM_EXTRA_OPTS="-agentpath:$lib" bash "$here/cassandra/run.sh" --fast --fresh --heap 1G \
         --base "$work/node" --native-port "$cql_port" \
         --storage-port "${DEMO_STORAGE_PORT:-17000}" --jmx-port "${DEMO_JMX_PORT:-17199}" \
-        > >(grep --line-buffered -E 'cqlready|Starting listening for CQL|Startup complete|JOINING|NORMAL|Node /.* state jump' \
-              | sed -u 's/^/[cassandra] /') 2>&1 &
+        > >(story cassandra) 2>&1 &
     jvm=$!
     pids+=("$jvm")
 fi
 
-say "JVM pid $jvm; waiting: cqlready wait --pid $jvm"
-"$cli" wait --pid "$jvm" --timeout 5m
+say "JVM pid $jvm; cqlready wait --pid $jvm blocks until the agent says ready"
+"$cli" wait --pid "$jvm" --timeout 5m >/dev/null
 say "ready. cqlready status --pid $jvm:"
-"$cli" status --pid "$jvm" | sed 's/^/    /'
+"$cli" status --pid "$jvm" | sed 's/^/        /'
 say "cqlready probe --pid $jvm: $("$cli" probe --pid "$jvm")"
-say "stopping the JVM (SIGTERM)"
-if [[ $mode == fixture ]]; then echo "exit 0" >&3; else kill -TERM "$jvm"; fi
-wait "$jvm" 2>/dev/null || true
-for _ in $(seq 100); do [[ -e /tmp/cqlready-$jvm ]] || break; sleep 0.05; done
-say "JVM exited; its status socket is $( [[ -e /tmp/cqlready-$jvm ]] && echo 'STILL THERE' || echo gone)"
+say "stopping the JVM: kill -TERM $jvm"
+kill -TERM "$jvm"
+code=0
+wait "$jvm" 2>/dev/null || code=$?
+# The listener prints STOPPING=1 a moment after the JVM sent it.
+for _ in $(seq 100); do grep -q STOPPING=1 "$work/notify.log" && break; sleep 0.05; done
+grep -q STOPPING=1 "$work/notify.log" || say "no STOPPING=1 arrived"
+say "JVM exited with $code (128 + SIGTERM); its status socket is $([[ -e /tmp/cqlready-$jvm ]] && echo 'STILL THERE' || echo gone)"
