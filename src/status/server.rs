@@ -13,8 +13,9 @@
 //! after at most [`REFUSE_WAIT`] for their request). Each connection
 //! has a small thread of its own; none touches the JVM.
 
-use crate::monitor::Shared;
+use crate::agent_process;
 use crate::status::model::State;
+use crate::status::store::Shared;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -50,8 +51,8 @@ pub fn private_dir(pid: u32) -> PathBuf {
 }
 
 /// Who may use the socket besides root: the JVM's user, and the members of
-/// an optional group. Checked on every connection with SO_PEERCRED, on top
-/// of the file's mode 0660 and its directory's mode.
+/// an optional group. Checked on every connection with SO_PEERCRED and
+/// SO_PEERGROUPS, on top of the file's mode 0660 and its directory's mode.
 #[derive(Debug, Clone, Copy)]
 pub struct Access {
     pub owner: u32,
@@ -59,13 +60,26 @@ pub struct Access {
 }
 
 impl Access {
-    /// Whether the peer (pid, uid, gid) may ask.
-    pub fn allows(&self, pid: u32, uid: u32, gid: u32) -> bool {
+    /// Whether the peer (uid, primary gid, supplementary groups) may ask.
+    /// `groups` is only called when the answer depends on it.
+    pub fn allows(&self, uid: u32, gid: u32, groups: impl FnOnce() -> Vec<u32>) -> bool {
         uid == 0
             || uid == self.owner
             || self
                 .group
-                .is_some_and(|g| gid == g || crate::process::groups(pid).contains(&g))
+                .is_some_and(|g| gid == g || groups().contains(&g))
+    }
+
+    /// The check on a connected socket: the kernel's record of its peer.
+    /// `Err` carries the peer's (uid, pid) for the log.
+    pub fn check(&self, stream: &UnixStream) -> Result<(), Option<(u32, u32)>> {
+        let (pid, uid, gid) = agent_process::peer_credentials(stream).map_err(|_| None)?;
+        let groups = || agent_process::peer_groups(stream).unwrap_or_default();
+        if self.allows(uid, gid, groups) {
+            Ok(())
+        } else {
+            Err(Some((uid, pid)))
+        }
     }
 }
 
@@ -200,7 +214,7 @@ impl Server {
             .spawn(move || {
                 // Requests come from outside; under a flood of them the
                 // JVM's own threads go first (connection threads inherit this).
-                crate::process::lower_this_thread(STATUS_NICE);
+                agent_process::lower_this_thread(STATUS_NICE);
                 crate::fence("status server", || accept_loop(listener, access, shared))
             })
             .map_err(|e| refuse(path, format!("cannot start its thread: {e}")))?;
@@ -239,9 +253,10 @@ fn accept_loop(listener: UnixListener, access: Access, shared: Arc<Shared>) {
                 continue;
             }
         };
-        let allowed = match crate::process::peer_credentials(&stream) {
-            Ok((pid, uid, gid)) => {
-                access.allows(pid, uid, gid) || {
+        let allowed = match access.check(&stream) {
+            Ok(()) => true,
+            Err(peer) => {
+                if let Some((uid, pid)) = peer {
                     if refused_uids.len() < 16 && !refused_uids.contains(&uid) {
                         refused_uids.push(uid);
                         crate::warn!(
@@ -253,10 +268,9 @@ fn accept_loop(listener: UnixListener, access: Access, shared: Arc<Shared>) {
                                 .unwrap_or_default()
                         );
                     }
-                    false
                 }
+                false
             }
-            Err(_) => false,
         };
         if !allowed {
             answer_at_once(stream, 403, "forbidden\n");
@@ -503,19 +517,18 @@ mod tests {
             owner: 999,
             group: None,
         };
-        assert!(a.allows(1, 0, 0), "root");
-        assert!(a.allows(1, 999, 5), "the JVM's user");
-        assert!(!a.allows(1, 1000, 999), "another user");
+        let none = Vec::new;
+        assert!(a.allows(0, 0, none), "root");
+        assert!(a.allows(999, 5, none), "the JVM's user");
+        assert!(!a.allows(1000, 999, none), "another user");
         let g = Access {
             owner: 999,
             group: Some(4242),
         };
-        assert!(g.allows(1, 1000, 4242), "the group as primary gid");
-        assert!(
-            g.allows(std::process::id(), 1000, 1)
-                == crate::process::groups(std::process::id()).contains(&4242)
-        );
-        assert!(!g.allows(1, 1000, 1000));
+        assert!(g.allows(1000, 4242, || panic!("not needed")), "primary gid");
+        assert!(g.allows(1000, 1, || vec![7, 4242]), "a supplementary group");
+        assert!(!g.allows(1000, 1000, || vec![7]));
+        assert!(a.allows(999, 1, || panic!("no group option, no lookup")));
     }
 
     #[test]
