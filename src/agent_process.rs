@@ -227,6 +227,27 @@ pub fn poll(fds: &mut [PollFd], timeout: Option<Duration>) -> io::Result<usize> 
     Ok(rc as usize)
 }
 
+/// One non-blocking `send` that never raises SIGPIPE (MSG_NOSIGNAL): a
+/// peer gone before its answer is an EPIPE error, whatever the JVM does
+/// with the signal (`-Xrs`, say).
+pub fn send_nosignal(fd: &impl AsRawFd, bytes: &[u8]) -> io::Result<usize> {
+    // SAFETY: send reads at most `bytes.len()` bytes from the borrowed
+    // slice; the fd is borrowed and open.
+    let n = unsafe {
+        libc::send(
+            fd.as_raw_fd(),
+            bytes.as_ptr().cast(),
+            bytes.len(),
+            libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
 /// An eventfd: any thread [`EventFd::wake`]s the event loop polling it.
 #[derive(Debug)]
 pub struct EventFd(OwnedFd);

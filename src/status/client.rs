@@ -56,8 +56,22 @@ pub fn parse_response(bytes: &[u8]) -> Result<Response, String> {
     Ok(Response { code, body })
 }
 
-/// `GET target` on the agent at `socket`, within `timeout`.
+/// `GET target` on the agent at `socket`, within `timeout`. A `busy`
+/// answer (every connection slot being written) is retried within it.
 pub fn get(socket: &Path, target: &str, timeout: Duration) -> Result<Response, ClientError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match get_once(socket, target, left.max(Duration::from_millis(1))) {
+            Err(ClientError::Busy(_)) if left > Duration::from_millis(20) => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn get_once(socket: &Path, target: &str, timeout: Duration) -> Result<Response, ClientError> {
     let shown = socket.display();
     let mut stream = UnixStream::connect(socket).map_err(|e| match e.kind() {
         io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => {
@@ -122,8 +136,7 @@ pub fn get(socket: &Path, target: &str, timeout: Duration) -> Result<Response, C
             crate::process::euid()
         ))),
         503 if r.body.trim() == "busy" => Err(ClientError::Busy(format!(
-            "the agent at {shown} is serving its maximum of {} connections; try again",
-            crate::status::server::MAX_CONNECTIONS
+            "the agent at {shown} stayed busy (every connection slot sending an answer); try again"
         ))),
         _ => Ok(r),
     }

@@ -4,6 +4,8 @@
 //! `cqlready` command uses (`client`).
 
 pub mod client;
+pub mod event_loop;
 pub mod model;
+pub mod routes;
 pub mod server;
 pub mod store;
