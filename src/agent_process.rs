@@ -2,7 +2,7 @@
 //! who is at the other end of a status connection (`SO_PEERCRED`,
 //! `SO_PEERGROUPS`), group names, the status thread's priority, the claim
 //! that makes one agent per process (an abstract socket and its owner), and
-//! the status server's `poll(2)` and eventfd waker.
+//! the status server's epoll and eventfd waker.
 //!
 //! Everything here runs inside the JVM. With `jvm.rs` and `process.rs` it is
 //! one of the three modules with `unsafe` (libc calls, each with `// SAFETY:`).
@@ -180,51 +180,88 @@ pub fn claim_process(pid: u32) -> io::Result<bool> {
 // ---------------------------------------------------------------------------
 // The status server's event loop
 
-/// Readiness wanted or seen on one descriptor (`poll(2)`'s events).
-pub const READABLE: i16 = libc::POLLIN;
-pub const WRITABLE: i16 = libc::POLLOUT;
-/// The peer closed (both ways, or its write side): never asked for, always reported.
-pub const HANGUP: i16 = libc::POLLHUP | libc::POLLERR;
+/// Readiness wanted or seen on one descriptor (epoll's events).
+pub const READABLE: u32 = libc::EPOLLIN as u32;
+pub const WRITABLE: u32 = libc::EPOLLOUT as u32;
+/// The peer closed both ways, or the socket failed: never asked for,
+/// always reported.
+pub const HANGUP: u32 = (libc::EPOLLHUP | libc::EPOLLERR) as u32;
 
-/// One entry for [`poll`]: a descriptor, what to wait for, what happened.
-#[derive(Debug, Clone, Copy)]
-pub struct PollFd {
-    pub fd: RawFd,
-    pub events: i16,
-    pub revents: i16,
-}
+/// An epoll instance (level-triggered): descriptors with a token each.
+/// The cost of a wait is the number of ready descriptors, not of watched
+/// ones, so thousands of idle connections cost nothing per turn.
+#[derive(Debug)]
+pub struct Epoll(OwnedFd);
 
-/// Waits up to `timeout` (`None`: forever) for one of `fds` to be ready;
-/// fills each `revents`. EINTR counts as a timeout.
-pub fn poll(fds: &mut [PollFd], timeout: Option<Duration>) -> io::Result<usize> {
-    let mut raw: Vec<libc::pollfd> = fds
-        .iter()
-        .map(|f| libc::pollfd {
-            fd: f.fd,
-            events: f.events,
-            revents: 0,
-        })
-        .collect();
-    let ms = match timeout {
-        None => -1,
-        // Rounded up, so that a deadline is never polled for 0 ms in a spin.
-        Some(d) => d.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int,
-    };
-    // SAFETY: `raw` is a live, exclusively borrowed array of `raw.len()`
-    // pollfd structs; poll writes only their revents fields.
-    let rc = unsafe { libc::poll(raw.as_mut_ptr(), raw.len() as libc::nfds_t, ms) };
-    if rc < 0 {
-        let err = io::Error::last_os_error();
-        return if err.kind() == io::ErrorKind::Interrupted {
-            Ok(0)
-        } else {
-            Err(err)
+impl Epoll {
+    pub fn new() -> io::Result<Epoll> {
+        // SAFETY: epoll_create1 takes one integer and returns a new fd or -1.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a freshly created descriptor that nothing else owns.
+        Ok(Epoll(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    fn ctl(&self, op: libc::c_int, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
+        let mut ev = libc::epoll_event { events, u64: token };
+        // SAFETY: `ev` is a valid epoll_event owned by this frame, read by
+        // the kernel only during the call; both fds are open.
+        let rc = unsafe { libc::epoll_ctl(self.0.as_raw_fd(), op, fd, &mut ev) };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Watches `fd` for `events`, reported with `token`.
+    pub fn add(&self, fd: &impl AsRawFd, events: u32, token: u64) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_ADD, fd.as_raw_fd(), events, token)
+    }
+
+    /// Changes what `fd` is watched for. (Closing an fd unwatches it.)
+    pub fn modify(&self, fd: &impl AsRawFd, events: u32, token: u64) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_MOD, fd.as_raw_fd(), events, token)
+    }
+
+    /// Waits up to `timeout` (`None`: forever) and fills `out` with
+    /// (token, events) of the ready descriptors, at most `max`. EINTR is
+    /// an empty wait.
+    pub fn wait(
+        &self,
+        out: &mut Vec<(u64, u32)>,
+        max: usize,
+        timeout: Option<Duration>,
+    ) -> io::Result<()> {
+        out.clear();
+        let mut raw = vec![libc::epoll_event { events: 0, u64: 0 }; max.max(1)];
+        let ms = match timeout {
+            None => -1,
+            // Rounded up, so that a deadline is never waited for 0 ms in a spin.
+            Some(d) => d.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int,
         };
+        // SAFETY: `raw` holds `raw.len()` epoll_events, exclusively borrowed;
+        // the kernel writes at most that many.
+        let n = unsafe {
+            libc::epoll_wait(
+                self.0.as_raw_fd(),
+                raw.as_mut_ptr(),
+                raw.len() as libc::c_int,
+                ms,
+            )
+        };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            return if err.kind() == io::ErrorKind::Interrupted {
+                Ok(())
+            } else {
+                Err(err)
+            };
+        }
+        out.extend(raw[..n as usize].iter().map(|e| (e.u64, e.events)));
+        Ok(())
     }
-    for (f, r) in fds.iter_mut().zip(&raw) {
-        f.revents = r.revents;
-    }
-    Ok(rc as usize)
 }
 
 /// One non-blocking `send` that never raises SIGPIPE (MSG_NOSIGNAL): a
@@ -354,20 +391,24 @@ mod tests {
     }
 
     #[test]
-    fn the_waker_wakes_a_poll() {
+    fn the_waker_wakes_an_epoll() {
         let w = EventFd::new().unwrap();
-        let mut fds = [PollFd {
-            fd: w.as_raw_fd(),
-            events: READABLE,
-            revents: 0,
-        }];
-        assert_eq!(poll(&mut fds, Some(Duration::ZERO)).unwrap(), 0);
+        let ep = Epoll::new().unwrap();
+        ep.add(&w, READABLE, 7).unwrap();
+        let mut out = Vec::new();
+        ep.wait(&mut out, 8, Some(Duration::ZERO)).unwrap();
+        assert!(out.is_empty());
         w.wake();
         w.wake();
-        assert_eq!(poll(&mut fds, Some(Duration::from_secs(5))).unwrap(), 1);
-        assert_ne!(fds[0].revents & READABLE, 0);
+        ep.wait(&mut out, 8, Some(Duration::from_secs(5))).unwrap();
+        assert_eq!(out, [(7, READABLE)]);
         w.clear();
-        assert_eq!(poll(&mut fds, Some(Duration::ZERO)).unwrap(), 0);
+        ep.wait(&mut out, 8, Some(Duration::ZERO)).unwrap();
+        assert!(out.is_empty());
+        ep.modify(&w, 0, 7).unwrap();
+        w.wake();
+        ep.wait(&mut out, 8, Some(Duration::ZERO)).unwrap();
+        assert!(out.is_empty(), "not watched for input any more");
         assert_eq!(group_id("0"), Some(0));
         assert_eq!(group_id("root"), Some(0));
         assert_eq!(group_id("no-such-group-here"), None);

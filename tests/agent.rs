@@ -1044,7 +1044,11 @@ fn answer_of(mut c: UnixStream) -> String {
 #[test]
 fn status_connections_beyond_the_table_cut_the_oldest() {
     let java = &jvms()[0];
+    // -XX:-MaxFDLimit: the JVM keeps this process's soft limit on open
+    // files (instead of raising it to the hard one), so this test can
+    // always open more connections than the agent's table holds.
     let jvm = Jvm::builder(java)
+        .arg("-XX:-MaxFDLimit")
         .opt(format!("port={}", free_port()))
         .spawn();
     jvm.wait_status("an answer", deadline(), |_| true);
@@ -1054,9 +1058,16 @@ fn status_connections_beyond_the_table_cut_the_oldest() {
         c.write_all(send).unwrap();
         c
     };
-    const OVER: usize = cqlready::status::server::MAX_CONNECTIONS + 44;
+    // The table's size follows the JVM's soft limit on open files.
+    let limits = fs::read_to_string(format!("/proc/{}/limits", jvm.pid)).unwrap();
+    let soft = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|v| v.parse().ok());
+    let over = cqlready::status::event_loop::capacity(soft) + 44;
     // Long-polls on an agent that will not become ready.
-    let mut polls: Vec<UnixStream> = (0..OVER)
+    let mut polls: Vec<UnixStream> = (0..over)
         .map(|_| connect(b"GET /ready?wait=60s HTTP/1.1\r\n\r\n"))
         .collect();
     let first = answer_of(polls.remove(0));
@@ -1088,14 +1099,16 @@ fn status_connections_beyond_the_table_cut_the_oldest() {
         Err(io::ErrorKind::WouldBlock),
         "the newest long-poll was answered"
     );
+    drop(polls);
+    assert_live(&sock);
     // Half-sent requests: the oldest of them is cut with 408.
-    let mut stalled: Vec<UnixStream> = (0..OVER)
+    let mut stalled: Vec<UnixStream> = (0..over)
         .map(|_| connect(b"GET /status HTTP/1.1\r\nHo"))
         .collect();
     let cut = answer_of(stalled.remove(0));
     assert!(cut.starts_with("HTTP/1.1 408 "), "{cut:?}");
     assert_live(&sock);
-    drop((polls, stalled));
+    drop(stalled);
     assert_live(&sock);
     let threads = thread_nices(jvm.pid);
     assert_eq!(

@@ -1,8 +1,8 @@
-//! The status server's one thread: `poll(2)` over the listening socket, an
+//! The status server's one thread: epoll over the listening socket, an
 //! eventfd the snapshot store wakes on every change of state, and a bounded
 //! table of connections, each in one phase with one deadline.
 //!
-//! | phase | polled for | deadline | then |
+//! | phase | watched for | deadline | then |
 //! |---|---|---|---|
 //! | reading (≤ [`MAX_REQUEST`]) | input | [`IO_TIMEOUT`] after accept | 408 |
 //! | waiting (`/ready?wait=`) | the peer closing | the wait's end | the current state |
@@ -17,12 +17,12 @@
 //! `503 busy`. A request that is already complete is answered within the turn
 //! that reads it; nothing here blocks, and nothing waits on the JVM.
 
-use crate::agent_process::{self, EventFd, PollFd, HANGUP, READABLE, WRITABLE};
+use crate::agent_process::{self, Epoll, EventFd, HANGUP, READABLE, WRITABLE};
 use crate::status::routes::{self, Answer, Reply, MAX_REQUEST};
 use crate::status::server::Access;
 use crate::status::store::Shared;
+use std::collections::BTreeMap;
 use std::io::{self, Read};
-use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,13 +31,17 @@ use std::time::{Duration, Instant};
 pub const IO_TIMEOUT: Duration = Duration::from_secs(2);
 /// The most connections served at once; fewer when the file-descriptor
 /// budget is small (see [`capacity`]).
-pub const MAX_CONNECTIONS: usize = 256;
+pub const MAX_CONNECTIONS: usize = 4096;
 /// How long a refused connection is kept to read its request off, so that
 /// the peer reads its 403 instead of a broken pipe.
 pub const REFUSE_LINGER: Duration = Duration::from_millis(500);
 /// Accepts in one turn at most, so that a connect storm cannot keep the
 /// loop from the connections it already holds.
 const ACCEPTS_PER_TURN: usize = 1024;
+/// Events taken from one epoll wait.
+const EVENTS_PER_TURN: usize = 256;
+const LISTENER: u64 = 0;
+const WAKER: u64 = 1;
 
 /// The table's size for a soft `RLIMIT_NOFILE`: an eighth of it, between 16
 /// and [`MAX_CONNECTIONS`] (the JVM needs the rest: Cassandra opens many
@@ -88,6 +92,21 @@ impl Phase {
             Phase::Lingering { .. } => PhaseKind::Lingering,
         }
     }
+
+    /// What epoll watches the connection for in this phase.
+    fn interest(&self) -> u32 {
+        match self {
+            Phase::Reading { .. } | Phase::Lingering { .. } => READABLE,
+            Phase::Waiting { input_closed, .. } => {
+                if *input_closed {
+                    0
+                } else {
+                    READABLE
+                }
+            }
+            Phase::Writing { .. } => WRITABLE,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -95,8 +114,8 @@ struct Conn {
     stream: UnixStream,
     phase: Phase,
     deadline: Instant,
-    /// Accept order: the smallest is the oldest.
-    seq: u64,
+    /// What epoll watches it for now.
+    watched: u32,
 }
 
 /// What happened to a connection in one step.
@@ -105,19 +124,22 @@ enum Next {
     Close,
 }
 
-/// The connection table and the descriptors it polls.
+/// The connection table and the descriptors it watches.
 pub struct EventLoop {
     listener: UnixListener,
     access: Access,
     shared: Arc<Shared>,
     waker: Arc<EventFd>,
-    conns: Vec<Conn>,
+    epoll: Epoll,
+    /// By accept order (the key, also the epoll token): the first is the oldest.
+    conns: BTreeMap<u64, Conn>,
     cap: usize,
     seq: u64,
-    /// After an accept error (EMFILE, say): not polled until then.
+    /// After an accept error (EMFILE, say): not accepting until then.
     accept_paused_until: Option<Instant>,
     last_accept_error: Option<io::ErrorKind>,
     refused_uids: Vec<u32>,
+    events: Vec<(u64, u32)>,
 }
 
 impl EventLoop {
@@ -131,6 +153,9 @@ impl EventLoop {
     ) -> io::Result<EventLoop> {
         listener.set_nonblocking(true)?;
         let waker = Arc::new(EventFd::new()?);
+        let epoll = Epoll::new()?;
+        epoll.add(&listener, READABLE, LISTENER)?;
+        epoll.add(&*waker, READABLE, WAKER)?;
         let w = waker.clone();
         shared.on_state_change(Box::new(move |_| w.wake()));
         Ok(EventLoop {
@@ -138,12 +163,14 @@ impl EventLoop {
             access,
             shared,
             waker,
-            conns: Vec::with_capacity(cap),
+            epoll,
+            conns: BTreeMap::new(),
             cap: cap.max(1),
-            seq: 0,
+            seq: WAKER,
             accept_paused_until: None,
             last_accept_error: None,
             refused_uids: Vec::new(),
+            events: Vec::with_capacity(EVENTS_PER_TURN),
         })
     }
 
@@ -155,20 +182,20 @@ impl EventLoop {
         }
     }
 
-    /// How long the next poll may sleep: until the nearest deadline.
+    /// How long the next wait may sleep: until the nearest deadline.
     pub fn timeout(&self, now: Instant) -> Option<Duration> {
         self.conns
-            .iter()
+            .values()
             .map(|c| c.deadline)
             .chain(self.accept_paused_until)
             .min()
             .map(|d| d.saturating_duration_since(now))
     }
 
-    /// The phase and deadline of every connection held.
+    /// The phase and deadline of every connection held, oldest first.
     pub fn phases(&self) -> Vec<(PhaseKind, Instant)> {
         self.conns
-            .iter()
+            .values()
             .map(|c| (c.phase.kind(), c.deadline))
             .collect()
     }
@@ -177,61 +204,57 @@ impl EventLoop {
         self.cap
     }
 
-    /// One turn: poll (up to `timeout`), then read the time from `clock`
+    /// One turn: wait (up to `timeout`), then read the time from `clock`
     /// and handle what is ready: the waker, the connections, new
     /// connections, the deadlines passed.
     pub fn turn(&mut self, timeout: Option<Duration>, clock: &dyn Fn() -> Instant) {
-        let accepting = self.accept_paused_until.is_none_or(|t| clock() >= t);
-        let mut fds = Vec::with_capacity(self.conns.len() + 2);
-        fds.push(PollFd {
-            fd: self.listener.as_raw_fd(),
-            events: if accepting { READABLE } else { 0 },
-            revents: 0,
-        });
-        fds.push(PollFd {
-            fd: self.waker.as_raw_fd(),
-            events: READABLE,
-            revents: 0,
-        });
-        fds.extend(self.conns.iter().map(|c| PollFd {
-            fd: c.stream.as_raw_fd(),
-            events: match c.phase {
-                Phase::Reading { .. } | Phase::Lingering { .. } => READABLE,
-                Phase::Waiting { input_closed, .. } => {
-                    if input_closed {
-                        0
-                    } else {
-                        READABLE
-                    }
-                }
-                Phase::Writing { .. } => WRITABLE,
-            },
-            revents: 0,
-        }));
-        if agent_process::poll(&mut fds, timeout).is_err() {
-            // Only EINVAL/ENOMEM are possible; treat as nothing ready.
-            fds.iter_mut().for_each(|f| f.revents = 0);
+        let mut events = std::mem::take(&mut self.events);
+        if self
+            .epoll
+            .wait(&mut events, EVENTS_PER_TURN, timeout)
+            .is_err()
+        {
+            // Only EINVAL/EFAULT are possible; treat as nothing ready.
+            events.clear();
         }
         let now = clock();
-        if fds[1].revents != 0 {
-            self.waker.clear();
-            self.wake_waiters(now);
-        }
-        let conns = std::mem::take(&mut self.conns);
-        for (conn, fd) in conns.into_iter().zip(&fds[2..]) {
-            let next = if fd.revents != 0 {
-                self.step(conn, fd.revents, now)
-            } else {
-                Next::Keep(conn)
-            };
-            if let Next::Keep(c) = next {
-                self.conns.push(c);
+        let mut accept = self.accept_paused_until.is_some_and(|t| now >= t);
+        for &(token, revents) in &events {
+            match token {
+                LISTENER => accept = true,
+                WAKER => {
+                    self.waker.clear();
+                    self.wake_waiters(now);
+                }
+                _ => {
+                    if let Some(c) = self.conns.remove(&token) {
+                        let next = self.step(c, revents, now);
+                        self.keep(token, next);
+                    }
+                }
             }
         }
-        if accepting && fds[0].revents != 0 {
+        self.events = events;
+        if accept && self.accept_paused_until.is_none_or(|t| now >= t) {
+            if self.accept_paused_until.take().is_some() {
+                let _ = self.epoll.modify(&self.listener, READABLE, LISTENER);
+            }
             self.accept_all(now);
         }
         self.expire(now);
+    }
+
+    /// Puts a connection back in the table, watched for what its phase needs.
+    fn keep(&mut self, token: u64, next: Next) {
+        let Next::Keep(mut c) = next else { return };
+        let want = c.phase.interest();
+        if want != c.watched {
+            if self.epoll.modify(&c.stream, want, token).is_err() {
+                return;
+            }
+            c.watched = want;
+        }
+        self.conns.insert(token, c);
     }
 
     /// Answers every long-poll whose answer is in (ready, or stopping).
@@ -241,25 +264,23 @@ impl EventLoop {
             return;
         }
         let answer = routes::ready_answer(&snap);
-        for c in &mut self.conns {
-            if let Phase::Waiting { head_only, .. } = c.phase {
-                c.phase = writing(&answer, head_only);
-                c.deadline = now + IO_TIMEOUT;
-            }
-        }
-        self.flush_writers();
-    }
-
-    /// Tries once to send what each writer has left (after a wake-up).
-    fn flush_writers(&mut self) {
-        let conns = std::mem::take(&mut self.conns);
-        for c in conns {
-            let next = match c.phase {
-                Phase::Writing { .. } => write_some(c),
-                _ => Next::Keep(c),
-            };
-            if let Next::Keep(c) = next {
-                self.conns.push(c);
+        let waiting: Vec<u64> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.phase.kind() == PhaseKind::Waiting)
+            .map(|(t, _)| *t)
+            .collect();
+        for token in waiting {
+            if let Some(c) = self.conns.remove(&token) {
+                let head_only = matches!(
+                    c.phase,
+                    Phase::Waiting {
+                        head_only: true,
+                        ..
+                    }
+                );
+                let next = answer_with(c, &answer, head_only, now);
+                self.keep(token, next);
             }
         }
     }
@@ -279,11 +300,16 @@ impl EventLoop {
                         crate::warn!("status socket accept: {e}");
                         self.last_accept_error = Some(e.kind());
                     }
+                    // Unwatched meanwhile: a listener that stays readable
+                    // would wake every wait at once.
                     self.accept_paused_until = Some(now + Duration::from_millis(50));
+                    let _ = self.epoll.modify(&self.listener, 0, LISTENER);
                     return;
                 }
             }
         }
+        // More are queued: the listener stays readable, so the next turn
+        // goes on with them after the connections already held.
     }
 
     /// Takes one new connection: the peer check, a slot, a first read.
@@ -310,30 +336,28 @@ impl EventLoop {
             send_now(&stream, &answer);
             return;
         }
-        self.seq += 1;
-        if !allowed {
+        let (phase, deadline) = if allowed {
+            (Phase::Reading { buf: Vec::new() }, now + IO_TIMEOUT)
+        } else {
             send_now(&stream, &Answer::text(403, "forbidden\n"));
-            self.conns.push(Conn {
-                stream,
-                phase: Phase::Lingering {
-                    read: 0,
-                    tail: Vec::new(),
-                },
-                deadline: now + REFUSE_LINGER,
-                seq: self.seq,
-            });
+            let tail = Vec::new();
+            (Phase::Lingering { read: 0, tail }, now + REFUSE_LINGER)
+        };
+        self.seq += 1;
+        let token = self.seq;
+        let watched = phase.interest();
+        if self.epoll.add(&stream, watched, token).is_err() {
             return;
         }
         let conn = Conn {
             stream,
-            phase: Phase::Reading { buf: Vec::new() },
-            deadline: now + IO_TIMEOUT,
-            seq: self.seq,
+            phase,
+            deadline,
+            watched,
         };
         // The request is usually in already: answer it in this turn.
-        if let Next::Keep(c) = self.step(conn, READABLE, now) {
-            self.conns.push(c);
-        }
+        let next = self.step(conn, READABLE, now);
+        self.keep(token, next);
     }
 
     fn log_refusal(&mut self, uid: u32, pid: u32) {
@@ -356,18 +380,18 @@ impl EventLoop {
         let oldest = |kind: PhaseKind| {
             self.conns
                 .iter()
-                .enumerate()
-                .filter(|(_, c)| c.phase.kind() == kind)
-                .min_by_key(|(_, c)| c.seq)
-                .map(|(i, _)| i)
+                .find(|(_, c)| c.phase.kind() == kind)
+                .map(|(t, _)| *t)
         };
-        let Some(i) = oldest(PhaseKind::Lingering)
+        let Some(token) = oldest(PhaseKind::Lingering)
             .or_else(|| oldest(PhaseKind::Reading))
             .or_else(|| oldest(PhaseKind::Waiting))
         else {
             return false;
         };
-        let c = self.conns.swap_remove(i);
+        let Some(c) = self.conns.remove(&token) else {
+            return false;
+        };
         match c.phase {
             Phase::Reading { .. } => send_now(&c.stream, &Answer::error(408)),
             Phase::Waiting { head_only, .. } => {
@@ -380,16 +404,16 @@ impl EventLoop {
     }
 
     /// Handles readiness `revents` on one connection.
-    fn step(&mut self, mut c: Conn, revents: i16, now: Instant) -> Next {
+    fn step(&mut self, mut c: Conn, revents: u32, now: Instant) -> Next {
         match &mut c.phase {
             Phase::Reading { buf } => match read_request(&mut c.stream, buf) {
                 Got::More => Next::Keep(c),
                 Got::Gone => Next::Close,
-                Got::Bad(code) => answer(c, &Answer::error(code), false, now),
+                Got::Bad(code) => answer_with(c, &Answer::error(code), false, now),
                 Got::Request(req) => {
                     let snap = self.shared.snapshot();
                     match routes::route(&req, &snap) {
-                        Reply::Now(a) => answer(c, &a, req.head_only(), now),
+                        Reply::Now(a) => answer_with(c, &a, req.head_only(), now),
                         Reply::Wait(d) => {
                             c.phase = Phase::Waiting {
                                 head_only: req.head_only(),
@@ -436,26 +460,28 @@ impl EventLoop {
     /// Passed deadlines: 408 to readers, the current state to long-polls,
     /// closed writers and lingerers.
     fn expire(&mut self, now: Instant) {
-        if self.conns.iter().all(|c| c.deadline > now) {
+        let due: Vec<u64> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.deadline <= now)
+            .map(|(t, _)| *t)
+            .collect();
+        if due.is_empty() {
             return;
         }
         let snap = self.shared.snapshot();
-        let conns = std::mem::take(&mut self.conns);
-        for c in conns {
-            if c.deadline > now {
-                self.conns.push(c);
+        for token in due {
+            let Some(c) = self.conns.remove(&token) else {
                 continue;
-            }
+            };
             let next = match c.phase {
-                Phase::Reading { .. } => answer(c, &Answer::error(408), false, now),
+                Phase::Reading { .. } => answer_with(c, &Answer::error(408), false, now),
                 Phase::Waiting { head_only, .. } => {
-                    answer(c, &routes::ready_answer(&snap), head_only, now)
+                    answer_with(c, &routes::ready_answer(&snap), head_only, now)
                 }
                 Phase::Writing { .. } | Phase::Lingering { .. } => Next::Close,
             };
-            if let Next::Keep(c) = next {
-                self.conns.push(c);
-            }
+            self.keep(token, next);
         }
     }
 }
@@ -468,7 +494,7 @@ fn writing(a: &Answer, head_only: bool) -> Phase {
 }
 
 /// Starts writing `a` on `c` (deadline [`IO_TIMEOUT`]) and sends what fits.
-fn answer(mut c: Conn, a: &Answer, head_only: bool, now: Instant) -> Next {
+fn answer_with(mut c: Conn, a: &Answer, head_only: bool, now: Instant) -> Next {
     c.phase = writing(a, head_only);
     c.deadline = now + IO_TIMEOUT;
     write_some(c)
@@ -714,6 +740,7 @@ mod tests {
     fn capacity_follows_the_fd_budget() {
         assert_eq!(capacity(None), MAX_CONNECTIONS);
         assert_eq!(capacity(Some(1 << 20)), MAX_CONNECTIONS);
+        assert_eq!(capacity(Some(20000)), 2500);
         assert_eq!(capacity(Some(1024)), 128);
         assert_eq!(capacity(Some(20)), 16);
     }
