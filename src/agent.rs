@@ -176,7 +176,11 @@ fn serve(
 ) -> Option<Server> {
     match Server::start(path, private, access, shared.clone()) {
         Ok(s) => {
-            crate::info!("status on {}", s.path.display());
+            crate::info!(
+                "status on {} (up to {} connections)",
+                s.path.display(),
+                s.capacity
+            );
             Some(s)
         }
         Err(e) => {

@@ -74,6 +74,8 @@ impl Access {
 #[derive(Debug)]
 pub struct Server {
     pub path: PathBuf,
+    /// How many connections its table holds.
+    pub capacity: usize,
     inode: (u64, u64),
     made_dir: Option<PathBuf>,
 }
@@ -156,8 +158,9 @@ impl Server {
                 let _ = std::fs::remove_dir(dir);
             }
         }
-        result.map(|(path, inode)| Server {
+        result.map(|(path, inode, capacity)| Server {
             path,
+            capacity,
             inode,
             made_dir,
         })
@@ -167,7 +170,7 @@ impl Server {
         path: &Path,
         access: Access,
         shared: Arc<Shared>,
-    ) -> Result<(PathBuf, (u64, u64)), String> {
+    ) -> Result<(PathBuf, (u64, u64), usize), String> {
         clear_path(path)?;
         // Bind under a temporary name, set the mode, then rename into place:
         // the socket never exists at its real path with a wider mode.
@@ -207,13 +210,19 @@ impl Server {
                 // Requests come from outside; under a flood of them the
                 // JVM's own threads go first.
                 agent_process::lower_this_thread(STATUS_NICE);
-                crate::fence("status server", || event_loop.run())
+                // A panic is a bug, logged once by the fence; the table is
+                // plain data, so serving goes on (a few times, not forever).
+                for _ in 0..8 {
+                    crate::fence("status server", || event_loop.run());
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                crate::error!("the status server stopped after repeated internal errors");
             })
             .map_err(|e| {
                 let _ = std::fs::remove_file(path);
                 refuse(path, format!("cannot start its thread: {e}"))
             })?;
-        Ok((served, (meta.dev(), meta.ino())))
+        Ok((served, (meta.dev(), meta.ino()), cap))
     }
 
     /// Unlinks the socket (and the private directory) if they are still
