@@ -1,6 +1,6 @@
 //! What the status socket answers: a pure function from one parsed request
 //! and a snapshot to a reply. No I/O, no clock, no locks: the event loop
-//! (`status/server.rs`) reads, calls [`route`], and writes.
+//! (`status/event_loop.rs`) reads, calls [`route`], and writes.
 //!
 //! | request | answer |
 //! |---|---|
