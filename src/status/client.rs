@@ -242,6 +242,38 @@ mod tests {
         );
     }
 
+    /// `busy` is asked again within the timeout; other answers are not.
+    #[test]
+    fn busy_is_retried_within_the_timeout() {
+        use std::os::unix::net::UnixListener;
+        let dir = std::env::temp_dir().join(format!("cqlready-busy-{}", std::process::id()));
+        let _ = std::fs::create_dir(&dir);
+        let path = dir.join("s.sock");
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).unwrap();
+        let server = std::thread::spawn(move || {
+            for body in ["busy\n", "busy\n", "ready\n"] {
+                let (mut s, _) = listener.accept().unwrap();
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf);
+                let code = if body == "ready\n" {
+                    "200 OK"
+                } else {
+                    "503 Service Unavailable"
+                };
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 {code}\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        let r = get(&path, "/ready", Duration::from_secs(10)).expect("answered after two busy");
+        assert_eq!((r.code, r.body.as_str()), (200, "ready\n"));
+        server.join().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn parses_answers() {
         let r = parse_response(
