@@ -227,9 +227,9 @@ pub fn status_text(pace: &Pace, t: &Transition, error: Option<&str>, now: System
 
 /// Runs the loop until the snapshot's state becomes `stopping` (or, with
 /// `exit_on_degraded`, until ready turns degraded). Each turn: check,
-/// [`Loop::record`] the verdict, [`Loop::announce`] a transition or
-/// [`Loop::explain`] a new reason, [`Loop::ask_for_time`] while starting,
-/// then [`Loop::pause`] until the next check, feeding the watchdog.
+/// record the verdict, announce a transition or explain a new reason, ask
+/// for more start time while starting, then pause until the next check,
+/// feeding the watchdog (one method of `Loop` each).
 pub fn run(
     probe: &mut impl Probe,
     pace: Pace,

@@ -9,8 +9,10 @@
 //! | writing | output | [`IO_TIMEOUT`] | closed |
 //! | lingering (refused: 403 written, its request drained so the peer reads the answer) | input | [`REFUSE_LINGER`] | closed |
 //!
-//! Every accept happens at once (until the listener would block); the peer
-//! check runs at accept. A full table makes room: the oldest lingering
+//! Every accept happens at once (until the listener would block, at most
+//! 1,024 a turn); the peer check runs at accept, and a refused
+//! peer is answered 403 at once (kept a moment only while there is room, to
+//! read its request off). A full table makes room for an allowed peer: the oldest lingering
 //! connection goes, else the oldest still reading (answered 408), else the
 //! oldest long-poll (answered with the current state); one being written is
 //! never cut. Only when every slot is being written is the newcomer answered
@@ -326,14 +328,15 @@ impl EventLoop {
                 false
             }
         };
-        if self.conns.len() >= self.cap && !self.evict() {
+        let full = self.conns.len() >= self.cap;
+        if full && !allowed {
+            // A refused peer never takes a slot from an allowed one.
+            send_now(&stream, &Answer::text(403, "forbidden\n"));
+            return;
+        }
+        if full && !self.evict() {
             // Every slot is being written: say so, never wait.
-            let answer = if allowed {
-                Answer::text(503, "busy\n")
-            } else {
-                Answer::text(403, "forbidden\n")
-            };
-            send_now(&stream, &answer);
+            send_now(&stream, &Answer::text(503, "busy\n"));
             return;
         }
         let (phase, deadline) = if allowed {
