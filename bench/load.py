@@ -157,6 +157,9 @@ async def slow_loris(path, stats, stop):
             w.close()
         except (OSError, ValueError, asyncio.TimeoutError):
             code = -1
+            # A connect that fails at once never yields: without this, a
+            # vanished socket would spin here and stall the event loop.
+            await asyncio.sleep(0.01)
         stats["loris"][code] = stats["loris"].get(code, 0) + 1
 
 
