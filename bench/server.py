@@ -136,6 +136,22 @@ def cli_probe(path):
     return r.returncode, time.perf_counter() - t0, (r.stdout + r.stderr).strip()
 
 
+def status_thread_cpu(pid):
+    """CPU seconds used so far by the agent's status thread."""
+    try:
+        for t in os.listdir("/proc/%d/task" % pid):
+            base = "/proc/%d/task/%s/" % (pid, t)
+            with open(base + "comm") as f:
+                if f.read().strip() != "cqlready-status":
+                    continue
+            with open(base + "stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / float(os.sysconf("SC_CLK_TCK"))
+    except OSError:
+        pass
+    return 0.0
+
+
 class Prober:
     """GET /ready 10/s and `cqlready probe` 2/s from two threads, plus the
     agent's threads and memory every 0.2 s."""
@@ -146,6 +162,7 @@ class Prober:
         self.cli = []  # (exit, seconds, text)
         self.samples = []
         self.stop = threading.Event()
+        self.cpu0, self.t0 = status_thread_cpu(pid), time.monotonic()
         self.threads = [threading.Thread(target=f, daemon=True) for f in (self._ready, self._cli, self._sample)]
         for t in self.threads:
             t.start()
@@ -171,6 +188,7 @@ class Prober:
         self._every(0.2, one)
 
     def finish(self):
+        self.cpu = (status_thread_cpu(self.pid) - self.cpu0) / max(time.monotonic() - self.t0, 1e-9)
         self.stop.set()
         for t in self.threads:
             t.join(10)
@@ -250,6 +268,8 @@ def table(a, res):
         res[k]["threads"] = sorted({s.get("agent_threads", 0) for s in res[k]["prober"].samples})
         res[k]["hwm"] = max([s.get("VmHWM", 0) for s in res[k]["prober"].samples] or [0])
     lines.append("| agent threads (cqlready-*), every value seen | %s | %s |" % (i["threads"], f["threads"]))
+    lines.append("| the status thread's CPU (share of one core) | %.1f %% | %.1f %% |" % (
+        i["prober"].cpu * 100, f["prober"].cpu * 100))
     lines.append("| VmHWM, peak | %d kB | %d kB (%+d kB) |" % (i["hwm"], f["hwm"], f["hwm"] - i["hwm"]))
     ti, tf = i["total"] or {}, f["total"] or {}
     lines.append("| the JVM's unit of work p50 / p99 / p99.9 | %s / %s / %s µs | %s / %s / %s µs |" % (
