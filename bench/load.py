@@ -157,6 +157,9 @@ async def slow_loris(path, stats, stop):
             w.close()
         except (OSError, ValueError, asyncio.TimeoutError):
             code = -1
+            # A connect that fails at once never yields: without this, a
+            # vanished socket would spin here and stall the event loop.
+            await asyncio.sleep(0.01)
         stats["loris"][code] = stats["loris"].get(code, 0) + 1
 
 
@@ -372,7 +375,7 @@ def main():
     lines.append("|---|---|")
     lines.append("| concurrent status clients / slow-loris / never-read | %d / %d / %d |" % (a.clients, a.loris, a.unread))
     lines.append("| answers 200 | %d (%.0f/s) |" % (ok, ok / elapsed))
-    lines.append("| answers 503 busy (cap of 64 connections) | %d (%.0f/s) |" % (stats["codes"].get(503, 0), stats["codes"].get(503, 0) / elapsed))
+    lines.append("| answers 503 busy | %d (%.0f/s) |" % (stats["codes"].get(503, 0), stats["codes"].get(503, 0) / elapsed))
     lines.append("| other codes / connection errors | %s |" % {k: v for k, v in stats["codes"].items() if k not in (200, 503)})
     lines.append("| latency of 200 answers p50 / p99 / max | %.2f / %.2f / %.2f ms |" % (
         percentile(lat, 50) * 1e3 if lat else 0, percentile(lat, 99) * 1e3 if lat else 0, lat[-1] * 1e3 if lat else 0))

@@ -92,3 +92,27 @@ put("socket_candidates", [
 
 put("notify", ["CQL ready on 127.0.0.1:9042 after 31.2 s", "x\nREADY=1\n", "a\rb\0c\x7f\u0085d",
                "\u00e9" * 300, "Waiting for CQL: connect: Connection refused"])
+
+# status_connections: a table-size byte, then (op, arg) pairs; op % 9 is
+# 0 connect (arg picks the request), 1 partial write (op // 9 picks 1-32
+# bytes), 2 half-close, 3 reset, 4 read, 5 clock += arg * 20 ms, 6 state
+# (arg % 4: starting, ready, degraded, stopping), 7 turn, 8 a fresh request.
+def script(cap, *ops):
+    return bytes([cap]) + bytes(b for op in ops for b in op)
+CONNECT, WRITE_ALL, HALF, RESET, READ, CLOCK, STATE, TURN, FRESH = ((0,), (1 + 9 * 27,), (2,), (3,), (4,), (5,), (6,), (7,), (8,))
+def op(kind, arg):
+    return (kind[0], arg)
+put("status_connections", [
+    script(3, op(CONNECT, 0), op(WRITE_ALL, 0), op(TURN, 0), op(READ, 0), op(FRESH, 0)),
+    script(1, op(CONNECT, 1), op(WRITE_ALL, 0), op(TURN, 0), op(CONNECT, 7), op(TURN, 0),
+           op(FRESH, 0), op(READ, 0), op(READ, 1)),
+    script(2, op(CONNECT, 1), op(CONNECT, 2), op(WRITE_ALL, 0), op(WRITE_ALL, 1), op(TURN, 0),
+           op(STATE, 1), op(TURN, 0), op(READ, 0), op(READ, 1)),
+    script(0, op(CONNECT, 0), op((1,), 0), op(TURN, 0), op(CLOCK, 110), op(TURN, 0), op(READ, 0)),
+    script(3, op(CONNECT, 1), op(WRITE_ALL, 0), op(HALF, 0), op(TURN, 0), op(CONNECT, 6),
+           op(WRITE_ALL, 1), op(RESET, 0), op(TURN, 0), op(CLOCK, 200), op(TURN, 0), op(READ, 0)),
+    script(2, *([op(CONNECT, i) for i in range(8)] + [op(WRITE_ALL, i) for i in range(8)]
+                + [op(TURN, 0), op(FRESH, 0)] + [op(READ, i) for i in range(8)])),
+    script(1, op(CONNECT, 3), op(HALF, 0), op(TURN, 0), op(CONNECT, 4), op(WRITE_ALL, 1),
+           op(TURN, 0), op(STATE, 3), op(FRESH, 0), op(TURN, 0)),
+])

@@ -162,6 +162,180 @@ pub fn notify(data: &[u8]) {
     assert!(!m.contains('\r'));
 }
 
+/// Requests the connection fuzzer's clients send, byte by byte or at once.
+const REQUESTS: &[&[u8]] = &[
+    b"GET /status HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /ready?wait=3s HTTP/1.1\r\n\r\n",
+    b"HEAD /ready?wait=300s HTTP/1.1\r\n\r\n",
+    b"GET /live HTTP/1.1\r\n\r\n",
+    b"GET /ready?scope=cluster HTTP/1.1\r\n\r\n",
+    b"POST /metrics HTTP/1.1\r\n\r\n",
+    b"\x00\x01junk\r\n\r\n",
+    b"GET /status HTTP/1.1\r\nX: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+];
+
+struct Client {
+    stream: std::os::unix::net::UnixStream,
+    request: &'static [u8],
+    sent: usize,
+    got: Vec<u8>,
+}
+
+impl Client {
+    fn read(&mut self) {
+        use std::io::Read;
+        let mut chunk = [0u8; 4096];
+        while let Ok(n) = self.stream.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            self.got.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Whatever arrived is at most one whole, well-formed answer.
+    fn check(&mut self) {
+        self.read();
+        if self.got.is_empty() {
+            return;
+        }
+        let r = cqlready::status::client::parse_response(&self.got)
+            .unwrap_or_else(|e| panic!("{e}: {:?}", String::from_utf8_lossy(&self.got)));
+        assert!(
+            [200, 400, 404, 405, 408, 431, 503].contains(&r.code),
+            "{r:?}"
+        );
+        let text = String::from_utf8_lossy(&self.got);
+        assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "two answers: {text}");
+    }
+}
+
+/// The status server's connection table under random interleavings of
+/// connects, partial writes, half-closes, resets, reads, clock steps and
+/// state changes, on real sockets and a fake clock. Two bytes an operation.
+/// Checks: the table never exceeds its size; a complete request on a fresh
+/// connection is answered in the turn that accepts it; every client gets at
+/// most one well-formed answer; once every deadline has passed the table is
+/// empty.
+pub fn status_connections(data: &[u8]) {
+    use cqlready::status::event_loop::{EventLoop, PhaseKind, IO_TIMEOUT};
+    use cqlready::status::model::{Cql, Snapshot, State};
+    use cqlready::status::routes::MAX_WAIT;
+    use cqlready::status::server::Access;
+    use cqlready::status::store::Shared;
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Instant;
+
+    static N: AtomicU64 = AtomicU64::new(0);
+    let name = format!(
+        "cqlready-fuzz-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    );
+    let Ok(addr) = SocketAddr::from_abstract_name(name.as_bytes()) else {
+        return;
+    };
+    let Ok(listener) = UnixListener::bind_addr(&addr) else {
+        return;
+    };
+    let shared = Shared::new(Snapshot::new(1, Cql::default()));
+    let access = Access {
+        owner: cqlready::process::euid(),
+        group: None,
+    };
+    let cap = 1 + usize::from(data.first().copied().unwrap_or(0) % 4);
+    let mut el = EventLoop::new(listener, access, shared.clone(), cap).expect("event loop");
+    let t0 = Instant::now();
+    let mut now = t0;
+    let mut clients: Vec<Client> = Vec::new();
+    let zero = Some(Duration::ZERO);
+    for op in data.get(1..).unwrap_or_default().chunks(2) {
+        let (a, b) = (op[0], usize::from(op.get(1).copied().unwrap_or(0)));
+        let pick = |n: usize| b % n.max(1);
+        match a % 9 {
+            0 if clients.len() < 12 => {
+                if let Ok(stream) = UnixStream::connect_addr(&addr) {
+                    let _ = stream.set_nonblocking(true);
+                    clients.push(Client {
+                        stream,
+                        request: REQUESTS[b % REQUESTS.len()],
+                        sent: 0,
+                        got: Vec::new(),
+                    });
+                }
+            }
+            1 if !clients.is_empty() => {
+                // A partial write: 1 to 32 more bytes of its request.
+                let i = pick(clients.len());
+                let c = &mut clients[i];
+                let n = (1 + usize::from(a / 9) % 32).min(c.request.len() - c.sent);
+                if let Ok(k) =
+                    cqlready::agent_process::send_nosignal(&c.stream, &c.request[c.sent..][..n])
+                {
+                    c.sent += k;
+                }
+            }
+            2 if !clients.is_empty() => {
+                let i = pick(clients.len());
+                let _ = clients[i].stream.shutdown(std::net::Shutdown::Write);
+            }
+            3 if !clients.is_empty() => {
+                // Gone, perhaps with the answer unread: a reset for the server.
+                let i = pick(clients.len());
+                clients.swap_remove(i);
+            }
+            4 if !clients.is_empty() => {
+                let i = pick(clients.len());
+                clients[i].check();
+            }
+            5 => now += Duration::from_millis(20 * b as u64),
+            6 => shared.update(|s| s.state = State::ALL[b % 4]),
+            7 => {
+                el.turn(zero, &|| now);
+                assert!(el.phases().len() <= el.capacity());
+            }
+            8 => {
+                // A fresh, complete request: answered in the turn that accepts it.
+                let all_writing = el.phases().len() >= el.capacity()
+                    && el.phases().iter().all(|(k, _)| *k == PhaseKind::Writing);
+                let Ok(stream) = UnixStream::connect_addr(&addr) else {
+                    continue;
+                };
+                let _ = stream.set_nonblocking(true);
+                let mut c = Client {
+                    stream,
+                    request: REQUESTS[3],
+                    sent: 0,
+                    got: Vec::new(),
+                };
+                let _ = cqlready::agent_process::send_nosignal(&c.stream, c.request);
+                // Connections the listener holds from earlier ops come first;
+                // each turn accepts them all.
+                el.turn(zero, &|| now);
+                c.read();
+                let text = String::from_utf8_lossy(&c.got);
+                if !all_writing {
+                    assert!(text.starts_with("HTTP/1.1 200 "), "not answered: {text:?}");
+                }
+                c.check();
+            }
+            _ => {}
+        }
+    }
+    // Whatever is queued is taken, then every deadline passes: nothing is left.
+    el.turn(zero, &|| now);
+    for _ in 0..3 {
+        now += MAX_WAIT + 3 * IO_TIMEOUT;
+        el.turn(zero, &|| now);
+    }
+    assert!(el.phases().is_empty(), "left over: {:?}", el.phases());
+    for c in &mut clients {
+        c.check();
+    }
+}
+
 /// One target: its corpus directory name and its body.
 pub type Target = (&'static str, fn(&[u8]));
 
@@ -175,4 +349,5 @@ pub const TARGETS: &[Target] = &[
     ("status_json", status_json),
     ("socket_candidates", socket_candidates),
     ("notify", notify),
+    ("status_connections", status_connections),
 ];

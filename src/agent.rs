@@ -2,6 +2,7 @@
 //! discover the address, open the notifier, start the status server and the
 //! monitor thread. `jvm.rs` calls [`start`] and [`stop`]; tests can too.
 
+use crate::agent_process;
 use crate::cassandra::{self, MBeans, NodeProbe};
 use crate::cql::{Prober, Target};
 use crate::discovery;
@@ -11,8 +12,7 @@ use crate::options::Readiness;
 use crate::options::{Options, SocketChoice};
 use crate::status::model::{Cql, Snapshot};
 use crate::status::server::{self, Server};
-use std::os::unix::net::UnixDatagram;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 struct Running {
@@ -37,43 +37,6 @@ fn socket_path(choice: &SocketChoice, pid: u32) -> Option<(PathBuf, bool)> {
     }
 }
 
-/// Held for the life of the process by the copy of the library that runs.
-static CLAIM: OnceLock<UnixDatagram> = OnceLock::new();
-
-/// Claims this process for one agent across copies of the library (a second
-/// `-agentpath` with another file, the shim's copy, a copy `attach` placed in
-/// a container): binds the abstract socket `cqlready-agent-<pid ns>-<pid>`,
-/// which names this process uniquely on the host. `Ok(false)`: another copy
-/// in this process holds it. A name held by another process (squatted by a
-/// local user to keep the agent idle) is ignored with a warning. The socket
-/// is close-on-exec, so children do not inherit it.
-fn claim_process(pid: u32) -> std::io::Result<bool> {
-    use std::os::linux::net::SocketAddrExt;
-    use std::os::unix::net::SocketAddr;
-    let ns = std::fs::read_link("/proc/self/ns/pid")?;
-    let ns: String = ns
-        .to_string_lossy()
-        .chars()
-        .filter(char::is_ascii_digit)
-        .collect();
-    let name = format!("cqlready-agent-{ns}-{pid}");
-    match UnixDatagram::bind_addr(&SocketAddr::from_abstract_name(name.as_bytes())?) {
-        Ok(sock) => {
-            let _ = CLAIM.set(sock);
-            Ok(true)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-            let here = crate::process::abstract_socket_inode(&name)
-                .is_some_and(crate::process::is_own_socket);
-            if !here {
-                crate::warn!("@{name} is held by another process; running anyway");
-            }
-            Ok(!here)
-        }
-        Err(e) => Err(e),
-    }
-}
-
 /// Whether the agent already runs in this process.
 pub fn running() -> bool {
     AGENT.get().is_some()
@@ -94,29 +57,68 @@ pub fn start(
         crate::info!("already running in this JVM; the second load does nothing");
         return Ok(());
     }
+    let access = access(options)?;
+    let pid = std::process::id();
+    if !claim(pid) {
+        return Ok(());
+    }
+    let socket = socket_path(&options.socket, pid);
+    let ep = discover(options, prop);
+    let notifier = Arc::new(Notifier::from_env(pid));
+    let shared = Shared::new(first_snapshot(pid, &ep, &notifier, socket.as_ref()));
+    let server = socket.and_then(|(path, private)| serve(&path, private, access, &shared));
+    let target = Target {
+        host: ep.host.clone(),
+        port: ep.port,
+        timeout: options.timeout,
+    };
+    let pace = pace(options, &target);
+    let probe = node_probe(options, target, prop, mbeans);
+    let running = Running {
+        shared: shared.clone(),
+        notifier: notifier.clone(),
+        server: Mutex::new(server),
+    };
+    if AGENT.set(running).is_err() {
+        return Ok(());
+    }
+    spawn_monitor(probe, pace, notifier, shared);
+    Ok(())
+}
+
+/// Who may use the status socket: the JVM's user, root and `group=`.
+fn access(options: &Options) -> Result<server::Access, String> {
     let group = match &options.group {
         None => None,
-        Some(name) => Some(crate::process::group_id(name).ok_or_else(|| {
+        Some(name) => Some(agent_process::group_id(name).ok_or_else(|| {
             format!("invalid value \"{name}\" for option \"group\": no such group in /etc/group")
         })?),
     };
-    let access = server::Access {
+    Ok(server::Access {
         owner: crate::process::euid(),
         group,
-    };
-    let pid = std::process::id();
-    match claim_process(pid) {
-        Ok(true) => {}
+    })
+}
+
+/// Claims the process for this copy of the library; `false`: another copy runs.
+fn claim(pid: u32) -> bool {
+    match agent_process::claim_process(pid) {
+        Ok(true) => true,
         Ok(false) => {
             crate::warn!("another copy of cqlready already runs in this JVM; this one stays idle");
-            return Ok(());
+            false
         }
         // Only a sandbox without abstract sockets gets here; a copy loaded
         // twice into it would run twice, which is all this guards against.
-        Err(e) => crate::debug!("cannot claim this process for one agent: {e}"),
+        Err(e) => {
+            crate::debug!("cannot claim this process for one agent: {e}");
+            true
+        }
     }
-    let socket = socket_path(&options.socket, pid);
+}
 
+/// The CQL address as Cassandra sees it, with one log line saying where from.
+fn discover(options: &Options, prop: &dyn Fn(&str) -> Option<String>) -> discovery::Endpoint {
     let ep = discovery::discover(options.port, options.host.as_deref(), prop);
     for w in &ep.warnings {
         crate::warn!("{w}");
@@ -135,8 +137,17 @@ pub fn start(
         yaml,
         ep.host_source
     );
+    ep
+}
 
-    let notifier = Arc::new(Notifier::from_env(pid));
+/// The snapshot before the first check; the socket's path is in it before
+/// the first client can connect.
+fn first_snapshot(
+    pid: u32,
+    ep: &discovery::Endpoint,
+    notifier: &Notifier,
+    socket: Option<&(PathBuf, bool)>,
+) -> Snapshot {
     let mut snap = Snapshot::new(
         pid,
         Cql {
@@ -152,30 +163,37 @@ pub fn start(
         .then(|| notifier.socket.clone())
         .flatten();
     snap.notify.watchdog_usec = notifier.watchdog.map(|d| 2 * d.as_micros() as u64);
-    // The path is in the snapshot before the first client can connect.
-    snap.socket = socket.as_ref().map(|(p, _)| p.display().to_string());
-    let shared = Shared::new(snap);
+    snap.socket = socket.map(|(p, _)| p.display().to_string());
+    snap
+}
 
-    let server = socket.and_then(|(path, private)| {
-        match Server::start(&path, private, access, shared.clone()) {
-            Ok(s) => {
-                crate::info!("status on {}", s.path.display());
-                Some(s)
-            }
-            Err(e) => {
-                crate::error!("{e}; continuing without a status socket");
-                shared.update(|snap| snap.socket = None);
-                None
-            }
+/// Starts the status server; a failure is one error line and no socket.
+fn serve(
+    path: &Path,
+    private: bool,
+    access: server::Access,
+    shared: &Arc<Shared>,
+) -> Option<Server> {
+    match Server::start(path, private, access, shared.clone()) {
+        Ok(s) => {
+            crate::info!(
+                "status on {} (up to {} connections)",
+                s.path.display(),
+                s.capacity
+            );
+            Some(s)
         }
-    });
+        Err(e) => {
+            crate::error!("{e}; continuing without a status socket");
+            shared.update(|snap| snap.socket = None);
+            None
+        }
+    }
+}
 
-    let target = Target {
-        host: ep.host.clone(),
-        port: ep.port,
-        timeout: options.timeout,
-    };
-    let pace = Pace {
+/// How the monitor is paced, from the options.
+fn pace(options: &Options, target: &Target) -> Pace {
+    Pace {
         interval: options.interval,
         check: options.check,
         failures: options.failures,
@@ -183,7 +201,16 @@ pub fn start(
         place: target.to_string(),
         extend: options.extend,
         exit_on_degraded: false,
-    };
+    }
+}
+
+/// The probe: CQL, plus Cassandra's own view when `cassandra=` wants it.
+fn node_probe(
+    options: &Options,
+    target: Target,
+    prop: &dyn Fn(&str) -> Option<String>,
+    mbeans: Box<dyn MBeans>,
+) -> NodeProbe {
     let view = cassandra::wanted(options.cassandra, prop("sun.java.command").as_deref());
     if view {
         crate::info!(
@@ -191,20 +218,16 @@ pub fn start(
             options.ready
         );
     }
-    let probe = NodeProbe::new(
+    NodeProbe::new(
         Prober::new(target),
         view.then_some(mbeans),
         options.ready == Readiness::Normal,
         options.extend,
-    );
-    let running = Running {
-        shared: shared.clone(),
-        notifier: notifier.clone(),
-        server: Mutex::new(server),
-    };
-    if AGENT.set(running).is_err() {
-        return Ok(());
-    }
+    )
+}
+
+/// Runs the monitor on a thread of its own.
+fn spawn_monitor(probe: NodeProbe, pace: Pace, notifier: Arc<Notifier>, shared: Arc<Shared>) {
     let spawned = std::thread::Builder::new()
         .name("cqlready".into())
         .stack_size(256 * 1024)
@@ -224,7 +247,6 @@ pub fn start(
     if let Err(e) = spawned {
         crate::error!("cannot start the monitor thread: {e}; nothing will be reported");
     }
-    Ok(())
 }
 
 /// The VM is dying: tell the service manager, end the monitor, remove the

@@ -6,6 +6,7 @@
 //! manager through `notify` and publishes snapshots to `status`.
 
 pub mod agent;
+pub mod agent_process;
 pub mod attach;
 pub mod cassandra;
 pub mod cql;

@@ -9,14 +9,15 @@
 //!
 //! [`Machine`] is the pure state machine (time passed in, no I/O). [`run`]
 //! drives it with a [`Probe`], sends notifications and publishes each
-//! change to [`Shared`], where the status server and long-polls read it. All
+//! change to [`Shared`] (`status/store.rs`), where the status server and long-polls read it. All
 //! timing uses the monotonic clock. The agent probes CQL inside the JVM; the
 //! `watch` command runs the same loop from outside.
 
 use crate::notify::{Field, Notifier};
 use crate::status::model::{millis, unix_ms, LastCheck, Snapshot, State};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+/// The store the loop publishes to; re-exported for the monitor's callers.
+pub use crate::status::store::Shared;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 /// What the monitor checks: one call, one verdict.
@@ -134,68 +135,6 @@ impl Machine {
     }
 }
 
-/// The snapshot, shared between the monitor, the status server and
-/// whoever stops the agent. Waiters are woken on every change.
-#[derive(Debug)]
-pub struct Shared {
-    snap: Mutex<Snapshot>,
-    changed: Condvar,
-    /// Threads in [`Shared::wait_until`]; counted under the lock, so an
-    /// update skips the wake-up system call when nobody waits.
-    waiters: AtomicUsize,
-}
-
-impl Shared {
-    pub fn new(snap: Snapshot) -> Arc<Shared> {
-        Arc::new(Shared {
-            snap: Mutex::new(snap),
-            changed: Condvar::new(),
-            waiters: AtomicUsize::new(0),
-        })
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Snapshot> {
-        // A panic while holding the lock is already logged by its thread's
-        // fence; the snapshot is plain data and stays usable.
-        self.snap.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub fn snapshot(&self) -> Snapshot {
-        self.lock().clone()
-    }
-
-    pub fn state(&self) -> State {
-        self.lock().state
-    }
-
-    pub fn update(&self, f: impl FnOnce(&mut Snapshot)) {
-        let mut guard = self.lock();
-        f(&mut guard);
-        let waiting = self.waiters.load(Ordering::Relaxed) > 0;
-        drop(guard);
-        if waiting {
-            self.changed.notify_all();
-        }
-    }
-
-    /// Blocks until `done` holds or `deadline` passes; returns the snapshot then.
-    pub fn wait_until(&self, deadline: Instant, done: impl Fn(&Snapshot) -> bool) -> Snapshot {
-        let mut guard = self.lock();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if done(&guard) || left.is_zero() {
-                return guard.clone();
-            }
-            self.waiters.fetch_add(1, Ordering::Relaxed);
-            guard = match self.changed.wait_timeout(guard, left) {
-                Ok((g, _)) => g,
-                Err(e) => e.into_inner().0,
-            };
-            self.waiters.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
-}
-
 /// How the loop is paced and what it calls what it watches.
 #[derive(Debug, Clone)]
 pub struct Pace {
@@ -287,44 +226,95 @@ pub fn status_text(pace: &Pace, t: &Transition, error: Option<&str>, now: System
 }
 
 /// Runs the loop until the snapshot's state becomes `stopping` (or, with
-/// `exit_on_degraded`, until ready turns degraded).
+/// `exit_on_degraded`, until ready turns degraded). Each turn: check,
+/// record the verdict, announce a transition or explain a new reason, ask
+/// for more start time while starting, then pause until the next check,
+/// feeding the watchdog (one method of `Loop` each).
 pub fn run(
     probe: &mut impl Probe,
     pace: Pace,
     notifier: Arc<Notifier>,
     shared: Arc<Shared>,
 ) -> Ended {
-    let mut machine = Machine::new(Instant::now(), pace.failures);
-    let watchdog = notifier.watchdog;
-    let waiting = format!("Waiting for {} on {}", pace.subject, pace.place);
-    tell(&notifier, &shared, &[Field::Status(&waiting)], |_| {});
-    let mut next_ping = Instant::now();
-    let mut last_error: Option<String> = None;
-    let mut extended: Option<Instant> = None;
-    let mut degraded_since = SystemTime::now();
+    let mut l = Loop {
+        machine: Machine::new(Instant::now(), pace.failures),
+        waiting: format!("Waiting for {} on {}", pace.subject, pace.place),
+        pace,
+        notifier,
+        shared,
+        next_ping: Instant::now(),
+        last_error: None,
+        extended: None,
+        degraded_since: SystemTime::now(),
+    };
+    tell(&l.notifier, &l.shared, &[Field::Status(&l.waiting)], |_| {});
     loop {
         let started = Instant::now();
         let verdict = probe.check();
         let latency = started.elapsed();
         let now = Instant::now();
-        if shared.state() == State::Stopping {
+        if l.shared.state() == State::Stopping {
             return Ended::Stopped;
         }
         let ok = verdict.is_ok();
-        let transition = machine.observe(ok, now);
+        let transition = l.machine.observe(ok, now);
+        let new_error = l.record(probe, verdict, latency);
+        if let Some(t) = &transition {
+            l.announce(t, now);
+            if l.pace.exit_on_degraded && *t == Transition::Degraded {
+                return Ended::Degraded;
+            }
+        } else if let Some(e) = &new_error {
+            l.explain(e);
+        }
+        if l.machine.state() == State::Starting {
+            l.ask_for_time(probe);
+        }
+        if let Some(ended) = l.pause(probe, started) {
+            return ended;
+        }
+    }
+}
+
+/// What [`run`] carries from one check to the next.
+struct Loop {
+    machine: Machine,
+    pace: Pace,
+    notifier: Arc<Notifier>,
+    shared: Arc<Shared>,
+    /// The `STATUS=` text while starting.
+    waiting: String,
+    next_ping: Instant,
+    last_error: Option<String>,
+    /// When `EXTEND_TIMEOUT_USEC` was last sent.
+    extended: Option<Instant>,
+    degraded_since: SystemTime,
+}
+
+impl Loop {
+    /// Publishes one check's outcome; returns its error if it is a new one.
+    fn record(
+        &mut self,
+        probe: &impl Probe,
+        verdict: Result<Option<u8>, String>,
+        latency: Duration,
+    ) -> Option<String> {
+        let ok = verdict.is_ok();
         let new_error = match &verdict {
-            Err(e) if last_error.as_deref() != Some(e) => Some(e.clone()),
+            Err(e) if self.last_error.as_deref() != Some(e) => Some(e.clone()),
             _ => None,
         };
-        last_error = verdict.as_ref().err().cloned();
-        shared.update(|s| {
+        self.last_error = verdict.as_ref().err().cloned();
+        let failures = u64::from(self.machine.consecutive_failures());
+        let last_error = self.last_error.clone();
+        self.shared.update(|s| {
             s.checks.total += 1;
             if ok {
                 s.checks.ok += 1;
             } else {
                 s.checks.failed += 1;
             }
-            s.checks.consecutive_failures = u64::from(machine.consecutive_failures());
+            s.checks.consecutive_failures = failures;
             if let Ok(Some(v)) = verdict {
                 s.cql.protocol_version = Some(v);
             }
@@ -332,81 +322,106 @@ pub fn run(
             s.last_check = Some(LastCheck {
                 ok,
                 latency_ms: millis(latency),
-                error: last_error.clone(),
+                error: last_error,
                 at_unix_ms: unix_ms(SystemTime::now()),
             });
         });
-        if let Some(t) = &transition {
-            if *t == Transition::Degraded {
-                degraded_since = SystemTime::now();
+        new_error
+    }
+
+    /// Tells the service manager and the snapshot about a transition.
+    fn announce(&mut self, t: &Transition, now: Instant) {
+        if *t == Transition::Degraded {
+            self.degraded_since = SystemTime::now();
+        }
+        let text = status_text(
+            &self.pace,
+            t,
+            self.last_error.as_deref(),
+            self.degraded_since,
+        );
+        crate::info!("{text}");
+        let fields: &[Field<'_>] = match t {
+            Transition::FirstReady { .. } => &[Field::Ready, Field::Status(&text)],
+            _ => &[Field::Status(&text)],
+        };
+        let state = self.machine.state();
+        tell(&self.notifier, &self.shared, fields, |s| {
+            s.state = state;
+            s.state_since_unix_ms = unix_ms(SystemTime::now());
+            if let Transition::FirstReady { after } = t {
+                s.time_to_ready_ms = Some(millis(*after));
             }
-            let text = status_text(&pace, t, last_error.as_deref(), degraded_since);
-            crate::info!("{text}");
-            let fields: &[Field<'_>] = match t {
-                Transition::FirstReady { .. } => &[Field::Ready, Field::Status(&text)],
-                _ => &[Field::Status(&text)],
-            };
-            tell(&notifier, &shared, fields, |s| {
-                s.state = machine.state();
-                s.state_since_unix_ms = unix_ms(SystemTime::now());
-                if let Transition::FirstReady { after } = t {
-                    s.time_to_ready_ms = Some(millis(*after));
-                }
-            });
-            next_ping = now;
-            if pace.exit_on_degraded && *t == Transition::Degraded {
-                return Ended::Degraded;
-            }
-        } else if let Some(e) = &new_error {
-            // Why it is not ready changed (Cassandra's mode, say): say so.
-            crate::debug!("{} on {}: {e}", pace.subject, pace.place);
-            let text = match machine.state() {
-                State::Starting => Some(format!("{waiting}: {e}")),
-                State::Degraded => Some(status_text(
-                    &pace,
-                    &Transition::Degraded,
-                    Some(e),
-                    degraded_since,
-                )),
-                _ => None,
-            };
-            if let Some(text) = text {
-                tell(&notifier, &shared, &[Field::Status(&text)], |_| {});
+        });
+        self.next_ping = now;
+    }
+
+    /// Why it is not ready changed (Cassandra's mode, say): say so.
+    fn explain(&self, e: &str) {
+        crate::debug!("{} on {}: {e}", self.pace.subject, self.pace.place);
+        let text = match self.machine.state() {
+            State::Starting => Some(format!("{}: {e}", self.waiting)),
+            State::Degraded => Some(status_text(
+                &self.pace,
+                &Transition::Degraded,
+                Some(e),
+                self.degraded_since,
+            )),
+            _ => None,
+        };
+        if let Some(text) = text {
+            tell(
+                &self.notifier,
+                &self.shared,
+                &[Field::Status(&text)],
+                |_| {},
+            );
+        }
+    }
+
+    /// While starting with progress to show: more start time, a third of
+    /// `extend` apart at most.
+    fn ask_for_time(&mut self, probe: &mut impl Probe) {
+        if let Some(text) = probe.progress() {
+            if self
+                .extended
+                .is_none_or(|t| t.elapsed() >= self.pace.extend / 3)
+            {
+                let fields = [Field::ExtendTimeout(self.pace.extend), Field::Status(&text)];
+                tell(&self.notifier, &self.shared, &fields, |_| {});
+                self.extended = Some(Instant::now());
             }
         }
-        if machine.state() == State::Starting {
-            if let Some(text) = probe.progress() {
-                if extended.is_none_or(|t| t.elapsed() >= pace.extend / 3) {
-                    let fields = [Field::ExtendTimeout(pace.extend), Field::Status(&text)];
-                    tell(&notifier, &shared, &fields, |_| {});
-                    extended = Some(Instant::now());
-                }
-            }
-        }
-        let period = if machine.state() == State::Ready {
-            pace.check
+    }
+
+    /// Waits until the next check is due, feeding the watchdog meanwhile;
+    /// `Some` when the snapshot turned stopping.
+    fn pause(&mut self, probe: &impl Probe, started: Instant) -> Option<Ended> {
+        let period = if self.machine.state() == State::Ready {
+            self.pace.check
         } else {
-            pace.interval
+            self.pace.interval
         };
         let next_check = started + period;
+        let watchdog = self.notifier.watchdog;
         loop {
-            let ready = machine.state() == State::Ready || probe.keep_alive();
+            let ready = self.machine.state() == State::Ready || probe.keep_alive();
             if let (true, Some(wd)) = (ready, watchdog) {
-                if Instant::now() >= next_ping {
-                    tell(&notifier, &shared, &[Field::Watchdog], |_| {});
-                    next_ping = Instant::now() + wd;
+                if Instant::now() >= self.next_ping {
+                    tell(&self.notifier, &self.shared, &[Field::Watchdog], |_| {});
+                    self.next_ping = Instant::now() + wd;
                 }
             }
             let wake = match (ready, watchdog) {
-                (true, Some(_)) => next_check.min(next_ping),
+                (true, Some(_)) => next_check.min(self.next_ping),
                 _ => next_check,
             };
-            let snap = shared.wait_until(wake, |s| s.state == State::Stopping);
+            let snap = self.shared.wait_until(wake, |s| s.state == State::Stopping);
             if snap.state == State::Stopping {
-                return Ended::Stopped;
+                return Some(Ended::Stopped);
             }
             if Instant::now() >= next_check {
-                break;
+                return None;
             }
         }
     }

@@ -121,102 +121,10 @@ pub fn sigquit(pid: u32) -> io::Result<()> {
     kill(pid, libc::SIGQUIT)
 }
 
-/// The credentials of the process at the other end of a Unix socket, as
-/// the kernel recorded them at connect (SO_PEERCRED): (pid, uid, gid).
-pub fn peer_credentials(fd: &impl std::os::fd::AsRawFd) -> io::Result<(u32, u32, u32)> {
-    let mut cred = libc::ucred {
-        pid: 0,
-        uid: 0,
-        gid: 0,
-    };
-    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into `cred`, a ucred
-    // of exactly that size owned by this frame; the fd is borrowed, open.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&mut cred as *mut libc::ucred).cast(),
-            &mut len,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok((cred.pid as u32, cred.uid, cred.gid))
-}
-
-/// The supplementary groups of a process (`Groups:` in /proc/PID/status).
-pub fn groups(pid: u32) -> Vec<u32> {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|t| {
-            t.lines().find_map(|l| l.strip_prefix("Groups:")).map(|g| {
-                g.split_whitespace()
-                    .filter_map(|n| n.parse().ok())
-                    .collect()
-            })
-        })
-        .unwrap_or_default()
-}
-
-/// A group's id from a number or a name in /etc/group.
-pub fn group_id(name: &str) -> Option<u32> {
-    if let Ok(gid) = name.parse() {
-        return Some(gid);
-    }
-    let text = std::fs::read_to_string("/etc/group").ok()?;
-    text.lines().find_map(|l| {
-        let mut f = l.split(':');
-        (f.next() == Some(name))
-            .then(|| f.nth(1)?.parse().ok())
-            .flatten()
-    })
-}
-
 /// Our effective uid.
 pub fn euid() -> u32 {
     // SAFETY: geteuid() cannot fail and has no preconditions.
     unsafe { libc::geteuid() }
-}
-
-/// The inode of the abstract Unix socket bound to `@name` in this network
-/// namespace, from `/proc/net/unix`.
-pub fn abstract_socket_inode(name: &str) -> Option<u64> {
-    let table = std::fs::read_to_string("/proc/net/unix").ok()?;
-    inode_in_unix_table(&table, name)
-}
-
-/// `/proc/net/unix` rows are `Num RefCount Protocol Flags Type St Inode Path`.
-fn inode_in_unix_table(table: &str, name: &str) -> Option<u64> {
-    let want = format!("@{name}");
-    table.lines().skip(1).find_map(|row| {
-        let cols: Vec<&str> = row.split_whitespace().collect();
-        (cols.len() == 8 && cols[7] == want)
-            .then(|| cols[6].parse().ok())
-            .flatten()
-    })
-}
-
-/// Whether one of this process's open descriptors is socket `inode`.
-pub fn is_own_socket(inode: u64) -> bool {
-    let want = format!("socket:[{inode}]");
-    std::fs::read_dir("/proc/self/fd").is_ok_and(|fds| {
-        fds.flatten()
-            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == want.as_str()))
-    })
-}
-
-/// Lowers the calling thread's scheduling priority by `by` nice steps (at
-/// most to 19); threads it starts later inherit it. On Linux a nice value
-/// belongs to one thread, so the rest of the JVM keeps its own.
-pub fn lower_this_thread(by: i32) {
-    // SAFETY: nice() takes no pointers and cannot fail in a way that
-    // matters: raising one's own nice value needs no privilege.
-    unsafe {
-        libc::nice(by);
-    }
 }
 
 /// Our effective gid.
@@ -289,47 +197,6 @@ pub fn as_user<T>(uid: u32, gid: u32, f: impl FnOnce() -> T) -> io::Result<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn abstract_sockets_and_their_owner() {
-        let table = "Num       RefCount Protocol Flags    Type St Inode Path\n\
-            0000000047e481fc: 00000002 00000000 00010000 0001 01 8252532 /tmp/x.sock\n\
-            00000000c7a91a50: 00000002 00000000 00000000 0001 03 8252535\n\
-            00000000c7a91a51: 00000002 00000000 00000000 0002 01 77 @cqlready-agent-1-2\n";
-        assert_eq!(inode_in_unix_table(table, "cqlready-agent-1-2"), Some(77));
-        assert_eq!(inode_in_unix_table(table, "cqlready-agent-1"), None);
-        assert_eq!(inode_in_unix_table("garbage\n\n@x y", "x"), None);
-
-        use std::os::linux::net::SocketAddrExt;
-        let name = format!("cqlready-test-{}", std::process::id());
-        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
-        let _sock = std::os::unix::net::UnixDatagram::bind_addr(&addr).unwrap();
-        let inode = abstract_socket_inode(&name).expect("listed in /proc/net/unix");
-        assert!(is_own_socket(inode));
-        assert!(!is_own_socket(u64::MAX));
-    }
-
-    fn nice_of_this_thread() -> i64 {
-        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
-        // Field 19, counted after the parenthesised command name.
-        let after = &stat[stat.rfind(')').unwrap() + 2..];
-        after.split(' ').nth(16).unwrap().parse().unwrap()
-    }
-
-    #[test]
-    fn lowering_one_thread_leaves_the_others() {
-        let mine = nice_of_this_thread();
-        let (theirs, inherited) = std::thread::spawn(|| {
-            lower_this_thread(10);
-            let child = std::thread::spawn(nice_of_this_thread).join().unwrap();
-            (nice_of_this_thread(), child)
-        })
-        .join()
-        .unwrap();
-        assert_eq!(theirs, (mine + 10).min(19));
-        assert_eq!(inherited, theirs);
-        assert_eq!(nice_of_this_thread(), mine);
-    }
 
     const STATUS: &str = "Name:\tjava\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t4242\n\
         Pid:\t4242\nPPid:\t1\nUid:\t1000\t999\t999\t999\nGid:\t1001\t998\t998\t998\n\

@@ -968,8 +968,25 @@ fn sample_lines(text: &str, name: &str) -> usize {
         .count()
 }
 
-/// The status threads (answering requests from outside) run 10 nice steps
+fn thread_nices(pid: u32) -> Vec<(String, i64)> {
+    fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+        .filter_map(|t| {
+            let comm = fs::read_to_string(t.path().join("comm")).ok()?;
+            let stat = fs::read_to_string(t.path().join("stat")).ok()?;
+            let after = &stat[stat.rfind(')')? + 2..];
+            Some((
+                comm.trim().to_string(),
+                after.split(' ').nth(16)?.parse().ok()?,
+            ))
+        })
+        .collect()
+}
+
+/// The status thread (answering requests from outside) runs 10 nice steps
 /// below the JVM; the monitor and the JVM's own threads keep its priority.
+/// Connections get no thread of their own.
 #[test]
 fn status_threads_run_below_the_jvm() {
     let java = &jvms()[0];
@@ -978,31 +995,16 @@ fn status_threads_run_below_the_jvm() {
         .spawn();
     let sock = jvm.socket().to_path_buf();
     jvm.wait_status("an answer", deadline(), |_| true);
-    // Hold one connection so that a connection thread exists too.
+    // Hold a long-poll: it is served by the status thread, not one of its own.
     let mut held = UnixStream::connect(&sock).unwrap();
     held.write_all(b"GET /ready?wait=5s HTTP/1.1\r\n\r\n")
         .unwrap();
-    let nices = |pid: u32| -> Vec<(String, i64)> {
-        fs::read_dir(format!("/proc/{pid}/task"))
-            .unwrap()
-            .flatten()
-            .filter_map(|t| {
-                let comm = fs::read_to_string(t.path().join("comm")).ok()?;
-                let stat = fs::read_to_string(t.path().join("stat")).ok()?;
-                let after = &stat[stat.rfind(')')? + 2..];
-                Some((
-                    comm.trim().to_string(),
-                    after.split(' ').nth(16)?.parse().ok()?,
-                ))
-            })
-            .collect()
-    };
     let seen = poll(
-        "a connection thread",
+        "the status thread",
         deadline(),
         || {
-            let n = nices(jvm.pid);
-            n.iter().any(|(c, _)| c == "cqlready-http").then_some(n)
+            let n = thread_nices(jvm.pid);
+            n.iter().any(|(c, _)| c == "cqlready-status").then_some(n)
         },
         || jvm.describe(),
     );
@@ -1019,68 +1021,104 @@ fn status_threads_run_below_the_jvm() {
         };
         assert_eq!(*nice, want, "{comm}: {seen:?}");
     }
+    let ours: Vec<&str> = seen
+        .iter()
+        .map(|(c, _)| c.as_str())
+        .filter(|c| c.starts_with("cqlready"))
+        .collect();
+    assert_eq!(ours.len(), 2, "the monitor and the status thread: {ours:?}");
 }
 
-/// Beyond 64 connections at once the agent answers 503 "busy" at once,
-/// and the client reads that answer (not a reset); once the held
-/// connections end, answers come again.
+/// Reads a connection's whole answer (the server closes after it).
+fn answer_of(mut c: UnixStream) -> String {
+    c.set_read_timeout(Some(WAIT)).unwrap();
+    let mut out = Vec::new();
+    let _ = c.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Beyond the table's size, the agent makes room instead of refusing: the
+/// oldest long-poll is answered with the state now, the oldest connection
+/// still sending its request gets 408; a fresh request and `cqlready probe`
+/// are answered, nobody reads `busy`, and no thread is started.
 #[test]
-fn status_connections_beyond_the_cap_get_busy() {
+fn status_connections_beyond_the_table_cut_the_oldest() {
     let java = &jvms()[0];
+    // -XX:-MaxFDLimit: the JVM keeps this process's soft limit on open
+    // files (instead of raising it to the hard one), so this test can
+    // always open more connections than the agent's table holds.
     let jvm = Jvm::builder(java)
+        .arg("-XX:-MaxFDLimit")
         .opt(format!("port={}", free_port()))
         .spawn();
     jvm.wait_status("an answer", deadline(), |_| true);
     let sock = jvm.socket().to_path_buf();
-    // 64 long-polls on an agent that will not become ready: each holds a
-    // connection for 3 s. Accepts happen in connect order, so all 64 are
-    // held before the next connection is looked at.
-    let held: Vec<UnixStream> = (0..64)
-        .map(|_| {
-            let mut c = UnixStream::connect(&sock).unwrap();
-            c.write_all(b"GET /ready?wait=3s HTTP/1.1\r\n\r\n").unwrap();
-            c
-        })
-        .collect();
-    for _ in 0..3 {
-        let r = http_get(&sock, "/status").unwrap();
-        assert_eq!((r.status, r.body.as_str()), (503, "busy\n"), "{r:?}");
-    }
-    // A client that writes its request a moment after connecting (as an
-    // event loop with many connections does) still reads the answer.
-    for _ in 0..3 {
+    let connect = |send: &[u8]| {
         let mut c = UnixStream::connect(&sock).unwrap();
-        thread::sleep(Duration::from_millis(5));
-        let mut answer = Vec::new();
-        c.write_all(b"GET /status HTTP/1.1\r\n\r\n")
-            .and_then(|_| c.read_to_end(&mut answer))
-            .unwrap();
-        let text = String::from_utf8_lossy(&answer);
-        assert!(
-            text.starts_with("HTTP/1.1 503 ") && text.ends_with("\r\n\r\nbusy\n"),
-            "{text}"
-        );
-    }
-    // The command says so, and `probe` exits 2: no answer to be had.
+        c.write_all(send).unwrap();
+        c
+    };
+    // The table's size follows the JVM's soft limit on open files.
+    let limits = fs::read_to_string(format!("/proc/{}/limits", jvm.pid)).unwrap();
+    let soft = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|v| v.parse().ok());
+    let over = cqlready::status::event_loop::capacity(soft) + 44;
+    // Long-polls on an agent that will not become ready.
+    let mut polls: Vec<UnixStream> = (0..over)
+        .map(|_| connect(b"GET /ready?wait=60s HTTP/1.1\r\n\r\n"))
+        .collect();
+    let first = answer_of(polls.remove(0));
+    assert!(
+        first.starts_with("HTTP/1.1 503 ") && first.ends_with("\r\n\r\nstarting\n"),
+        "the oldest long-poll: {first:?}"
+    );
+    let r = http_get(&sock, "/status").unwrap();
+    assert_eq!(r.status, 200, "{r:?}");
     let o = Command::new(env!("CARGO_BIN_EXE_cqlready"))
         .args(["probe", "--socket"])
         .arg(&sock)
         .output()
         .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(
-        err.contains("is serving its maximum of 64 connections"),
-        "{err}"
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
     );
-    drop(held);
-    let r = poll(
-        "an answer after the long-polls end",
-        deadline(),
-        || http_get(&sock, "/live").ok().filter(|r| r.status == 200),
-        || jvm.describe(),
+    assert_eq!(out.trim(), "not ready: starting");
+    // The newest long-poll still waits.
+    let newest = polls.last_mut().unwrap();
+    newest.set_nonblocking(true).unwrap();
+    let mut byte = [0u8; 1];
+    assert_eq!(
+        newest.read(&mut byte).map_err(|e| e.kind()),
+        Err(io::ErrorKind::WouldBlock),
+        "the newest long-poll was answered"
     );
-    assert_eq!(r.body.trim(), "live");
+    drop(polls);
+    assert_live(&sock);
+    // Half-sent requests: the oldest of them is cut with 408.
+    let mut stalled: Vec<UnixStream> = (0..over)
+        .map(|_| connect(b"GET /status HTTP/1.1\r\nHo"))
+        .collect();
+    let cut = answer_of(stalled.remove(0));
+    assert!(cut.starts_with("HTTP/1.1 408 "), "{cut:?}");
+    assert_live(&sock);
+    drop(stalled);
+    assert_live(&sock);
+    let threads = thread_nices(jvm.pid);
+    assert_eq!(
+        threads
+            .iter()
+            .filter(|(c, _)| c.starts_with("cqlready"))
+            .count(),
+        2,
+        "{threads:?}"
+    );
 }
 
 #[test]

@@ -13,7 +13,7 @@ fn java() -> std::path::PathBuf {
 }
 
 fn nogroup() -> u32 {
-    cqlready::process::group_id("nogroup").expect("a nogroup group")
+    cqlready::agent_process::group_id("nogroup").expect("a nogroup group")
 }
 
 /// `cqlready probe --socket S` as uid/gid 65534 (nobody), with `groups` as

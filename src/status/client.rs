@@ -56,8 +56,22 @@ pub fn parse_response(bytes: &[u8]) -> Result<Response, String> {
     Ok(Response { code, body })
 }
 
-/// `GET target` on the agent at `socket`, within `timeout`.
+/// `GET target` on the agent at `socket`, within `timeout`. A `busy`
+/// answer (every connection slot being written) is retried within it.
 pub fn get(socket: &Path, target: &str, timeout: Duration) -> Result<Response, ClientError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match get_once(socket, target, left.max(Duration::from_millis(1))) {
+            Err(ClientError::Busy(_)) if left > Duration::from_millis(20) => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn get_once(socket: &Path, target: &str, timeout: Duration) -> Result<Response, ClientError> {
     let shown = socket.display();
     let mut stream = UnixStream::connect(socket).map_err(|e| match e.kind() {
         io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => {
@@ -122,8 +136,7 @@ pub fn get(socket: &Path, target: &str, timeout: Duration) -> Result<Response, C
             crate::process::euid()
         ))),
         503 if r.body.trim() == "busy" => Err(ClientError::Busy(format!(
-            "the agent at {shown} is serving its maximum of {} connections; try again",
-            crate::status::server::MAX_CONNECTIONS
+            "the agent at {shown} stayed busy (every connection slot sending an answer); try again"
         ))),
         _ => Ok(r),
     }
@@ -244,6 +257,38 @@ mod tests {
             socket_in_agent_arg("-agentpath:/l/libcqlready.so=bogus=1"),
             Some(None)
         );
+    }
+
+    /// `busy` is asked again within the timeout; other answers are not.
+    #[test]
+    fn busy_is_retried_within_the_timeout() {
+        use std::os::unix::net::UnixListener;
+        let dir = std::env::temp_dir().join(format!("cqlready-busy-{}", std::process::id()));
+        let _ = std::fs::create_dir(&dir);
+        let path = dir.join("s.sock");
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).unwrap();
+        let server = std::thread::spawn(move || {
+            for body in ["busy\n", "busy\n", "ready\n"] {
+                let (mut s, _) = listener.accept().unwrap();
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf);
+                let code = if body == "ready\n" {
+                    "200 OK"
+                } else {
+                    "503 Service Unavailable"
+                };
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 {code}\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        let r = get(&path, "/ready", Duration::from_secs(10)).expect("answered after two busy");
+        assert_eq!((r.code, r.body.as_str()), (200, "ready\n"));
+        server.join().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
