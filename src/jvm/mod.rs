@@ -10,7 +10,7 @@
 //! The tables are typed: JNI's from the `jni-sys` crate (every slot an
 //! `Option` of the function's own signature), JVMTI's declared below with
 //! typed slots at the used indexes and opaque padding between them. Slots are
-//! read through [`fun!`], which turns an empty slot into an error instead of a
+//! read through `fun!`, which turns an empty slot into an error instead of a
 //! call through null. `tests/jvmti_layout.rs` compiles C against each
 //! installed JDK's `jni.h`/`jvmti.h` that assigns every slot named in a
 //! `fun!` here to a function pointer of the Rust-declared type with
