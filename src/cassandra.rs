@@ -48,7 +48,9 @@ pub trait MBeans: Send {
         args: &[&str],
     ) -> Result<Option<String>, String> {
         let _ = (object, args);
-        Err(format!("{operation}: MBean operations are not available here"))
+        Err(format!(
+            "{operation}: MBean operations are not available here"
+        ))
     }
     /// Whether the calling thread is attached to the JVM (it must then never
     /// end while the JVM runs).
