@@ -126,14 +126,29 @@ pub fn start(
         .as_ref()
         .map(|p| format!(" ({})", p.display()))
         .unwrap_or_default();
+    let tls = crate::tls::choose(
+        options.tls,
+        ep.tls,
+        ep.encryption.as_ref(),
+        options.tls_ca.as_ref(),
+        options.tls_cert.as_ref().zip(options.tls_key.as_ref()),
+    );
+    for w in &tls.warnings {
+        crate::warn!("{w}");
+    }
     crate::info!(
-        "v{} watching CQL on {}:{} (port from {}{}, host from {})",
+        "v{} watching {} on {}:{} (port from {}{}, host from {}{})",
         crate::VERSION,
+        tls.subject,
         ep.host,
         ep.port,
         ep.port_source,
         yaml,
-        ep.host_source
+        ep.host_source,
+        match &tls.info {
+            Some(t) => format!(", TLS from {}", t.why),
+            None => String::new(),
+        }
     );
 
     let notifier = Arc::new(Notifier::from_env(pid));
@@ -145,6 +160,7 @@ pub fn start(
             source: ep.port_source.to_string(),
             host_source: ep.host_source.to_string(),
             protocol_version: None,
+            tls: tls.info.clone(),
         },
     );
     snap.notify.socket = notifier
@@ -179,7 +195,7 @@ pub fn start(
         interval: options.interval,
         check: options.check,
         failures: options.failures,
-        subject: "CQL".into(),
+        subject: tls.subject.clone(),
         place: target.to_string(),
         extend: options.extend,
         exit_on_degraded: false,
@@ -192,7 +208,7 @@ pub fn start(
         );
     }
     let probe = NodeProbe::new(
-        Prober::new(target),
+        Prober::with_tls(target, tls.client),
         view.then_some(mbeans),
         options.ready == Readiness::Normal,
         options.extend,
