@@ -35,15 +35,7 @@ from cassandra import Bench, CASS, find_java17, free_port, script_last_line  # n
 
 
 def pki(d):
-    """CA, server certificate and key (openssl), then the Java keystores."""
-    def ossl(*args):
-        subprocess.run(["openssl", *args], check=True, capture_output=True)
-    ossl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-         "-keyout", f"{d}/ca.key", "-out", f"{d}/ca.pem", "-subj", "/CN=bench CA", "-days", "2")
-    ossl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-         "-keyout", f"{d}/server.key", "-out", f"{d}/server.csr", "-subj", "/CN=node1")
-    ossl("x509", "-req", "-in", f"{d}/server.csr", "-CA", f"{d}/ca.pem", "-CAkey", f"{d}/ca.key",
-         "-CAcreateserial", "-out", f"{d}/server.pem", "-days", "2")
+    """CA, server and client certificates (openssl), then the Java keystores."""
     subprocess.run(["bash", os.path.join(CASS, "keystores.sh"), d], check=True,
                    capture_output=True)
     with open(f"{d}/tls.yaml", "w") as f:

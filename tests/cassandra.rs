@@ -216,6 +216,8 @@ struct Node {
     jmx: u16,
     log: PathBuf,
     java: PathBuf,
+    /// `CASSANDRA_LIB` when the node runs another version's jars: nodetool uses them too.
+    lib: Option<String>,
     exit: Option<ExitStatus>,
     // Dropped (removed) after `drop` has killed the node.
     _dir: TempDir,
@@ -275,6 +277,10 @@ impl Node {
             jmx,
             log,
             java: rig.java.clone(),
+            lib: env
+                .iter()
+                .find(|(k, _)| *k == "CASSANDRA_LIB")
+                .map(|(_, v)| v.clone()),
             exit: None,
             _dir: dir,
         }
@@ -317,6 +323,9 @@ impl Node {
             .args(["-p", &self.jmx.to_string()])
             .args(args)
             .env("JAVA", &self.java);
+        if let Some(lib) = &self.lib {
+            cmd.env("CASSANDRA_LIB", lib);
+        }
         let out = run_limited(cmd, WAIT, &format!("nodetool {args:?}"));
         assert!(
             out.status.success(),
@@ -1140,7 +1149,8 @@ fn row(version: &str, major: u32, wire: Wire) -> (f64, String) {
     node.java = java_for(17);
     let pid = node.pid;
     let mut client = Client::start_with(&rig, &node, 1.0, &client_args);
-    let ready = wait_notify(&mut node, &notify, "READY=1", BOOT, |m| {
+    // A loaded machine boots a node much slower than the ~10 s it takes alone.
+    let ready = wait_notify(&mut node, &notify, "READY=1", 2 * BOOT, |m| {
         m.has_line("READY=1")
     });
     assert_eq!(ready.pid, pid as i32, "READY=1 from another pid: {ready:?}");
