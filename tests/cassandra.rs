@@ -893,7 +893,7 @@ fn attach_to_running_cassandra() {
     wait.arg(root().join("tests/cassandra/wait_cql.py"))
         .args(["--port", &node.native.to_string()])
         .args(["--pid", &pid.to_string()])
-        .args(["--timeout", &(2 * BOOT).as_secs().to_string()]);
+        .args(["--timeout", &BOOT.as_secs().to_string()]);
     let out = run_limited(wait, BOOT + WAIT, "wait_cql.py");
     assert!(
         out.status.success(),
