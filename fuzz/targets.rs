@@ -51,6 +51,14 @@ pub fn yaml(data: &[u8]) {
     let _ = cqlready::discovery::config_path(s);
 }
 
+/// `tls::feed_server_bytes`: whatever a server sends the TLS check back,
+/// fed to a fresh rustls client session.
+pub fn tls_reply(data: &[u8]) {
+    let _ = cqlready::tls::feed_server_bytes(data);
+    // PEM files named by tls_ca/tls_cert are outside input too.
+    let _ = cqlready::tls::parse_certs(data);
+}
+
 /// `cql::decode`: one CQL response frame (body at most 64 KiB).
 pub fn cql_frame(data: &[u8]) {
     let r = cqlready::cql::decode(data);
@@ -350,4 +358,5 @@ pub const TARGETS: &[Target] = &[
     ("socket_candidates", socket_candidates),
     ("notify", notify),
     ("status_connections", status_connections),
+    ("tls_reply", tls_reply),
 ];

@@ -63,17 +63,19 @@ pub fn start(
         return Ok(());
     }
     let socket = socket_path(&options.socket, pid);
-    let ep = discover(options, prop);
+    let (ep, tls) = discover(options, prop);
     let notifier = Arc::new(Notifier::from_env(pid));
-    let shared = Shared::new(first_snapshot(pid, &ep, &notifier, socket.as_ref()));
+    let mut first = first_snapshot(pid, &ep, &notifier, socket.as_ref());
+    first.cql.tls = tls.info.clone();
+    let shared = Shared::new(first);
     let server = socket.and_then(|(path, private)| serve(&path, private, access, &shared));
     let target = Target {
         host: ep.host.clone(),
         port: ep.port,
         timeout: options.timeout,
     };
-    let pace = pace(options, &target);
-    let probe = node_probe(options, target, prop, mbeans);
+    let pace = pace(options, &target, tls.subject);
+    let probe = node_probe(options, Prober::with_tls(target, tls.client), prop, mbeans);
     let running = Running {
         shared: shared.clone(),
         notifier: notifier.clone(),
@@ -117,10 +119,21 @@ fn claim(pid: u32) -> bool {
     }
 }
 
-/// The CQL address as Cassandra sees it, with one log line saying where from.
-fn discover(options: &Options, prop: &dyn Fn(&str) -> Option<String>) -> discovery::Endpoint {
+/// The CQL address as Cassandra sees it and whether it speaks TLS, with one
+/// log line saying where each came from.
+fn discover(
+    options: &Options,
+    prop: &dyn Fn(&str) -> Option<String>,
+) -> (discovery::Endpoint, crate::tls::Choice) {
     let ep = discovery::discover(options.port, options.host.as_deref(), prop);
-    for w in &ep.warnings {
+    let tls = crate::tls::choose(
+        options.tls,
+        ep.tls,
+        ep.encryption.as_ref(),
+        options.tls_ca.as_ref(),
+        options.tls_cert.as_ref().zip(options.tls_key.as_ref()),
+    );
+    for w in ep.warnings.iter().chain(&tls.warnings) {
         crate::warn!("{w}");
     }
     let yaml = ep
@@ -129,15 +142,20 @@ fn discover(options: &Options, prop: &dyn Fn(&str) -> Option<String>) -> discove
         .map(|p| format!(" ({})", p.display()))
         .unwrap_or_default();
     crate::info!(
-        "v{} watching CQL on {}:{} (port from {}{}, host from {})",
+        "v{} watching {} on {}:{} (port from {}{}, host from {}{})",
         crate::VERSION,
+        tls.subject,
         ep.host,
         ep.port,
         ep.port_source,
         yaml,
-        ep.host_source
+        ep.host_source,
+        match &tls.info {
+            Some(t) => format!(", TLS from {}", t.why),
+            None => String::new(),
+        }
     );
-    ep
+    (ep, tls)
 }
 
 /// The snapshot before the first check; the socket's path is in it before
@@ -156,6 +174,7 @@ fn first_snapshot(
             source: ep.port_source.to_string(),
             host_source: ep.host_source.to_string(),
             protocol_version: None,
+            tls: None,
         },
     );
     snap.notify.socket = notifier
@@ -192,12 +211,12 @@ fn serve(
 }
 
 /// How the monitor is paced, from the options.
-fn pace(options: &Options, target: &Target) -> Pace {
+fn pace(options: &Options, target: &Target, subject: String) -> Pace {
     Pace {
         interval: options.interval,
         check: options.check,
         failures: options.failures,
-        subject: "CQL".into(),
+        subject,
         place: target.to_string(),
         extend: options.extend,
         exit_on_degraded: false,
@@ -207,7 +226,7 @@ fn pace(options: &Options, target: &Target) -> Pace {
 /// The probe: CQL, plus Cassandra's own view when `cassandra=` wants it.
 fn node_probe(
     options: &Options,
-    target: Target,
+    cql: Prober,
     prop: &dyn Fn(&str) -> Option<String>,
     mbeans: Box<dyn MBeans>,
 ) -> NodeProbe {
@@ -219,7 +238,7 @@ fn node_probe(
         );
     }
     NodeProbe::new(
-        Prober::new(target),
+        cql,
         view.then_some(mbeans),
         options.ready == Readiness::Normal,
         options.extend,

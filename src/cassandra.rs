@@ -176,6 +176,15 @@ impl Probe for NodeProbe {
     fn check(&mut self) -> Result<Option<u8>, String> {
         let cql = Prober::check(&mut self.cql);
         self.read();
+        // A TLS server that finished its half of the handshake and wants a
+        // client certificate the check lacks serves CQL: Cassandra's own
+        // view decides (without it, the error names tls_cert).
+        let serving = self.last.as_ref().is_some_and(|c| {
+            c.mode.as_deref() == Some("NORMAL") && c.native_transport == Some(true)
+        });
+        if serving && matches!(cql, Err(crate::cql::ProbeError::ClientCertRequired)) {
+            return Ok(None);
+        }
         let transport_off = self.last.as_ref().and_then(|c| c.native_transport) == Some(false);
         let answer = cql.map_err(|e| match self.mode() {
             Some(mode) if transport_off => {
@@ -199,6 +208,9 @@ impl Probe for NodeProbe {
 
     fn annotate(&self, snap: &mut Snapshot) {
         snap.cassandra = self.last.clone();
+        if let Some(tls) = snap.cql.tls.as_mut() {
+            tls.reached = self.cql.reached.map(String::from);
+        }
     }
 
     fn progress(&mut self) -> Option<String> {

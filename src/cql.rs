@@ -10,6 +10,8 @@
 use std::fmt;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub const OPCODE_ERROR: u8 = 0x00;
@@ -72,6 +74,13 @@ pub enum ProbeError {
     Malformed(String),
     /// A well-formed CQL error or an unexpected frame.
     Server(String),
+    /// TLS was expected and the server did not speak it.
+    NotTls(String),
+    /// The TLS session failed: a certificate that did not verify, an alert.
+    Tls(String),
+    /// The server finished its half of the TLS handshake and then wanted a
+    /// client certificate the check did not have: CQL is served over TLS.
+    ClientCertRequired,
 }
 
 impl fmt::Display for ProbeError {
@@ -84,6 +93,11 @@ impl fmt::Display for ProbeError {
             ProbeError::Closed => f.write_str("connection closed before a CQL response"),
             ProbeError::Malformed(e) => write!(f, "not a CQL response: {e}"),
             ProbeError::Server(e) => write!(f, "server answered {e}"),
+            ProbeError::NotTls(e) => write!(f, "the server did not speak TLS ({e})"),
+            ProbeError::Tls(e) => write!(f, "TLS: {e}"),
+            ProbeError::ClientCertRequired => f.write_str(
+                "CQL serving TLS, client certificate required (give tls_cert and tls_key, or --tls-cert and --tls-key)",
+            ),
         }
     }
 }
@@ -211,11 +225,16 @@ pub struct Answer {
 }
 
 /// The probe, remembering the protocol version the server last accepted so
-/// later checks need one round trip.
+/// later checks need one round trip, and the host's addresses.
 #[derive(Debug, Clone)]
 pub struct Prober {
     pub target: Target,
     pub version: u8,
+    /// Speak TLS (and with what settings), or plaintext.
+    pub tls: Option<Arc<crate::tls::Client>>,
+    /// Over TLS: how far the last check got.
+    pub reached: Option<&'static str>,
+    addresses: Resolver,
 }
 
 impl Prober {
@@ -223,15 +242,55 @@ impl Prober {
         Prober {
             target,
             version: MAX_VERSION,
+            tls: None,
+            reached: None,
+            addresses: Resolver::default(),
+        }
+    }
+
+    /// The same probe over TLS.
+    pub fn with_tls(target: Target, tls: Option<crate::tls::Client>) -> Self {
+        Prober {
+            tls: tls.map(Arc::new),
+            ..Prober::new(target)
         }
     }
 
     /// One check within `target.timeout`, negotiating the version down when
     /// the server says it does not speak the offered one.
     pub fn check(&mut self) -> Result<Answer, ProbeError> {
+        let result = self.check_once();
+        if self.tls.is_some() {
+            self.reached = match &result {
+                Ok(_) => Some("SUPPORTED over TLS"),
+                Err(ProbeError::ClientCertRequired) => {
+                    Some("TLS handshake; client certificate required")
+                }
+                Err(_) => None,
+            };
+        }
+        result
+    }
+
+    fn check_once(&mut self) -> Result<Answer, ProbeError> {
         let deadline = Instant::now() + self.target.timeout;
         loop {
-            match exchange(&self.target, self.version, deadline)? {
+            let addrs = self.addresses.get(&self.target, deadline)?;
+            let result = exchange(
+                &self.target,
+                &addrs,
+                self.tls.as_deref(),
+                self.version,
+                deadline,
+            );
+            if matches!(
+                result,
+                Err(ProbeError::Connect(_) | ProbeError::Timeout("connecting"))
+            ) {
+                // The name may now point elsewhere: look it up again next time.
+                self.addresses.forget();
+            }
+            match result? {
                 Response::Supported { options, .. } => {
                     return Ok(Answer {
                         version: self.version,
@@ -264,7 +323,7 @@ impl Prober {
     }
 }
 
-fn remaining(deadline: Instant, stage: &'static str) -> Result<Duration, ProbeError> {
+pub(crate) fn remaining(deadline: Instant, stage: &'static str) -> Result<Duration, ProbeError> {
     let left = deadline.saturating_duration_since(Instant::now());
     if left.is_zero() {
         Err(ProbeError::Timeout(stage))
@@ -273,21 +332,95 @@ fn remaining(deadline: Instant, stage: &'static str) -> Result<Duration, ProbeEr
     }
 }
 
-fn resolve(target: &Target) -> Result<Vec<SocketAddr>, ProbeError> {
-    if let Ok(ip) = target.host.parse::<std::net::IpAddr>() {
-        return Ok(vec![SocketAddr::new(ip, target.port)]);
+/// The bare CQL check as the monitor's probe (the `watch` command's).
+impl crate::monitor::Probe for Prober {
+    fn check(&mut self) -> Result<Option<u8>, String> {
+        Prober::check(self)
+            .map(|a| Some(a.version))
+            .map_err(|e| e.to_string())
     }
-    let addrs: Vec<SocketAddr> = (target.host.as_str(), target.port)
+}
+
+fn literal(target: &Target) -> Option<Vec<SocketAddr>> {
+    let ip = target.host.parse::<std::net::IpAddr>().ok()?;
+    Some(vec![SocketAddr::new(ip, target.port)])
+}
+
+fn lookup(host: &str, port: u16) -> Result<Vec<SocketAddr>, ProbeError> {
+    let addrs: Vec<SocketAddr> = (host, port)
         .to_socket_addrs()
         .map_err(|e| ProbeError::Resolve(e.to_string()))?
         .collect();
     if addrs.is_empty() {
-        return Err(ProbeError::Resolve(format!(
-            "{} has no address",
-            target.host
-        )));
+        return Err(ProbeError::Resolve(format!("{host} has no address")));
     }
     Ok(addrs)
+}
+
+type Lookup = Result<Vec<SocketAddr>, ProbeError>;
+
+/// The host's addresses, looked up once and again only after a failed
+/// connect. The lookup (`getaddrinfo`, which knows no deadline) runs on a
+/// thread of its own, so a stalled DNS server costs a check no more than
+/// its deadline; a lookup still running is waited for again by the next
+/// check instead of starting another.
+#[derive(Debug, Clone, Default)]
+struct Resolver {
+    known: Option<Vec<SocketAddr>>,
+    pending: Option<Arc<Mutex<mpsc::Receiver<Lookup>>>>,
+}
+
+impl Resolver {
+    fn get(&mut self, target: &Target, deadline: Instant) -> Lookup {
+        if let Some(addrs) = literal(target) {
+            return Ok(addrs);
+        }
+        if let Some(addrs) = &self.known {
+            return Ok(addrs.clone());
+        }
+        let rx = match &self.pending {
+            Some(rx) => rx.clone(),
+            None => {
+                let (tx, rx) = mpsc::channel();
+                let (host, port) = (target.host.clone(), target.port);
+                let spawned = std::thread::Builder::new()
+                    .name("cqlready-dns".into())
+                    .stack_size(64 * 1024)
+                    .spawn(move || {
+                        let _ = crate::fence("name lookup", || tx.send(lookup(&host, port)));
+                    });
+                if let Err(e) = spawned {
+                    return Err(ProbeError::Resolve(format!(
+                        "no thread for the lookup: {e}"
+                    )));
+                }
+                let rx = Arc::new(Mutex::new(rx));
+                self.pending = Some(rx.clone());
+                rx
+            }
+        };
+        let left = remaining(deadline, "resolving the host")?;
+        let outcome = match rx.lock() {
+            Ok(rx) => rx.recv_timeout(left),
+            Err(_) => Err(mpsc::RecvTimeoutError::Disconnected),
+        };
+        match outcome {
+            Ok(result) => {
+                self.pending = None;
+                self.known = result.as_ref().ok().cloned();
+                result
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(ProbeError::Timeout("resolving the host")),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                self.pending = None;
+                Err(ProbeError::Resolve("the lookup failed".into()))
+            }
+        }
+    }
+
+    fn forget(&mut self) {
+        self.known = None;
+    }
 }
 
 fn io_error(e: std::io::Error, stage: &'static str) -> ProbeError {
@@ -297,11 +430,11 @@ fn io_error(e: std::io::Error, stage: &'static str) -> ProbeError {
     }
 }
 
-/// Connects to the first address of `target` that answers, by `deadline`.
-fn connect(target: &Target, deadline: Instant) -> Result<TcpStream, ProbeError> {
+/// Connects to the first of `addrs` that answers, by `deadline`.
+fn connect(addrs: &[SocketAddr], deadline: Instant) -> Result<TcpStream, ProbeError> {
     let mut last = ProbeError::Connect("no address".into());
-    for addr in resolve(target)? {
-        match TcpStream::connect_timeout(&addr, remaining(deadline, "connecting")?) {
+    for addr in addrs {
+        match TcpStream::connect_timeout(addr, remaining(deadline, "connecting")?) {
             Ok(s) => return Ok(s),
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
                 last = ProbeError::Timeout("connecting")
@@ -314,36 +447,115 @@ fn connect(target: &Target, deadline: Instant) -> Result<TcpStream, ProbeError> 
 
 /// A plain TCP check, for ports that do not speak CQL (JMX, storage).
 pub fn tcp_check(target: &Target) -> Result<(), ProbeError> {
-    let stream = connect(target, Instant::now() + target.timeout)?;
+    let deadline = Instant::now() + target.timeout;
+    let addrs = Resolver::default().get(target, deadline)?;
+    let stream = connect(&addrs, deadline)?;
     let _ = stream.shutdown(std::net::Shutdown::Both);
     Ok(())
 }
 
-/// One connection: connect, send `OPTIONS`, read one response, close.
-fn exchange(target: &Target, version: u8, deadline: Instant) -> Result<Response, ProbeError> {
-    let mut stream = connect(target, deadline)?;
+/// One connection: connect (and handshake), send `OPTIONS`, read one
+/// response, close.
+fn exchange(
+    target: &Target,
+    addrs: &[SocketAddr],
+    tls: Option<&crate::tls::Client>,
+    version: u8,
+    deadline: Instant,
+) -> Result<Response, ProbeError> {
+    let stream = connect(addrs, deadline)?;
     let _ = stream.set_nodelay(true);
+    match tls {
+        None => {
+            let mut plain = Plain(stream);
+            let r = talk(&mut plain, version, deadline, io_error, || {
+                ProbeError::Closed
+            });
+            let _ = plain.0.shutdown(std::net::Shutdown::Both);
+            r
+        }
+        Some(client) => {
+            let mut session = client.connect(stream, &target.host, deadline)?;
+            let r = talk(
+                &mut session,
+                version,
+                deadline,
+                |e, stage| client.error(e, stage),
+                || client.closed(),
+            );
+            session.conn.send_close_notify();
+            let _ = session.conn.complete_io(&mut session.sock);
+            let _ = session.sock.shutdown(std::net::Shutdown::Both);
+            r
+        }
+    }
+}
+
+/// A stream whose socket timeouts can be set: plaintext or TLS over TCP.
+trait Timed: Read + Write {
+    fn socket(&self) -> &TcpStream;
+}
+
+struct Plain(TcpStream);
+
+impl Read for Plain {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl Write for Plain {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl Timed for Plain {
+    fn socket(&self) -> &TcpStream {
+        &self.0
+    }
+}
+
+impl Timed for rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    fn socket(&self) -> &TcpStream {
+        &self.sock
+    }
+}
+
+/// `OPTIONS` out, one response back, on an open stream.
+fn talk(
+    stream: &mut impl Timed,
+    version: u8,
+    deadline: Instant,
+    error: impl Fn(std::io::Error, &'static str) -> ProbeError,
+    closed: impl Fn() -> ProbeError,
+) -> Result<Response, ProbeError> {
     stream
+        .socket()
         .set_write_timeout(Some(remaining(deadline, "sending OPTIONS")?))
         .map_err(|e| io_error(e, "sending OPTIONS"))?;
     stream
         .write_all(&options_frame(version))
-        .map_err(|e| io_error(e, "sending OPTIONS"))?;
+        .and_then(|_| stream.flush())
+        .map_err(|e| error(e, "sending OPTIONS"))?;
     let mut buf = Vec::with_capacity(512);
     let mut chunk = [0u8; 1024];
     loop {
         if let Some(response) = decode(&buf)? {
-            let _ = stream.shutdown(std::net::Shutdown::Both);
             return Ok(response);
         }
         stream
+            .socket()
             .set_read_timeout(Some(remaining(deadline, "waiting for SUPPORTED")?))
             .map_err(|e| io_error(e, "waiting for SUPPORTED"))?;
         match stream.read(&mut chunk) {
-            Ok(0) => return Err(ProbeError::Closed),
+            Ok(0) => return Err(closed()),
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(io_error(e, "waiting for SUPPORTED")),
+            Err(e) => return Err(error(e, "waiting for SUPPORTED")),
         }
     }
 }

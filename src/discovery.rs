@@ -21,6 +21,8 @@ pub enum Source {
     Option,
     Property,
     Yaml,
+    /// `rpc_interface`'s address.
+    Interface,
     Default,
 }
 
@@ -30,6 +32,7 @@ impl Source {
             Source::Option => "option",
             Source::Property => "property",
             Source::Yaml => "yaml",
+            Source::Interface => "interface",
             Source::Default => "default",
         }
     }
@@ -49,6 +52,10 @@ pub struct Endpoint {
     pub port_source: Source,
     /// The yaml that was read, if any.
     pub yaml: Option<PathBuf>,
+    /// Whether the yaml makes the port TLS-only, and why.
+    pub tls: (bool, &'static str),
+    /// The yaml's `client_encryption_options`, when present.
+    pub encryption: Option<ClientEncryption>,
     /// Warnings met on the way, one line each.
     pub warnings: Vec<String>,
 }
@@ -57,21 +64,49 @@ pub struct Endpoint {
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct YamlView {
     pub native_transport_port: Option<u16>,
+    /// Cassandra 4.x's separate encrypted port, beside a plaintext
+    /// `native_transport_port`.
+    pub native_transport_port_ssl: Option<u16>,
     /// `rpc_address` when it names one address (not 0.0.0.0 or ::).
     pub rpc_address: Option<String>,
     pub rpc_interface: Option<String>,
+    pub rpc_interface_prefer_ipv6: Option<bool>,
     pub start_native_transport: Option<bool>,
+    pub client_encryption: Option<ClientEncryption>,
+}
+
+/// `client_encryption_options`, as far as the check cares.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ClientEncryption {
+    pub enabled: Option<bool>,
+    pub optional: Option<bool>,
+    /// `true`, `false` or (5.0) `optional`.
+    pub require_client_auth: Option<String>,
+    pub protocol: Option<String>,
+    pub accepted_protocols: Vec<String>,
 }
 
 /// Deeper than any cassandra.yaml nests (seed_provider is 4 levels).
 const MAX_DEPTH: usize = 64;
 
+/// Where the walk is below the top level.
+#[derive(Default)]
+struct Section {
+    /// Inside `client_encryption_options` (depth 2).
+    encryption: bool,
+    at_key: bool,
+    wanted: Option<String>,
+    /// Inside its `accepted_protocols` list (depth 3).
+    protocols: bool,
+}
+
 /// Reads the settings from cassandra.yaml text.
 ///
-/// Only the first document's top-level scalars matter, so this walks the
-/// parser's events instead of building the document: nothing recurses per
-/// nesting level (a deep yaml is refused at `MAX_DEPTH`), and aliases are
-/// never expanded (an alias where a wanted value should be is refused).
+/// Only the first document's top-level scalars and the scalars of
+/// `client_encryption_options` matter, so this walks the parser's events
+/// instead of building the document: nothing recurses per nesting level (a
+/// deep yaml is refused at `MAX_DEPTH`), and aliases are never expanded (an
+/// alias where a wanted value should be is refused).
 pub fn parse_yaml(text: &str) -> Result<YamlView, String> {
     use yaml_rust2::parser::{Event, Parser};
     let mut parser = Parser::new_from_str(text);
@@ -82,6 +117,7 @@ pub fn parse_yaml(text: &str) -> Result<YamlView, String> {
     // value comes next.
     let mut at_key = true;
     let mut wanted: Option<String> = None;
+    let mut section = Section::default();
     loop {
         let (event, mark) = parser.next_token().map_err(|e| e.to_string())?;
         let node = match event {
@@ -95,13 +131,27 @@ pub fn parse_yaml(text: &str) -> Result<YamlView, String> {
                 return Err("the top level is not a mapping".into())
             }
             Event::MappingStart(..) | Event::SequenceStart(..) => {
+                let mapping = matches!(event, Event::MappingStart(..));
                 if depth == 1 {
                     if !at_key {
-                        if let Some(key) = wanted.take() {
-                            view.set(&key, Value::Collection)?;
+                        match wanted.take() {
+                            Some(key) if key == "client_encryption_options" && mapping => {
+                                section = Section {
+                                    encryption: true,
+                                    at_key: true,
+                                    ..Section::default()
+                                };
+                                view.client_encryption.get_or_insert_with(Default::default);
+                            }
+                            Some(key) => view.set(&key, Value::Collection)?,
+                            None => {}
                         }
                     }
                     wanted = None;
+                } else if depth == 2 && section.encryption && !section.at_key {
+                    section.protocols =
+                        !mapping && section.wanted.as_deref() == Some("accepted_protocols");
+                    section.wanted = None;
                 }
                 depth += 1;
                 if depth > MAX_DEPTH {
@@ -117,7 +167,14 @@ pub fn parse_yaml(text: &str) -> Result<YamlView, String> {
                 match depth {
                     0 => break,
                     // A whole collection key or value ended.
-                    1 => at_key = !at_key,
+                    1 => {
+                        at_key = !at_key;
+                        section.encryption = false;
+                    }
+                    2 if section.encryption => {
+                        section.at_key = !section.at_key;
+                        section.protocols = false;
+                    }
                     _ => {}
                 }
                 continue;
@@ -143,6 +200,29 @@ pub fn parse_yaml(text: &str) -> Result<YamlView, String> {
                 }
                 at_key = true;
             }
+            2 if section.encryption && section.at_key => {
+                section.wanted = match node {
+                    Value::Scalar(s, _) if ClientEncryption::KEYS.contains(&s.as_str()) => Some(s),
+                    _ => None,
+                };
+                section.at_key = false;
+            }
+            2 if section.encryption => {
+                if let (Some(key), Some(enc)) =
+                    (section.wanted.take(), view.client_encryption.as_mut())
+                {
+                    enc.set(&key, node)?;
+                }
+                section.at_key = true;
+            }
+            3 if section.protocols => {
+                if let (Value::Scalar(s, _), Some(enc)) = (node, view.client_encryption.as_mut()) {
+                    if enc.accepted_protocols.len() < 16 {
+                        enc.accepted_protocols
+                            .push(crate::notify::sanitize(s.trim()));
+                    }
+                }
+            }
             _ => {}
         }
     }
@@ -156,46 +236,133 @@ enum Value {
     Collection,
 }
 
+/// A plain `true`/`false` (YAML 1.2 core schema), else `None`.
+fn boolean(s: &str, plain: bool) -> Option<bool> {
+    match s {
+        "true" | "True" | "TRUE" if plain => Some(true),
+        "false" | "False" | "FALSE" if plain => Some(false),
+        _ => None,
+    }
+}
+
+/// A port number, or an error naming `key`.
+fn port_number(key: &str, s: &str) -> Result<u16, String> {
+    s.trim()
+        .parse::<u16>()
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| {
+            format!(
+                "{key} \"{}\" is not a port number",
+                crate::notify::sanitize(s)
+            )
+        })
+}
+
 impl YamlView {
-    const KEYS: [&'static str; 4] = [
+    const KEYS: [&'static str; 7] = [
         "native_transport_port",
+        "native_transport_port_ssl",
         "rpc_address",
         "rpc_interface",
+        "rpc_interface_prefer_ipv6",
         "start_native_transport",
+        "client_encryption_options",
     ];
 
     fn set(&mut self, key: &str, value: Value) -> Result<(), String> {
         use yaml_rust2::scanner::TScalarStyle::Plain;
         let (s, plain) = match value {
             Value::Alias => return Err(format!("{key} is an alias; aliases are not followed")),
-            Value::Collection if key == "native_transport_port" => {
-                return Err("native_transport_port is not a number".into())
+            Value::Collection if key.starts_with("native_transport_port") => {
+                return Err(format!("{key} is not a number"))
             }
             Value::Collection => return Ok(()),
             Value::Scalar(s, Plain) if is_null(&s) => return Ok(()),
             Value::Scalar(s, style) => (s, style == Plain),
         };
         match key {
-            "native_transport_port" => {
-                let port = s.trim().parse::<u16>().ok().filter(|p| *p > 0);
-                self.native_transport_port = Some(port.ok_or_else(|| {
-                    format!(
-                        "native_transport_port \"{}\" is not a port number",
-                        crate::notify::sanitize(&s)
-                    )
-                })?);
+            "native_transport_port" => self.native_transport_port = Some(port_number(key, &s)?),
+            "native_transport_port_ssl" => {
+                self.native_transport_port_ssl = Some(port_number(key, &s)?)
             }
             "rpc_address" => self.rpc_address = concrete(&s).then(|| s.trim().to_string()),
             "rpc_interface" => self.rpc_interface = Some(s),
-            _ => {
-                self.start_native_transport = match s.as_str() {
-                    "true" | "True" | "TRUE" if plain => Some(true),
-                    "false" | "False" | "FALSE" if plain => Some(false),
-                    _ => None,
-                }
-            }
+            "rpc_interface_prefer_ipv6" => self.rpc_interface_prefer_ipv6 = boolean(&s, plain),
+            "start_native_transport" => self.start_native_transport = boolean(&s, plain),
+            _ => {}
         }
         Ok(())
+    }
+
+    /// Whether the CQL port `port` needs TLS, and why, by this yaml.
+    pub fn tls_on(&self, port: u16) -> (bool, &'static str) {
+        let Some(enc) = self
+            .client_encryption
+            .as_ref()
+            .filter(|e| e.enabled == Some(true))
+        else {
+            return (false, "client_encryption_options not enabled");
+        };
+        let native = self.native_transport_port.unwrap_or(DEFAULT_PORT);
+        if let Some(ssl) = self.native_transport_port_ssl.filter(|p| *p != native) {
+            return if port == ssl {
+                (true, "native_transport_port_ssl")
+            } else {
+                (false, "plaintext beside native_transport_port_ssl")
+            };
+        }
+        if enc.optional == Some(true) {
+            return (false, "client_encryption_options optional");
+        }
+        (true, "client_encryption_options enabled")
+    }
+}
+
+impl ClientEncryption {
+    const KEYS: [&'static str; 5] = [
+        "enabled",
+        "optional",
+        "require_client_auth",
+        "protocol",
+        "accepted_protocols",
+    ];
+
+    fn set(&mut self, key: &str, value: Value) -> Result<(), String> {
+        use yaml_rust2::scanner::TScalarStyle::Plain;
+        let (s, plain) = match value {
+            Value::Alias => {
+                return Err(format!(
+                    "client_encryption_options.{key} is an alias; aliases are not followed"
+                ))
+            }
+            Value::Collection => return Ok(()),
+            Value::Scalar(s, Plain) if is_null(&s) => return Ok(()),
+            Value::Scalar(s, style) => (s, style == Plain),
+        };
+        match key {
+            "enabled" => self.enabled = boolean(&s, plain),
+            "optional" => self.optional = boolean(&s, plain),
+            "require_client_auth" => {
+                self.require_client_auth = Some(crate::notify::sanitize(s.trim()))
+            }
+            "protocol" => self.protocol = Some(crate::notify::sanitize(s.trim())),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Whether Cassandra demands a client certificate.
+    pub fn client_auth(&self) -> bool {
+        self.require_client_auth.as_deref() == Some("true")
+    }
+
+    /// The TLS versions Cassandra accepts, `accepted_protocols` first.
+    pub fn protocols(&self) -> Vec<String> {
+        if !self.accepted_protocols.is_empty() {
+            return self.accepted_protocols.clone();
+        }
+        self.protocol.iter().cloned().collect()
     }
 }
 
@@ -291,9 +458,8 @@ pub fn discover(
 ) -> Endpoint {
     let mut warnings = Vec::new();
     let mut yaml_path = None;
-    let need_yaml =
-        host.is_none() || (port.is_none() && prop("cassandra.native_transport_port").is_none());
-    let view = if need_yaml {
+    // Always read: even with host and port given, TLS comes from the yaml.
+    let view = {
         match find_yaml(prop) {
             Ok(Some(path)) => match read_yaml(&path) {
                 Ok(v) => {
@@ -318,8 +484,6 @@ pub fn discover(
                 YamlView::default()
             }
         }
-    } else {
-        YamlView::default()
     };
 
     let (port, port_source) = if let Some(p) = port {
@@ -343,13 +507,24 @@ pub fn discover(
         (h.to_string(), Source::Option)
     } else if let Some(a) = view.rpc_address.clone() {
         (a, Source::Yaml)
-    } else {
-        if let Some(i) = &view.rpc_interface {
-            warnings.push(format!(
-                "rpc_interface {} is set: probing {DEFAULT_HOST}; give host= if CQL does not listen there",
-                crate::notify::sanitize(i)
-            ));
+    } else if let Some(i) = &view.rpc_interface {
+        let prefer_v6 = view.rpc_interface_prefer_ipv6 == Some(true);
+        match crate::netif::addresses(i).map(|a| crate::netif::pick(&a, prefer_v6)) {
+            Ok(Some(ip)) => (ip.to_string(), Source::Interface),
+            outcome => {
+                let why = match outcome {
+                    Err(e) => e,
+                    _ => "it has no address".into(),
+                };
+                warnings.push(format!(
+                    "rpc_interface {}: {}; probing {DEFAULT_HOST}",
+                    crate::notify::sanitize(i),
+                    crate::notify::sanitize(&why)
+                ));
+                (DEFAULT_HOST.to_string(), Source::Default)
+            }
         }
+    } else {
         (DEFAULT_HOST.to_string(), Source::Default)
     };
     if view.start_native_transport == Some(false) {
@@ -360,6 +535,8 @@ pub fn discover(
     Endpoint {
         host,
         host_source,
+        tls: view.tls_on(port),
+        encryption: view.client_encryption,
         port,
         port_source,
         yaml: yaml_path,
@@ -446,9 +623,10 @@ mod tests {
             v,
             YamlView {
                 native_transport_port: Some(9142),
-                rpc_address: None,
                 rpc_interface: Some("eth1".into()),
                 start_native_transport: Some(true),
+                client_encryption: Some(ClientEncryption::default()),
+                ..YamlView::default()
             }
         );
         assert_eq!(parse_yaml("~").unwrap(), YamlView::default());
@@ -462,6 +640,112 @@ mod tests {
                 .start_native_transport,
             None
         );
+    }
+
+    #[test]
+    fn client_encryption_options() {
+        let v = parse_yaml(
+            "client_encryption_options:\n  enabled: true\n  optional: false\n  keystore: /k.jks\n  \
+             require_client_auth: true\n  accepted_protocols:\n    - TLSv1.2\n    - TLSv1.3\n  \
+             cipher_suites: [a, b]\n  protocol: TLS\nnative_transport_port: 9142\n",
+        )
+        .unwrap();
+        let enc = v.client_encryption.clone().unwrap();
+        assert_eq!(enc.enabled, Some(true));
+        assert_eq!(enc.optional, Some(false));
+        assert!(enc.client_auth());
+        assert_eq!(enc.protocols(), ["TLSv1.2", "TLSv1.3"]);
+        assert_eq!(v.native_transport_port, Some(9142));
+        assert_eq!(v.tls_on(9142), (true, "client_encryption_options enabled"));
+        // Flow style, optional, and 5.0's require_client_auth: optional.
+        let v = parse_yaml(
+            "client_encryption_options: {enabled: true, optional: true, require_client_auth: optional, protocol: TLSv1.2}",
+        )
+        .unwrap();
+        let enc = v.client_encryption.clone().unwrap();
+        assert!(!enc.client_auth());
+        assert_eq!(enc.protocols(), ["TLSv1.2"]);
+        assert_eq!(
+            v.tls_on(9042),
+            (false, "client_encryption_options optional")
+        );
+        // Not enabled, or absent: plaintext.
+        let v = parse_yaml("client_encryption_options:\n  enabled: false\n").unwrap();
+        assert!(!v.tls_on(9042).0);
+        assert!(!parse_yaml("").unwrap().tls_on(9042).0);
+        // Cassandra 4.x's separate encrypted port beside a plaintext one.
+        let v = parse_yaml(
+            "native_transport_port: 9042\nnative_transport_port_ssl: 9142\n\
+             client_encryption_options: {enabled: true}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            v.tls_on(9042),
+            (false, "plaintext beside native_transport_port_ssl")
+        );
+        assert_eq!(v.tls_on(9142), (true, "native_transport_port_ssl"));
+        // The same port twice is one TLS port.
+        let v = parse_yaml(
+            "native_transport_port: 9142\nnative_transport_port_ssl: 9142\n\
+             client_encryption_options: {enabled: true}\n",
+        )
+        .unwrap();
+        assert!(v.tls_on(9142).0);
+        assert!(parse_yaml("native_transport_port_ssl: x").is_err());
+        let e = parse_yaml("a: &a true\nclient_encryption_options: {enabled: *a}").unwrap_err();
+        assert!(
+            e.contains("client_encryption_options.enabled is an alias"),
+            "{e}"
+        );
+        // Keys of other sections are not mistaken for these.
+        let v =
+            parse_yaml("server_encryption_options:\n  enabled: true\n  optional: false\n").unwrap();
+        assert_eq!(v.client_encryption, None);
+    }
+
+    #[test]
+    fn addresses_as_cassandra_resolves_them() {
+        let y = temp_yaml("v6", "rpc_address: '::1'\n");
+        let e = discover(
+            None,
+            None,
+            &props(&[("cassandra.config", &y.display().to_string())]),
+        );
+        assert_eq!((e.host.as_str(), e.host_source), ("::1", Source::Yaml));
+        let t = crate::cql::Target {
+            host: e.host.clone(),
+            port: e.port,
+            timeout: std::time::Duration::from_millis(50),
+        };
+        assert_eq!(t.to_string(), "[::1]:9042");
+        std::fs::write(&y, "rpc_interface: lo\n").unwrap();
+        let e = discover(
+            None,
+            None,
+            &props(&[("cassandra.config", &y.display().to_string())]),
+        );
+        assert_eq!(
+            (e.host.as_str(), e.host_source),
+            ("127.0.0.1", Source::Interface)
+        );
+        assert!(e.warnings.is_empty(), "{:?}", e.warnings);
+        std::fs::write(
+            &y,
+            "rpc_interface: nosuch0\nrpc_interface_prefer_ipv6: true\n",
+        )
+        .unwrap();
+        let e = discover(
+            None,
+            None,
+            &props(&[("cassandra.config", &y.display().to_string())]),
+        );
+        assert_eq!(e.host_source, Source::Default);
+        assert!(
+            e.warnings[0].contains("rpc_interface nosuch0: no such interface"),
+            "{:?}",
+            e.warnings
+        );
+        let _ = std::fs::remove_dir_all(y.parent().unwrap());
     }
 
     #[test]

@@ -14,10 +14,12 @@ pub mod discovery;
 pub mod jvm;
 pub mod log;
 pub mod monitor;
+pub mod netif;
 pub mod notify;
 pub mod options;
 pub mod process;
 pub mod status;
+pub mod tls;
 
 /// One version string for the library, the command and the shim jar.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

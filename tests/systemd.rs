@@ -947,7 +947,19 @@ fn watcher_on_the_agent_socket() {
 /// `bash tests/demo.sh --systemd`).
 #[test]
 fn real_cassandra_holds_start_until_cql_answers() {
-    if skip("real_cassandra_holds_start_until_cql_answers") {
+    real_cassandra_under_systemd("real_cassandra_holds_start_until_cql_answers", false);
+}
+
+/// The same with TLS-only CQL (client_encryption_options enabled, not
+/// optional): the agent finds TLS in the yaml, the unit becomes active and
+/// stops cleanly.
+#[test]
+fn real_tls_only_cassandra_under_systemd() {
+    real_cassandra_under_systemd("real_tls_only_cassandra_under_systemd", true);
+}
+
+fn real_cassandra_under_systemd(name: &str, tls: bool) {
+    if skip(name) {
         return;
     }
     let profile = profile_dir();
@@ -958,6 +970,7 @@ fn real_cassandra_holds_start_until_cql_answers() {
     let o = Command::new("bash")
         .arg(Path::new(MANIFEST).join("tests/systemd/cassandra-demo.sh"))
         .env("CQLREADY_BUILD", build)
+        .env("CQLREADY_DEMO_TLS", if tls { "1" } else { "0" })
         .output()
         .expect("run cassandra-demo.sh");
     let out = text(&o.stdout) + &text(&o.stderr);

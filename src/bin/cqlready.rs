@@ -95,6 +95,8 @@ enum Command {
         /// How long to wait for an answer.
         #[arg(long, default_value = "2s", value_parser = duration)]
         timeout: Duration,
+        #[command(flatten)]
+        tls: TlsArgs,
     },
     /// Block until the agent says ready (exit 0) or the timeout passes (exit 1).
     #[command(
@@ -158,6 +160,63 @@ struct WatchArgs {
     /// Failed checks in a row that end a ready watch (exit 1).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     failures: u32,
+    /// TLS for the CQL port (the first --port).
+    #[command(flatten)]
+    tls: TlsArgs,
+}
+
+/// TLS for a CQL check by port: the agent's tls=on, tls_ca, tls_cert, tls_key.
+#[derive(Args, Clone, Default)]
+struct TlsArgs {
+    /// Speak TLS to CQL (Cassandra's client_encryption_options enabled, not optional).
+    #[arg(long)]
+    tls: bool,
+    /// A PEM file of CAs the server's certificate must chain to (default: not verified).
+    #[arg(long, value_name = "PEM", requires = "tls")]
+    tls_ca: Option<String>,
+    /// A PEM client certificate, for require_client_auth: true.
+    #[arg(long, value_name = "PEM", requires_all = ["tls", "tls_key"])]
+    tls_cert: Option<String>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<String>,
+}
+
+impl TlsArgs {
+    /// The same choice the agent makes from its options.
+    fn choose(&self) -> Result<cqlready::tls::Choice, String> {
+        use cqlready::options::Toggle;
+        let ca = self
+            .tls_ca
+            .as_deref()
+            .map(cqlready::tls::read_certs)
+            .transpose()
+            .map_err(|e| format!("--tls-ca: {e}"))?;
+        let cert = self
+            .tls_cert
+            .as_deref()
+            .map(cqlready::tls::read_certs)
+            .transpose()
+            .map_err(|e| format!("--tls-cert: {e}"))?;
+        let key = self
+            .tls_key
+            .as_deref()
+            .map(cqlready::tls::read_key)
+            .transpose()
+            .map_err(|e| format!("--tls-key: {e}"))?;
+        let mode = if self.tls { Toggle::On } else { Toggle::Off };
+        let choice = cqlready::tls::choose(
+            mode,
+            (false, "option"),
+            None,
+            ca.as_ref(),
+            cert.as_ref().zip(key.as_ref()),
+        );
+        match choice.warnings.first() {
+            Some(w) if self.tls && choice.client.is_none() => Err(w.clone()),
+            _ => Ok(choice),
+        }
+    }
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq)]
@@ -185,9 +244,10 @@ fn main() -> ExitCode {
             port: Some(port),
             host,
             timeout,
+            tls,
         } => {
             let _ = which;
-            probe_port(host, port, timeout)
+            probe_port(host, port, timeout, &tls)
         }
         Command::Probe { which, timeout, .. } => probe(&which, timeout),
         Command::Wait { which, timeout } => wait(&which, timeout),
@@ -286,6 +346,24 @@ fn summary(s: &Snapshot) -> String {
             .map(|v| format!(", protocol v{v}"))
             .unwrap_or_default()
     );
+    if let Some(t) = &s.cql.tls {
+        out += &format!(
+            "TLS      from {}, certificate {}{}{}\n",
+            t.why,
+            t.ca.as_deref()
+                .map(|ca| format!("verified against {ca}"))
+                .unwrap_or_else(|| "not verified".into()),
+            if t.client_cert {
+                ", client certificate given"
+            } else {
+                ""
+            },
+            t.reached
+                .as_deref()
+                .map(|r| format!("; last check reached: {r}"))
+                .unwrap_or_default()
+        );
+    }
     if let Some(c) = &s.cassandra {
         out += &match (&c.mode, &c.error) {
             (Some(mode), _) => format!(
@@ -388,17 +466,28 @@ fn probe(which: &Which, timeout: Duration) -> u8 {
     }
 }
 
-fn probe_port(host: String, port: u16, timeout: Duration) -> u8 {
-    let mut p = Prober::new(Target {
-        host,
-        port,
-        timeout,
-    });
+fn probe_port(host: String, port: u16, timeout: Duration, tls: &TlsArgs) -> u8 {
+    let choice = match tls.choose() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("cqlready: {e}");
+            return USAGE;
+        }
+    };
+    let subject = choice.subject;
+    let mut p = Prober::with_tls(
+        Target {
+            host,
+            port,
+            timeout,
+        },
+        choice.client,
+    );
     let started = Instant::now();
     match p.check() {
         Ok(a) => {
             println!(
-                "ready: CQL v{} on {} in {:.2} ms",
+                "ready: {subject} v{} on {} in {:.2} ms",
                 a.version,
                 p.target,
                 started.elapsed().as_secs_f64() * 1e3
@@ -406,7 +495,7 @@ fn probe_port(host: String, port: u16, timeout: Duration) -> u8 {
             READY
         }
         Err(e) => {
-            println!("not ready: CQL on {}: {e}", p.target);
+            println!("not ready: {subject} on {}: {e}", p.target);
             NOT_READY
         }
     }
@@ -528,6 +617,15 @@ fn watch(a: WatchArgs) -> u8 {
         eprintln!("cqlready: watch needs at least one --port or --socket");
         return USAGE;
     }
+    let mut tls = match a.tls.choose() {
+        Ok(c) => Some(c),
+        Err(e) => {
+            eprintln!("cqlready: {e}");
+            return USAGE;
+        }
+    };
+    let mut subject = "CQL".to_string();
+    let mut tls_info = None;
     let mut watched = Vec::new();
     let mut labels = Vec::new();
     for (i, &port) in a.ports.iter().enumerate() {
@@ -538,7 +636,10 @@ fn watch(a: WatchArgs) -> u8 {
         };
         if i == 0 && a.probe == ProbeKind::Cql {
             labels.push(format!("{t} (CQL)"));
-            watched.push(Watched::Cql(Prober::new(t)));
+            let choice = tls.take().map(|c| (c.client, c.info, c.subject));
+            let (client, info, what) = choice.unwrap_or((None, None, subject.clone()));
+            (tls_info, subject) = (info, what);
+            watched.push(Watched::Cql(Prober::with_tls(t, client)));
         } else {
             labels.push(format!("{t} (TCP)"));
             watched.push(Watched::Tcp(t));
@@ -559,6 +660,7 @@ fn watch(a: WatchArgs) -> u8 {
             source: "option".into(),
             host_source: "option".into(),
             protocol_version: None,
+            tls: tls_info,
         },
     );
     snap.notify.socket = notifier.socket.clone();
@@ -567,7 +669,11 @@ fn watch(a: WatchArgs) -> u8 {
         interval: a.interval,
         check: a.check,
         failures: a.failures.max(1),
-        subject: if only_cql { "CQL" } else { "All watched" }.into(),
+        subject: if only_cql {
+            subject
+        } else {
+            "All watched".into()
+        },
         place: if only_cql {
             labels[0].trim_end_matches(" (CQL)").to_string()
         } else {

@@ -45,6 +45,23 @@ pub struct Cql {
     pub host_source: String,
     /// The protocol version the server accepted at the last good check.
     pub protocol_version: Option<u8>,
+    /// Present when the check speaks TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<Tls>,
+}
+
+/// How the check speaks TLS.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Tls {
+    /// Why TLS: "option", or what in cassandra.yaml asks for it.
+    pub why: String,
+    /// The CA file the server's certificate must chain to; `None`: not verified.
+    pub ca: Option<String>,
+    /// Whether the check presents a client certificate.
+    pub client_cert: bool,
+    /// How far the last check got: "SUPPORTED over TLS", or
+    /// "TLS handshake; client certificate required".
+    pub reached: Option<String>,
 }
 
 /// Cassandra's own view, from its StorageService MBean.
@@ -227,6 +244,7 @@ mod tests {
                 source: "yaml".into(),
                 host_source: "default".into(),
                 protocol_version: Some(5),
+                ..Default::default()
             },
         );
         s.state = State::Ready;

@@ -5,6 +5,7 @@ runs `SELECT release_version FROM system.local`, then shuts down.
 
 Usage: <venv>/bin/python tests/cassandra/cql_loop.py --port P [--host 127.0.0.1]
            [--interval 0.02] [--after-ok 2.0] [--timeout 180] [--pid PID]
+           [--tls-ca CA.pem [--tls-cert C.pem --tls-key K.pem]] [--user U --password P]
 
 Prints (stdout, flushed, one line per event; times are time.monotonic(), i.e.
 CLOCK_MONOTONIC on Linux, the clock of Rust's Instant):
@@ -21,6 +22,7 @@ the query itself is the one every readiness script uses.
 import argparse
 import logging
 import os
+import ssl
 import sys
 import time
 
@@ -36,7 +38,21 @@ def alive(pid):
         return False
 
 
-def attempt(host, port, timeout):
+def tls_context(args):
+    """A client TLS context: the server's certificate must chain to --tls-ca
+    (its name is not checked: node certificates rarely name 127.0.0.1)."""
+    if not args.tls_ca:
+        return None
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.load_verify_locations(args.tls_ca)
+    if args.tls_cert:
+        ctx.load_cert_chain(args.tls_cert, args.tls_key)
+    return ctx
+
+
+def attempt(host, port, timeout, ssl_context=None, auth=None):
     """The release_version and the monotonic time the answer arrived (before
     the driver's shutdown, which takes its own time)."""
     profile = ExecutionProfile(load_balancing_policy=WhiteListRoundRobinPolicy([host]),
@@ -45,7 +61,8 @@ def attempt(host, port, timeout):
                       control_connection_timeout=timeout,
                       execution_profiles={EXEC_PROFILE_DEFAULT: profile},
                       protocol_version=5, schema_metadata_enabled=False,
-                      token_metadata_enabled=False)
+                      token_metadata_enabled=False, ssl_context=ssl_context,
+                      auth_provider=auth)
     try:
         session = cluster.connect()
         row = session.execute("SELECT release_version FROM system.local").one()
@@ -62,7 +79,17 @@ def main():
     ap.add_argument("--after-ok", type=float, default=2.0)
     ap.add_argument("--timeout", type=float, default=180.0)
     ap.add_argument("--pid", type=int, default=0)
+    ap.add_argument("--tls-ca")
+    ap.add_argument("--tls-cert")
+    ap.add_argument("--tls-key")
+    ap.add_argument("--user")
+    ap.add_argument("--password")
     args = ap.parse_args()
+    ctx = tls_context(args)
+    auth = None
+    if args.user:
+        from cassandra.auth import PlainTextAuthProvider
+        auth = PlainTextAuthProvider(username=args.user, password=args.password)
     logging.getLogger("cassandra").setLevel(logging.CRITICAL)
     t0 = time.monotonic()
     print(f"started {t0:.6f}", flush=True)
@@ -78,7 +105,7 @@ def main():
             return 2
         start = time.monotonic()
         try:
-            version, end = attempt(args.host, args.port, 2.0)
+            version, end = attempt(args.host, args.port, 2.0, ctx, auth)
             print(f"attempt {start:.6f} {end:.6f} ok {version}", flush=True)
             if first_ok is None:
                 first_ok = end

@@ -17,7 +17,12 @@
 #   --print              print the java command (one arg per line) and exit
 # JVM_EXTRA_OPTS (word-split) and args after `--` are appended to the JVM flags; that
 # is where the cqlready agent goes: JVM_EXTRA_OPTS="-agentpath:/path/libcqlready.so=..."
-# CASSANDRA_LIB overrides the jar dir (default: output of fetch.sh, which fetches on first use).
+# CASSANDRA_LIB overrides the jar dir (default: output of fetch.sh, which fetches on first use;
+# CASSANDRA_VERSION picks 4.0.x, 4.1.x or 5.0.x). Each version gets its own yaml
+# (cassandra-4.0.yaml.in: 4.0's key names; cassandra.yaml.in: 4.1 and 5.0) and the JVM
+# options of its Java (jvm11.options, jvm17.options), as bin/cassandra would pick them.
+# CASSANDRA_YAML_EXTRA: a file appended to the yaml (client_encryption_options, ...).
+# CASSANDRA_AUTHENTICATOR: e.g. PasswordAuthenticator (default AllowAllAuthenticator).
 # JAVA (default: $JAVA_HOME/bin/java or java on PATH) selects the JVM.
 # Logs: INFO to stdout and <base>/logs/system.log. Readiness line to watch:
 #   "Starting listening for CQL clients on /127.0.0.1:<port> (unencrypted)..."
@@ -75,21 +80,34 @@ if [[ "$fresh" == 1 ]]; then
 fi
 mkdir -p "$base/data" "$base/logs" "$base/conf" "$base/tmp"
 
+cversion="$(basename "$chome")"; cversion="${cversion#cassandra-}"
+template="$here/cassandra.yaml.in"
+[[ "$cversion" == 4.0* ]] && template="$here/cassandra-4.0.yaml.in"
+java_major="$("$java" -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n1)"
+jvm_options="$here/jvm17.options"
+[[ "$java_major" == 11 ]] && jvm_options="$here/jvm11.options"
+
 yaml="$base/conf/cassandra.yaml"
-sed -e "s|@CLUSTER_NAME@|cqlready-$native_port|g" \
+sed -e "s|AllowAllAuthenticator|${CASSANDRA_AUTHENTICATOR:-AllowAllAuthenticator}|" -e "s|@CLUSTER_NAME@|cqlready-$native_port|g" \
     -e "s|@ADDRESS@|$address|g" \
     -e "s|@NATIVE_PORT@|$native_port|g" \
     -e "s|@STORAGE_PORT@|$storage_port|g" \
     -e "s|@SSL_STORAGE_PORT@|$((storage_port + 1))|g" \
     -e "s|@DATA_DIR@|$base/data|g" \
-    "$here/cassandra.yaml.in" > "$yaml"
-cp "$here/logback.xml" "$base/conf/logback.xml"
+    "$template" > "$yaml"
+if [[ -n "${CASSANDRA_YAML_EXTRA:-}" ]]; then
+    cat "$CASSANDRA_YAML_EXTRA" >> "$yaml"
+fi
+# logback 1.2 (Cassandra 4.x) names its shutdown hook DelayingShutdownHook.
+hook=DefaultShutdownHook
+compgen -G "$lib/logback-core-1.2*.jar" >/dev/null && hook=DelayingShutdownHook
+sed "s|core.hook.DefaultShutdownHook|core.hook.$hook|" "$here/logback.xml" > "$base/conf/logback.xml"
 
 opts=()
 while IFS= read -r line; do
     line="${line%%#*}"; line="${line#"${line%%[![:space:]]*}"}"; line="${line%"${line##*[![:space:]]}"}"
     [[ -n "$line" ]] && opts+=("$line")
-done < "$here/jvm17.options"
+done < "$jvm_options"
 
 opts+=("-Xms$heap" "-Xmx$heap")
 [[ -f "$chome/conf/hotspot_compiler" ]] && opts+=("-XX:CompileCommand=quiet" "-XX:CompileCommandFile=$chome/conf/hotspot_compiler")

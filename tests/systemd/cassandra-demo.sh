@@ -9,6 +9,8 @@
 #   - `systemctl stop cassandra` is clean and removes the status socket.
 # Used by `bash tests/demo.sh --systemd` and by tests/systemd.rs.
 #   CQLREADY_BUILD=release|debug (default release)
+#   CQLREADY_DEMO_TLS=1: the node requires TLS on its CQL port (client_encryption_options
+#   enabled, not optional); the agent finds that in the yaml, snapshotd probes with --tls.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -38,6 +40,19 @@ units="$work/units"
 mkdir -p "$units/cassandra.service.d" "$units/snapshotd.service.d" "$work/opt"
 cp "$root"/docker/systemd/*.service "$units/"
 cp "$bin/libcqlready.so" "$bin/cqlready" "$work/opt/"
+tls="${CQLREADY_DEMO_TLS:-0}"
+tls_env="" probe_tls="" subject="CQL"
+if [[ $tls == 1 ]]; then
+    say "TLS-only CQL: certificates and keystores (openssl, keytool)"
+    mkdir -p "$work/opt/tls"
+    bash "$root/tests/cassandra/keystores.sh" "$work/opt/tls" >/dev/null
+    chmod -R a+rX "$work/opt/tls"
+    printf 'client_encryption_options:\n  enabled: true\n  optional: false\n  keystore: /opt/cqlready/tls/keystore.p12\n  keystore_password: cassandra\n' \
+        > "$work/opt/tls/tls.yaml"
+    tls_env="CASSANDRA_YAML_EXTRA=/opt/cqlready/tls/tls.yaml"
+    probe_tls="--tls --tls-ca /opt/cqlready/tls/ca.pem"
+    subject="CQL over TLS"
+fi
 # Only what this container lacks is swapped: the package's /usr/sbin/cassandra
 # becomes tests/cassandra/run.sh (which also execs java, so the JVM is the
 # main PID), and the cassandra user comes from DynamicUser=.
@@ -45,7 +60,7 @@ cat > "$units/cassandra.service.d/50-demo.conf" <<'EOF'
 [Service]
 ExecStart=
 ExecStart=/bin/bash /opt/cqlready-src/tests/cassandra/run.sh --fast --fresh --heap 1G --base /var/lib/cassandra
-Environment=CASSANDRA_LIB=/opt/cassandra/lib CQLREADY_CACHE=/var/lib/cassandra/cache
+Environment=CASSANDRA_LIB=/opt/cassandra/lib CQLREADY_CACHE=/var/lib/cassandra/cache @TLS_ENV@
 Environment=JVM_EXTRA_OPTS=-agentpath:/opt/cqlready/libcqlready.so
 DynamicUser=yes
 StateDirectory=cassandra
@@ -57,10 +72,13 @@ Type=oneshot
 RemainAfterExit=yes
 User=root
 ExecStart=
-ExecStart=/opt/cqlready/cqlready probe --port 9042 --timeout 2s
+ExecStart=/opt/cqlready/cqlready probe --port 9042 --timeout 2s @PROBE_TLS@
 Restart=no
 StandardOutput=append:/run/snapshotd.log
 EOF
+
+sed -i "s|@TLS_ENV@|$tls_env|; s|@PROBE_TLS@|$probe_tls|" \
+    "$units/cassandra.service.d/50-demo.conf" "$units/snapshotd.service.d/50-demo.conf"
 
 say "booting systemd in a throwaway container"
 bash "$harness" up "$name" --unit-dir "$units" --bind-ro "$work/opt:/opt/cqlready" \
@@ -82,9 +100,9 @@ check "cassandra.service is active/running" test "$(show ActiveState cassandra.s
 check "its MainPID ($main_pid) is the JVM" test "$(inside cat "/proc/$main_pid/comm")" = java
 status_text="$(show StatusText cassandra.service)"
 say "StatusText=$status_text"
-check "StatusText is the agent's" grep -q "^CQL ready on 127.0.0.1:9042 after" <<<"$status_text"
+check "StatusText is the agent's" grep -q "^$subject ready on 127.0.0.1:9042 after" <<<"$status_text"
 check "snapshotd ran once CQL answered, first try" test "$(show Result snapshotd.service)/$(show ActiveState snapshotd.service)" = success/active
-check "snapshotd's probe saw CQL" inside grep -q "^ready: CQL" /run/snapshotd.log
+check "snapshotd's probe saw CQL" inside grep -q "^ready: $subject" /run/snapshotd.log
 check "no notification refused under NotifyAccess=main" bash -c "! bash '$harness' journal '$name' | grep -q 'reception only permitted'"
 say "cqlready status --socket /run/cassandra/cqlready.sock (inside):"
 inside /opt/cqlready/cqlready status --socket /run/cassandra/cqlready.sock | sed 's/^/    /'
