@@ -57,6 +57,8 @@ pub mod jni {
     pub const NEW_STRING_UTF: usize = 167;
     pub const GET_STRING_UTF_CHARS: usize = 169;
     pub const RELEASE_STRING_UTF_CHARS: usize = 170;
+    pub const NEW_OBJECT_ARRAY: usize = 172;
+    pub const SET_OBJECT_ARRAY_ELEMENT: usize = 174;
     pub const GET_JAVA_VM: usize = 219;
     pub const EXCEPTION_CHECK: usize = 228;
 }
@@ -434,6 +436,73 @@ impl Call {
     }
 }
 
+/// `MBeanServer.invoke` with `String` arguments, for operations such as
+/// StorageService's `getRangeToEndpointMap(String)`.
+impl Call {
+    /// A `java.lang.Object[]` or `String[]` (by `class`) holding `items`.
+    fn object_array(&self, class: &str, items: &[Jobject]) -> Result<Jobject, String> {
+        type NewArrayFn = unsafe extern "system" fn(*mut JniEnv, Jint, Jobject, Jobject) -> Jobject;
+        type SetFn = unsafe extern "system" fn(*mut JniEnv, Jobject, Jint, Jobject);
+        let cls = self.class(class)?;
+        let len = Jint::try_from(items.len()).map_err(|e| e.to_string())?;
+        // SAFETY: NewObjectArray with a live class reference and a null filler.
+        let array = unsafe {
+            let new: NewArrayFn = std::mem::transmute(self.f(jni::NEW_OBJECT_ARRAY));
+            new(self.0, len, cls, std::ptr::null_mut())
+        };
+        let array = self.checked(array, "array")?;
+        for (i, item) in (0..len).zip(items) {
+            // SAFETY: index within the array just made; the items are
+            // instances of its element class.
+            unsafe {
+                let set: SetFn = std::mem::transmute(self.f(jni::SET_OBJECT_ARRAY_ELEMENT));
+                set(self.0, array, i, *item);
+            }
+            if let Some(e) = self.exception("array element") {
+                return Err(e);
+            }
+        }
+        Ok(array)
+    }
+
+    /// `getPlatformMBeanServer().invoke(new ObjectName(object), op, args, String[]...)`.
+    fn invoke_op(&self, object: &str, op: &str, args: &[&str]) -> Result<Option<String>, String> {
+        let factory = self.class("java/lang/management/ManagementFactory")?;
+        let get_server = self.method(
+            factory,
+            "getPlatformMBeanServer",
+            "()Ljavax/management/MBeanServer;",
+            true,
+        )?;
+        let server = self.call_object(factory, get_server, &[], true)?;
+        let name_cls = self.class("javax/management/ObjectName")?;
+        let ctor = self.method(name_cls, "<init>", "(Ljava/lang/String;)V", false)?;
+        let name = self.new_object(name_cls, ctor, &[self.string(object)?])?;
+        let values = args
+            .iter()
+            .map(|a| self.string(a))
+            .collect::<Result<Vec<_>, _>>()?;
+        let string_type = self.string("java.lang.String")?;
+        let types = vec![string_type; args.len()];
+        let params = self.object_array("java/lang/Object", &values)?;
+        let signature = self.object_array("java/lang/String", &types)?;
+        let server_cls = self.class("javax/management/MBeanServer")?;
+        let invoke = self.method(
+            server_cls,
+            "invoke",
+            "(Ljavax/management/ObjectName;Ljava/lang/String;[Ljava/lang/Object;[Ljava/lang/String;)Ljava/lang/Object;",
+            false,
+        )?;
+        let r = self.call_object(
+            server,
+            invoke,
+            &[name, self.string(op)?, params, signature],
+            false,
+        )?;
+        Ok(self.to_text(r))
+    }
+}
+
 impl JniMBeans {
     /// This thread's JNIEnv, attaching it as a daemon the first time.
     fn env() -> Option<*mut JniEnv> {
@@ -495,6 +564,33 @@ impl MBeans for JniMBeans {
             }
         }
         let result = call.attributes(object, attrs);
+        // SAFETY: pops the frame pushed above.
+        unsafe {
+            let pop: PopFn = std::mem::transmute(call.f(jni::POP_LOCAL_FRAME));
+            pop(env, std::ptr::null_mut());
+        }
+        result
+    }
+
+    fn invoke(
+        &mut self,
+        object: &str,
+        operation: &str,
+        args: &[&str],
+    ) -> Result<Option<String>, String> {
+        let env = JniMBeans::env().ok_or("the JVM is not running Java code yet")?;
+        type PushFn = unsafe extern "system" fn(*mut JniEnv, Jint) -> Jint;
+        type PopFn = unsafe extern "system" fn(*mut JniEnv, Jobject) -> Jobject;
+        let call = Call(env, Cell::new(false));
+        // SAFETY: as in `attributes`: the frame bounds the call's local references.
+        unsafe {
+            let push: PushFn = std::mem::transmute(call.f(jni::PUSH_LOCAL_FRAME));
+            if push(env, LOCAL_FRAME) != JNI_OK {
+                call.exception("local frame");
+                return Err("no room for local references".into());
+            }
+        }
+        let result = call.invoke_op(object, operation, args);
         // SAFETY: pops the frame pushed above.
         unsafe {
             let pop: PopFn = std::mem::transmute(call.f(jni::POP_LOCAL_FRAME));

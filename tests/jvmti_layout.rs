@@ -27,6 +27,8 @@ int main(void) {
   printf("NEW_STRING_UTF %zu\n", SLOT(struct JNINativeInterface_, NewStringUTF));
   printf("GET_STRING_UTF_CHARS %zu\n", SLOT(struct JNINativeInterface_, GetStringUTFChars));
   printf("RELEASE_STRING_UTF_CHARS %zu\n", SLOT(struct JNINativeInterface_, ReleaseStringUTFChars));
+  printf("NEW_OBJECT_ARRAY %zu\n", SLOT(struct JNINativeInterface_, NewObjectArray));
+  printf("SET_OBJECT_ARRAY_ELEMENT %zu\n", SLOT(struct JNINativeInterface_, SetObjectArrayElement));
   printf("GET_JAVA_VM %zu\n", SLOT(struct JNINativeInterface_, GetJavaVM));
   printf("EXCEPTION_CHECK %zu\n", SLOT(struct JNINativeInterface_, ExceptionCheck));
   printf("SET_EVENT_NOTIFICATION_MODE %zu\n", SLOT(struct jvmtiInterface_1_, SetEventNotificationMode));
@@ -126,6 +128,11 @@ fn slots_and_constants_match_every_installed_jdk() {
         (
             "RELEASE_STRING_UTF_CHARS",
             jvm::jni::RELEASE_STRING_UTF_CHARS as i64,
+        ),
+        ("NEW_OBJECT_ARRAY", jvm::jni::NEW_OBJECT_ARRAY as i64),
+        (
+            "SET_OBJECT_ARRAY_ELEMENT",
+            jvm::jni::SET_OBJECT_ARRAY_ELEMENT as i64,
         ),
         ("GET_JAVA_VM", jvm::jni::GET_JAVA_VM as i64),
         ("EXCEPTION_CHECK", jvm::jni::EXCEPTION_CHECK as i64),
