@@ -14,6 +14,8 @@
 //! changes are the signs of bootstrap progress. When the
 //! MBean is absent (not Cassandra, or too early) readiness is CQL alone.
 
+pub mod cluster;
+
 use crate::cql::Prober;
 use crate::monitor::Probe;
 use crate::status::model::{Cassandra, Snapshot};
@@ -48,7 +50,9 @@ pub trait MBeans: Send {
         args: &[&str],
     ) -> Result<Option<String>, String> {
         let _ = (object, args);
-        Err(format!("{operation}: MBean operations are not available here"))
+        Err(format!(
+            "{operation}: MBean operations are not available here"
+        ))
     }
     /// Whether the calling thread is attached to the JVM (it must then never
     /// end while the JVM runs).

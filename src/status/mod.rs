@@ -2,5 +2,6 @@
 //! socket (`server`) and the client the `cqlready` command uses (`client`).
 
 pub mod client;
+pub mod cluster;
 pub mod model;
 pub mod server;
