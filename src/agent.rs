@@ -196,7 +196,8 @@ pub fn start(
         view.then_some(mbeans),
         options.ready == Readiness::Normal,
         options.extend,
-    );
+    )
+    .with_cluster(options.cluster);
     let running = Running {
         shared: shared.clone(),
         notifier: notifier.clone(),

@@ -106,6 +106,10 @@ pub struct NodeProbe {
     fingerprint: u64,
     changed: Option<Instant>,
     extend: Duration,
+    /// The cluster view: how it is wanted, its reader, its last read.
+    cluster: crate::options::Toggle,
+    reader: cluster::Reader,
+    cluster_view: Option<crate::status::cluster::ClusterView>,
 }
 
 impl NodeProbe {
@@ -123,7 +127,35 @@ impl NodeProbe {
             fingerprint: 0,
             changed: None,
             extend,
+            cluster: crate::options::Toggle::Auto,
+            reader: cluster::Reader::default(),
+            cluster_view: None,
         }
+    }
+
+    /// How the cluster view is read: `auto` while asked, `on` always, `off` never.
+    pub fn with_cluster(mut self, cluster: crate::options::Toggle) -> NodeProbe {
+        if cluster == crate::options::Toggle::On {
+            crate::status::cluster::always();
+        }
+        self.cluster = cluster;
+        self
+    }
+
+    /// Reads the cluster view when it is wanted; drops it when not, so no
+    /// stale view is kept.
+    fn read_cluster(&mut self) {
+        use crate::options::Toggle;
+        use crate::status::cluster::{self as view, ClusterView};
+        self.cluster_view = match (self.cluster, self.mbeans.as_mut()) {
+            (Toggle::Off, _) => Some(ClusterView {
+                errors: vec!["nodes: the cluster view is off (cluster=off)".into()],
+                read_mono_ms: u64::MAX,
+                ..ClusterView::default()
+            }),
+            (_, Some(m)) if view::wanted() => Some(self.reader.read(m.as_mut())),
+            _ => None,
+        };
     }
 
     fn read(&mut self) {
@@ -167,6 +199,7 @@ impl NodeProbe {
             c.error = Some("no OperationMode".into());
         }
         self.last = Some(c);
+        self.read_cluster();
     }
 
     fn mode(&self) -> Option<&str> {
@@ -201,6 +234,7 @@ impl Probe for NodeProbe {
 
     fn annotate(&self, snap: &mut Snapshot) {
         snap.cassandra = self.last.clone();
+        snap.cluster = self.cluster_view.clone();
     }
 
     fn progress(&mut self) -> Option<String> {

@@ -56,6 +56,8 @@ pub struct Options {
     pub extend: Duration,
     /// A group (name or gid) whose members may also use the status socket.
     pub group: Option<String>,
+    /// The cluster view: auto reads it while someone asked within a minute.
+    pub cluster: Toggle,
 }
 
 /// One option: its name, its default (as the user would write it), what it
@@ -221,7 +223,25 @@ pub const KEYS: &[Key] = &[
             Ok(())
         },
     },
+    Key {
+        name: "cluster",
+        default: "auto",
+        help: "Cassandra's view of the cluster (/cluster, /ready?scope=cluster); auto: read at the check period while asked for within the last minute; on: always; off: never",
+        set: |o, v| {
+            o.cluster = toggle(v)?;
+            Ok(())
+        },
+    },
 ];
+
+fn toggle(v: &str) -> Result<Toggle, String> {
+    match v {
+        "auto" => Ok(Toggle::Auto),
+        "on" => Ok(Toggle::On),
+        "off" => Ok(Toggle::Off),
+        _ => Err("auto, on or off".into()),
+    }
+}
 
 /// A bad option string: names the key or value and says what is valid.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -254,6 +274,7 @@ impl Default for Options {
             ready: Readiness::Normal,
             extend: Duration::ZERO,
             group: None,
+            cluster: Toggle::Auto,
         };
         for key in KEYS {
             // The table's defaults are covered by a unit test.

@@ -886,6 +886,18 @@ mod tests {
         let v = Reader::default().read(&mut m);
         assert!(v.not_ready().is_empty());
         assert_eq!(v.level(Cl::Quorum).unwrap().safe_to_stop, Some(true));
+        // Through the HTTP answer and the command's reading of it.
+        use crate::status::cluster::{answer, request, verdict};
+        let mut snap = crate::status::model::Snapshot::new(1, Default::default());
+        snap.cluster = Some(v);
+        let q = |cl: &str| request("/cluster", Some(cl)).unwrap().unwrap();
+        let (code, _, body) = answer(&q("cl=QUORUM"), &snap, 0);
+        assert_eq!(code, 200);
+        assert!(verdict(&body).unwrap().0, "{body}");
+        let (_, _, body) = answer(&q("cl=ALL"), &snap, 0);
+        let (safe, why) = verdict(&body).unwrap();
+        assert!(!safe);
+        assert!(why.contains("would have 2 of 3 live replicas"), "{why}");
     }
 
     #[test]

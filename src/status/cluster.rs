@@ -341,8 +341,24 @@ pub fn ready(snap: &crate::status::model::Snapshot) -> Result<String, String> {
 }
 
 /// The answer to a cluster request from the snapshot: (status, content type, body).
-pub fn answer(q: &Query, snap: &crate::status::model::Snapshot) -> (u16, &'static str, String) {
+/// `since`: when the current run of asking began ([`ask`]); an older view is
+/// not used.
+pub fn answer(
+    q: &Query,
+    snap: &crate::status::model::Snapshot,
+    since: u64,
+) -> (u16, &'static str, String) {
     const TEXT: &str = "text/plain; charset=utf-8";
+    if snap.cluster.is_some() && !fresh(snap, since) {
+        return (
+            503,
+            TEXT,
+            format!(
+                "not ready: no cluster view read in the last {} s (is check= longer?)\n",
+                FRESH_WAIT.as_secs()
+            ),
+        );
+    }
     match q.what {
         What::Ready => match ready(snap) {
             Ok(text) => (200, TEXT, format!("ready: {text}\n")),
@@ -474,6 +490,73 @@ pub fn table(nodes: &[Node]) -> String {
     out
 }
 
+/// From a `/cluster` answer: whether stopping is safe at its level, and why.
+/// Unknown is not safe.
+pub fn verdict(body: &str) -> Result<(bool, String), String> {
+    let v: serde_json::Value =
+        serde_json::from_str(body).map_err(|e| format!("not a cluster view: {e}"))?;
+    let level = v
+        .get("availability")
+        .filter(|l| !l.is_null())
+        .ok_or("the cluster view has no availability")?;
+    let why = level
+        .get("why")
+        .and_then(|w| w.as_str())
+        .unwrap_or("")
+        .to_string();
+    Ok(match level.get("safe_to_stop").and_then(|s| s.as_bool()) {
+        Some(safe) => (safe, why),
+        None => (false, format!("cannot tell: {why}")),
+    })
+}
+
+/// A `/cluster` answer as text: the node table, then the keyspaces.
+pub fn render(body: &str) -> Result<String, String> {
+    let v: serde_json::Value =
+        serde_json::from_str(body).map_err(|e| format!("not a cluster view: {e}"))?;
+    let nodes: Vec<Node> = serde_json::from_value(v.get("nodes").cloned().unwrap_or_default())
+        .map_err(|e| format!("not a cluster view: {e}"))?;
+    let mut out = table(&nodes);
+    if let Some(level) = v
+        .get("availability")
+        .and_then(|l| serde_json::from_value::<Level>(l.clone()).ok())
+    {
+        for k in &level.keyspaces {
+            let n = |v: Option<usize>| v.map_or_else(|| UNKNOWN.to_string(), |v| v.to_string());
+            let _ = writeln!(
+                out,
+                "keyspace {}: {} ranges, {} below {}, {} if this node stops{}",
+                k.keyspace,
+                n(k.ranges),
+                n(k.below),
+                level.cl.as_str(),
+                n(k.below_if_stopped),
+                k.error
+                    .as_deref()
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default()
+            );
+        }
+        let _ = writeln!(
+            out,
+            "safe to stop at {}: {} ({})",
+            level.cl.as_str(),
+            match level.safe_to_stop {
+                Some(true) => "yes",
+                Some(false) => "no",
+                None => UNKNOWN,
+            },
+            level.why
+        );
+    }
+    if let Some(errors) = v.get("errors").and_then(|e| e.as_array()) {
+        for e in errors.iter().filter_map(|e| e.as_str()) {
+            let _ = writeln!(out, "unreadable: {e}");
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -552,7 +635,7 @@ mod tests {
             node("127.0.0.3", "UP", "NORMAL", false),
         ]);
         let q = request("/ready", Some("scope=cluster")).unwrap().unwrap();
-        let (code, _, body) = answer(&q, &s);
+        let (code, _, body) = answer(&q, &s, 0);
         assert_eq!(code, 503);
         assert!(body.contains("127.0.0.1 DOWN NORMAL"), "{body}");
         assert!(!body.contains("127.0.0.2"), "{body}");
@@ -560,12 +643,12 @@ mod tests {
             node("127.0.0.1", "UP", "NORMAL", false),
             node("127.0.0.2", "UP", "NORMAL", true),
         ]);
-        assert_eq!(answer(&q, &s).0, 200);
+        assert_eq!(answer(&q, &s, 0).0, 200);
         let mut joining = s.clone();
         if let Some(c) = joining.cluster.as_mut() {
             c.nodes[0].state = UNKNOWN.into();
         }
-        let (code, _, body) = answer(&q, &joining);
+        let (code, _, body) = answer(&q, &joining, 0);
         assert_eq!(code, 503, "unknown is not NORMAL");
         assert!(body.contains("127.0.0.1 UP unknown"), "{body}");
     }
@@ -574,23 +657,23 @@ mod tests {
     fn never_a_false_all_up() {
         let q = request("/ready", Some("scope=cluster")).unwrap().unwrap();
         let empty = snap(vec![]);
-        let (code, _, body) = answer(&q, &empty);
+        let (code, _, body) = answer(&q, &empty, 0);
         assert_eq!(code, 503);
         assert!(body.contains("no nodes could be read"), "{body}");
         let mut none = snap(vec![]);
         none.cluster = None;
-        assert_eq!(answer(&q, &none).0, 503);
+        assert_eq!(answer(&q, &none, 0).0, 503);
         let mut starting = snap(vec![node("127.0.0.1", "UP", "NORMAL", true)]);
-        assert_eq!(answer(&q, &starting).0, 200);
+        assert_eq!(answer(&q, &starting, 0).0, 200);
         starting.state = State::Starting;
-        let (code, _, body) = answer(&q, &starting);
+        let (code, _, body) = answer(&q, &starting, 0);
         assert_eq!(code, 503);
         assert!(body.contains("this node is starting"), "{body}");
         let mut lost = snap(vec![node("127.0.0.1", "UP", "NORMAL", true)]);
         if let Some(c) = lost.cluster.as_mut() {
             c.local = None;
         }
-        assert_eq!(answer(&q, &lost).0, 503);
+        assert_eq!(answer(&q, &lost, 0).0, 503);
     }
 
     #[test]
@@ -600,6 +683,8 @@ mod tests {
         s.cassandra = Some(Default::default());
         assert!(fresh(&s, 10));
         assert!(!fresh(&s, 11), "read before this run of asking");
+        let stale = answer(&request("/cluster", None).unwrap().unwrap(), &s, 11);
+        assert_eq!(stale.0, 503, "a stale view is not served");
         let q = request("/ready", Some("scope=cluster&wait=5s"))
             .unwrap()
             .unwrap();
@@ -638,6 +723,13 @@ mod tests {
             "{m}"
         );
         assert!(metrics(&Snapshot::new(1, Default::default())).is_empty());
+        let q = request("/cluster", Some("cl=ALL")).unwrap().unwrap();
+        let (code, _, body) = answer(&q, &s, 0);
+        assert_eq!(code, 200);
+        let text = render(&body).unwrap();
+        assert!(text.contains("DN  127.0.0.1"), "{text}");
+        assert!(verdict(&body).is_err(), "no levels in this view: {body}");
+        assert!(verdict("nope").is_err());
         let t = table(&s.cluster.unwrap().nodes);
         assert!(t.contains("DN  127.0.0.1"), "{t}");
         assert!(t.contains("(this node)"), "{t}");

@@ -407,14 +407,17 @@ pub fn route(req: &Request, shared: &Shared) -> (u16, &'static str, String) {
     if req.method != "GET" && req.method != "HEAD" {
         return (405, TEXT, "only GET\n".into());
     }
+    if let Some(q) = crate::status::cluster::request(&req.path, req.query.as_deref()) {
+        return cluster_route(q, shared);
+    }
     match req.path.as_str() {
         "/status" => (200, "application/json", shared.snapshot().to_json() + "\n"),
         "/live" => (200, TEXT, "live\n".into()),
-        "/metrics" => (
-            200,
-            "text/plain; version=0.0.4",
-            shared.snapshot().to_prometheus(),
-        ),
+        "/metrics" => {
+            let snap = shared.snapshot();
+            let text = snap.to_prometheus() + &crate::status::cluster::metrics(&snap);
+            (200, "text/plain; version=0.0.4", text)
+        }
         "/ready" => {
             let state = match wait_param(req.query.as_deref()) {
                 Err(()) => {
@@ -442,6 +445,24 @@ pub fn route(req: &Request, shared: &Shared) -> (u16, &'static str, String) {
             "not found: try /status, /ready, /live or /metrics\n".into(),
         ),
     }
+}
+
+/// `/cluster` and `/ready?scope=cluster`: wait for a fresh view (and with
+/// `wait=`, for the gate), then answer from the snapshot.
+fn cluster_route(
+    q: Result<crate::status::cluster::Query, String>,
+    shared: &Shared,
+) -> (u16, &'static str, String) {
+    use crate::status::cluster as c;
+    let q = match q {
+        Ok(q) => q,
+        Err(e) => return (400, "text/plain; charset=utf-8", e + "\n"),
+    };
+    let since = c::ask();
+    let snap = shared.wait_until(Instant::now() + c::deadline(&q), |s| {
+        c::settled(&q, s, since)
+    });
+    c::answer(&q, &snap, since)
 }
 
 fn handle(mut stream: UnixStream, shared: &Shared) {
