@@ -464,6 +464,14 @@ struct Lists {
     moving: Option<Vec<String>>,
 }
 
+/// Whether a keyspace counts for availability: Cassandra's replicated
+/// system keyspaces (`system_auth`, `system_distributed`, `system_traces`)
+/// have a replication of their own (`system_traces` has RF=2, which would
+/// make every stop unsafe at QUORUM) and are left out.
+pub fn counted(keyspace: &str) -> bool {
+    !keyspace.starts_with("system_")
+}
+
 /// Reads the view from the MBeans, keeping the ranges between reads.
 #[derive(Default)]
 pub struct Reader {
@@ -616,7 +624,7 @@ impl Reader {
     fn refresh_ranges(&mut self, m: &mut dyn MBeans, nodes: &[Node], errors: &mut Vec<String>) {
         let keyspaces = match text(m, STORAGE_SERVICE, "NonSystemKeyspaces").and_then(|t| list(&t))
         {
-            Ok(k) => k,
+            Ok(k) => k.into_iter().filter(|k| counted(k)).collect::<Vec<_>>(),
             Err(e) => {
                 errors.push(format!("keyspaces: {}", crate::notify::sanitize(&e)));
                 self.keyspaces.clear();
@@ -861,7 +869,10 @@ mod tests {
             (format!("{ss}/LeavingNodes"), Ok("[]".into())),
             (format!("{ss}/MovingNodes"), Ok("[]".into())),
             (format!("{ss}/LocalHostId"), Ok("b".into())),
-            (format!("{ss}/NonSystemKeyspaces"), Ok("[ks]".into())),
+            (
+                format!("{ss}/NonSystemKeyspaces"),
+                Ok("[system_traces, ks, system_auth]".into()),
+            ),
             (
                 "getRangeToEndpointMap/ks".into(),
                 Ok("{[1, 2]=[127.0.0.2, 127.0.0.3, 127.0.0.1], [2, 3]=[127.0.0.3, 127.0.0.1, 127.0.0.2], [3, 1]=[127.0.0.1, 127.0.0.2, 127.0.0.3]}".into()),
@@ -874,6 +885,8 @@ mod tests {
         let mut m = three_nodes("{/127.0.0.1=DOWN, /127.0.0.2=UP, /127.0.0.3=UP}");
         let v = Reader::default().read(&mut m);
         assert_eq!(v.errors, Vec::<String>::new());
+        let q = v.level(Cl::Quorum).unwrap();
+        assert_eq!(q.keyspaces.len(), 1, "system_* keyspaces are left out");
         assert_eq!(v.local.as_deref(), Some("127.0.0.2"));
         assert_eq!(v.nodes.len(), 3);
         assert_eq!(v.nodes[0].status, "DOWN");

@@ -477,14 +477,14 @@ pub fn table(nodes: &[Node]) -> String {
                 "MOVING" => 'M',
                 _ => '?',
             };
-            let _ = writeln!(
-                out,
+            let line = format!(
                 "{s}{t}  {:<40} {:<12} {:<10} {}",
                 n.address,
                 n.rack,
                 n.release_version,
                 if n.local { "(this node)" } else { "" }
             );
+            let _ = writeln!(out, "{}", line.trim_end());
         }
     }
     out

@@ -15,6 +15,11 @@
 #                        ~6s instead of ~36s (30s RING_DELAY); restarts ~6.5s vs ~8s.
 #                        Single-node only.  [env CASSANDRA_FAST=1]
 #   --print              print the java command (one arg per line) and exit
+# Several nodes, one cluster (like ccm): give each its own --address (127.0.0.N), base dir
+# and JMX port, the same ports otherwise, and
+#   CASSANDRA_SEEDS=ADDR:PORT,...   seeds (default: this node's own address and storage port)
+#   CASSANDRA_CLUSTER_NAME=NAME     one name for all (default cqlready-<native-port>)
+#   CASSANDRA_AUTO_BOOTSTRAP=false  join without streaming (a new, empty cluster)
 # JVM_EXTRA_OPTS (word-split) and args after `--` are appended to the JVM flags; that
 # is where the cqlready agent goes: JVM_EXTRA_OPTS="-agentpath:/path/libcqlready.so=..."
 # CASSANDRA_LIB overrides the jar dir (default: output of fetch.sh, which fetches on first use).
@@ -76,13 +81,19 @@ fi
 mkdir -p "$base/data" "$base/logs" "$base/conf" "$base/tmp"
 
 yaml="$base/conf/cassandra.yaml"
-sed -e "s|@CLUSTER_NAME@|cqlready-$native_port|g" \
+sed -e "s|@CLUSTER_NAME@|${CASSANDRA_CLUSTER_NAME:-cqlready-$native_port}|g" \
     -e "s|@ADDRESS@|$address|g" \
     -e "s|@NATIVE_PORT@|$native_port|g" \
     -e "s|@STORAGE_PORT@|$storage_port|g" \
     -e "s|@SSL_STORAGE_PORT@|$((storage_port + 1))|g" \
     -e "s|@DATA_DIR@|$base/data|g" \
     "$here/cassandra.yaml.in" > "$yaml"
+if [[ -n "${CASSANDRA_SEEDS:-}" ]]; then
+    sed -i "s|- seeds: \".*\"|- seeds: \"$CASSANDRA_SEEDS\"|" "$yaml"
+fi
+if [[ -n "${CASSANDRA_AUTO_BOOTSTRAP:-}" ]]; then
+    echo "auto_bootstrap: $CASSANDRA_AUTO_BOOTSTRAP" >> "$yaml"
+fi
 cp "$here/logback.xml" "$base/conf/logback.xml"
 
 opts=()
