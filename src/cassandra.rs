@@ -15,6 +15,7 @@
 //! MBean is absent (not Cassandra, or too early) readiness is CQL alone.
 
 pub mod cluster;
+pub mod holder;
 
 use crate::cql::Prober;
 use crate::monitor::Probe;
@@ -110,6 +111,11 @@ pub struct NodeProbe {
     cluster: crate::options::Toggle,
     reader: cluster::Reader,
     cluster_view: Option<crate::status::cluster::ClusterView>,
+    /// Whether the native transport was ever seen running.
+    transport_ran: bool,
+    /// The last look for another process on the port, and when.
+    held: Option<String>,
+    holder_at: Option<Instant>,
 }
 
 impl NodeProbe {
@@ -130,6 +136,9 @@ impl NodeProbe {
             cluster: crate::options::Toggle::Auto,
             reader: cluster::Reader::default(),
             cluster_view: None,
+            transport_ran: false,
+            held: None,
+            holder_at: None,
         }
     }
 
@@ -205,24 +214,88 @@ impl NodeProbe {
     fn mode(&self) -> Option<&str> {
         self.last.as_ref()?.mode.as_deref()
     }
+
+    /// Another process listening on the CQL port, described; read at most
+    /// every [`holder::EVERY`].
+    fn holder(&mut self) -> Option<String> {
+        if self.holder_at.is_none_or(|t| t.elapsed() >= holder::EVERY) {
+            self.holder_at = Some(Instant::now());
+            let t = &self.cql.target;
+            self.held = holder::find(t.port, &t.host).map(|h| h.describe(&t.to_string()));
+        }
+        self.held.clone()
+    }
+}
+
+/// Why CQL is not ready, in words true to Cassandra's phase: the transport
+/// has not started yet (STARTING, JOINING, or NORMAL before it first ran),
+/// is shutting down (DRAINING), was disabled after it had run
+/// (`nodetool disablebinary`), or another process holds the port.
+pub fn why_not(
+    mode: Option<&str>,
+    transport: Option<bool>,
+    ran: bool,
+    held: Option<&str>,
+    e: &str,
+) -> String {
+    if let Some(h) = held {
+        return format!("{h}: {e}");
+    }
+    let Some(mode) = mode else {
+        return e.to_string();
+    };
+    let off = transport != Some(true);
+    match mode {
+        "STARTING" | "JOINING" => {
+            format!("{e}; Cassandra's native transport not started yet, mode {mode}")
+        }
+        "DRAINING" | "DRAINED" | "DECOMMISSIONED" => {
+            format!("{e}; Cassandra's native transport shutting down, mode {mode}")
+        }
+        "NORMAL" if off && ran => format!(
+            "{e}; Cassandra's native transport disabled (nodetool disablebinary?), mode NORMAL"
+        ),
+        "NORMAL" if off => {
+            format!("{e}; Cassandra's native transport not started yet, mode NORMAL")
+        }
+        _ => format!("{e}; Cassandra is {mode}"),
+    }
 }
 
 impl Probe for NodeProbe {
     fn check(&mut self) -> Result<Option<u8>, String> {
         let cql = Prober::check(&mut self.cql);
         self.read();
-        let transport_off = self.last.as_ref().and_then(|c| c.native_transport) == Some(false);
-        let answer = cql.map_err(|e| match self.mode() {
-            Some(mode) if transport_off => {
-                format!("Cassandra's native transport is off (nodetool disablebinary?), mode {mode}: {e}")
-            }
-            Some(mode) => format!("{e}; Cassandra is {mode}"),
-            None => e.to_string(),
+        let transport = self.last.as_ref().and_then(|c| c.native_transport);
+        if transport == Some(true) {
+            self.transport_ran = true;
+        }
+        // Someone else on the port is worth naming only while Cassandra's
+        // own transport does not run (it would be Cassandra's otherwise).
+        let held = match (&cql, transport) {
+            (_, Some(true)) => None,
+            (Err(_), _) | (Ok(_), Some(false)) => self.holder(),
+            _ => None,
+        };
+        let answer = cql.map_err(|e| {
+            why_not(
+                self.mode(),
+                transport,
+                self.transport_ran,
+                held.as_deref(),
+                &e.to_string(),
+            )
         })?;
         if self.require_normal {
             if let Some(c) = &self.last {
                 if c.native_transport == Some(false) {
-                    return Err("CQL answers but Cassandra's native transport is off (nodetool disablebinary?)".into());
+                    return Err(why_not(
+                        c.mode.as_deref(),
+                        Some(false),
+                        self.transport_ran,
+                        held.as_deref(),
+                        "CQL answers",
+                    ));
                 }
                 if let Some(mode) = c.mode.as_deref().filter(|m| *m != "NORMAL") {
                     return Err(format!("CQL answers but Cassandra is {mode}"));
@@ -351,7 +424,11 @@ mod tests {
             true,
             Duration::from_secs(60),
         );
-        assert!(p.check().unwrap_err().ends_with("; Cassandra is JOINING"));
+        let why = p.check().unwrap_err();
+        assert!(
+            why.ends_with("; Cassandra's native transport not started yet, mode JOINING"),
+            "{why}"
+        );
         assert_eq!(
             p.progress().unwrap(),
             "Cassandra JOINING (joining the ring, 1.0 MiB on disk)"
@@ -363,7 +440,11 @@ mod tests {
             Duration::from_secs(60),
         );
         let why = p.check().unwrap_err();
-        assert!(why.starts_with("Cassandra's native transport is off (nodetool disablebinary?), mode DRAINED: connect"), "{why}");
+        assert!(why.starts_with("connect"), "{why}");
+        assert!(
+            why.ends_with("; Cassandra's native transport shutting down, mode DRAINED"),
+            "{why}"
+        );
         assert!(p.keep_alive());
         assert_eq!(p.progress(), None);
         let mut p = NodeProbe::new(
@@ -383,6 +464,65 @@ mod tests {
             .error
             .unwrap()
             .contains("InstanceNotFound"));
+    }
+
+    #[test]
+    fn status_texts_true_in_every_phase() {
+        let e = "connect: Connection refused";
+        let t = |mode, transport, ran| why_not(Some(mode), transport, ran, None, e);
+        for mode in ["STARTING", "JOINING"] {
+            assert!(t(mode, Some(false), false).contains("not started yet"));
+            assert!(!t(mode, Some(false), false).contains("disablebinary"));
+        }
+        assert!(t("DRAINING", Some(false), true).contains("shutting down, mode DRAINING"));
+        assert!(!t("DRAINING", Some(false), true).contains("disablebinary"));
+        assert!(t("NORMAL", Some(false), true).contains("disabled (nodetool disablebinary?)"));
+        assert!(
+            t("NORMAL", Some(false), false).contains("not started yet, mode NORMAL"),
+            "NORMAL before the transport first ran"
+        );
+        assert_eq!(
+            t("LEAVING", Some(true), true),
+            format!("{e}; Cassandra is LEAVING")
+        );
+        assert_eq!(why_not(None, None, false, None, e), e);
+        let held = why_not(
+            Some("STARTING"),
+            Some(false),
+            false,
+            Some("CQL port 127.0.0.1:9042 is held by another process (pid 7, nc), so Cassandra cannot bind it"),
+            e,
+        );
+        assert!(
+            held.starts_with("CQL port 127.0.0.1:9042 is held by another process (pid 7, nc)"),
+            "{held}"
+        );
+    }
+
+    #[test]
+    fn a_stray_listener_is_named() {
+        let (mut child, port) = holder::stray_listener();
+        let prober = Prober::new(crate::cql::Target {
+            host: "127.0.0.1".into(),
+            port,
+            timeout: Duration::from_millis(300),
+        });
+        let mut p = NodeProbe::new(
+            prober,
+            Some(Box::new(Table(vec![row("STARTING", false)]))),
+            true,
+            Duration::from_secs(60),
+        );
+        let why = p.check().unwrap_err();
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(
+            why.starts_with(&format!(
+                "CQL port 127.0.0.1:{port} is held by another process (pid {}, python3), so Cassandra cannot bind it: ",
+                child.id()
+            )),
+            "{why}"
+        );
     }
 
     #[test]
