@@ -45,6 +45,10 @@ def main():
                         timeout=60)
     write = session.prepare("INSERT INTO cqlready_load.kv (k, v) VALUES (?, ?)")
     read = session.prepare("SELECT v FROM cqlready_load.kv WHERE k = ?")
+    # Both are idempotent, so the driver may retry them on another node, as
+    # clients of an always-available cluster are set up to.
+    write.is_idempotent = True
+    read.is_idempotent = True
     lock = threading.Lock()
     counts = {"ok": 0, "failed": 0, "errors": 0}
     t0 = time.monotonic()
