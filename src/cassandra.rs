@@ -16,6 +16,7 @@
 
 pub mod cluster;
 pub mod holder;
+pub mod progress;
 
 use crate::cql::Prober;
 use crate::monitor::Probe;
@@ -103,10 +104,8 @@ pub struct NodeProbe {
     mbeans: Option<Box<dyn MBeans>>,
     require_normal: bool,
     last: Option<Cassandra>,
-    /// A digest of what changes while a bootstrap streams, and when it last changed.
-    fingerprint: u64,
-    changed: Option<Instant>,
-    extend: Duration,
+    /// Whether start-up or a drain moves, and what it is doing.
+    progress: progress::Progress,
     /// The cluster view: how it is wanted, its reader, its last read.
     cluster: crate::options::Toggle,
     reader: cluster::Reader,
@@ -130,9 +129,7 @@ impl NodeProbe {
             mbeans,
             require_normal,
             last: None,
-            fingerprint: 0,
-            changed: None,
-            extend,
+            progress: progress::Progress::new(extend),
             cluster: crate::options::Toggle::Auto,
             reader: cluster::Reader::default(),
             cluster_view: None,
@@ -186,24 +183,37 @@ impl NodeProbe {
                 ..Cassandra::default()
             },
         };
-        let mut h = DefaultHasher::new();
-        (
-            &c.mode,
-            c.joined,
-            c.bootstrap,
-            c.load_bytes.map(f64::to_bits),
-        )
-            .hash(&mut h);
+        let mut signals = progress::Signals {
+            mode: c.mode.clone(),
+            bootstrap: c.bootstrap,
+            load_bytes: c.load_bytes,
+            ..progress::Signals::default()
+        };
         if c.mode.as_deref() == Some("JOINING") || c.bootstrap == Some(true) {
             if let Ok(v) = m.attributes(STREAM_MANAGER, &["CurrentStreams"]) {
+                let mut h = DefaultHasher::new();
                 v.hash(&mut h);
+                signals.streams = h.finish();
             }
         }
-        let fp = h.finish();
-        if fp != self.fingerprint {
-            self.fingerprint = fp;
-            self.changed = Some(Instant::now());
+        // The signs of start-up and drain progress cost nothing while NORMAL.
+        if c.mode.as_deref() != Some("NORMAL") {
+            let count = |m: &mut Box<dyn MBeans>, object: &str, attr: &str| {
+                m.attributes(object, &[attr])
+                    .ok()
+                    .and_then(|v| v.into_iter().next().flatten())
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .map(|v| v as u64)
+            };
+            if matches!(c.mode.as_deref(), None | Some("STARTING")) {
+                signals.writes = count(m, progress::WRITES, "Count");
+                signals.sstables = count(m, progress::SSTABLES, "Value");
+            }
+            signals.io_bytes = std::fs::read_to_string("/proc/self/io")
+                .ok()
+                .and_then(|t| progress::io_bytes(&t));
         }
+        self.progress.observe(Instant::now(), signals);
         if c.mode.is_none() && c.error.is_none() {
             c.error = Some("no OperationMode".into());
         }
@@ -311,25 +321,7 @@ impl Probe for NodeProbe {
     }
 
     fn progress(&mut self) -> Option<String> {
-        let c = self.last.as_ref()?;
-        let joining = c.mode.as_deref() == Some("JOINING") || c.bootstrap == Some(true);
-        let recent = self.changed.is_some_and(|t| t.elapsed() < self.extend);
-        if !(joining && recent) {
-            return None;
-        }
-        let load = c
-            .load_bytes
-            .map(|b| format!(", {:.1} MiB on disk", b / (1024.0 * 1024.0)))
-            .unwrap_or_default();
-        let what = if c.bootstrap == Some(true) {
-            "bootstrap in progress"
-        } else {
-            "joining the ring"
-        };
-        Some(format!(
-            "Cassandra {} ({what}{load})",
-            c.mode.as_deref().unwrap_or("JOINING")
-        ))
+        self.progress.status(Instant::now())
     }
 
     fn keep_alive(&self) -> bool {
@@ -523,6 +515,63 @@ mod tests {
             )),
             "{why}"
         );
+    }
+
+    /// Ready, then draining with progress: the loop asks for more time.
+    struct Draining(u32);
+    impl Probe for Draining {
+        fn check(&mut self) -> Result<Option<u8>, String> {
+            self.0 += 1;
+            if self.0 <= 2 {
+                Ok(Some(5))
+            } else {
+                Err(
+                    "connect: refused; Cassandra's native transport shutting down, mode DRAINING"
+                        .into(),
+                )
+            }
+        }
+        fn keep_alive(&self) -> bool {
+            self.0 > 2
+        }
+        fn progress(&mut self) -> Option<String> {
+            (self.0 > 2).then(|| "Cassandra DRAINING (flushing memtables, 16.0 MiB of disk I/O since the drain began)".into())
+        }
+    }
+
+    #[test]
+    fn a_drain_in_progress_gets_more_time() {
+        use crate::monitor::{self, Pace, Shared};
+        let shared = Shared::new(Snapshot::new(1, Default::default()));
+        let pace = Pace {
+            interval: Duration::from_millis(1),
+            check: Duration::from_millis(1),
+            failures: 2,
+            subject: "CQL".into(),
+            place: "127.0.0.1:9042".into(),
+            extend: Duration::from_secs(60),
+            exit_on_degraded: false,
+        };
+        let notifier = std::sync::Arc::new(crate::notify::Notifier::disabled());
+        let (n, s) = (notifier.clone(), shared.clone());
+        let thread = std::thread::spawn(move || monitor::run(&mut Draining(0), pace, n, s));
+        let snap = shared.wait_until(Instant::now() + Duration::from_secs(10), |s| {
+            s.notify
+                .last_status
+                .as_deref()
+                .is_some_and(|t| t.starts_with("Cassandra DRAINING (flushing"))
+        });
+        monitor::stop(&notifier, &shared, "JVM shutting down");
+        let _ = thread.join();
+        assert!(
+            snap.notify
+                .last_status
+                .as_deref()
+                .is_some_and(|t| t.starts_with("Cassandra DRAINING (flushing")),
+            "{:?}",
+            snap.notify
+        );
+        assert!(!snap.notify.stopping_sent, "a drain is not a stop");
     }
 
     #[test]

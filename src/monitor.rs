@@ -25,8 +25,8 @@ pub trait Probe: Send {
     fn check(&mut self) -> Result<Option<u8>, String>;
     /// Adds what the probe saw to the snapshot (Cassandra's view).
     fn annotate(&self, _snap: &mut Snapshot) {}
-    /// While not ready: a description of start-up progress worth more start
-    /// time (`EXTEND_TIMEOUT_USEC`), or `None`.
+    /// While not ready (or kept alive, draining): a description of progress
+    /// worth more start or stop time (`EXTEND_TIMEOUT_USEC`), or `None`.
     fn progress(&mut self) -> Option<String> {
         None
     }
@@ -374,7 +374,10 @@ pub fn run(
                 tell(&notifier, &shared, &[Field::Status(&text)], |_| {});
             }
         }
-        if machine.state() == State::Starting {
+        // Start-up, and a drain (a stop's, or an operator's: without
+        // STOPPING=1 systemd applies the extension to nothing but
+        // RuntimeMaxSec=), get more time while they move.
+        if machine.state() == State::Starting || probe.keep_alive() {
             if let Some(text) = probe.progress() {
                 if extended.is_none_or(|t| t.elapsed() >= pace.extend / 3) {
                     let fields = [Field::ExtendTimeout(pace.extend), Field::Status(&text)];
