@@ -16,13 +16,19 @@
 //!   `--safe-to-stop` exits 1; both turn back once node 1 is UP again;
 //! * the load saw no failed request.
 //!
-//! Takes some 5 to 8 minutes on two busy cores. Needs Java 17 (`$JAVA` or
+//! `cluster_routes_on_a_jvm_that_is_not_cassandra`: the fixture JVM (no
+//! Cassandra MBeans): `/ready?scope=cluster` and `/cluster` answer 503 at once
+//! (never 200), unknown keys and values are a 400 naming the accepted ones,
+//! `scope=node` is the node's `/ready`, and the command's `--cluster` and
+//! `--safe-to-stop` exit 1.
+//!
+//! The 3-node test takes some 5 to 10 minutes on two busy cores. Needs Java 17 (`$JAVA` or
 //! `java` on PATH), Maven Central (fetch.sh) and PyPI (pyclients.sh); without
 //! Java 17 it fails, unless CQLREADY_ALLOW_SKIP=1.
 
 mod common;
 
-use common::{free_port, http_get, TempDir};
+use common::{deadline, free_port, http_get, Jvm, TempDir};
 use serde_json::Value;
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader};
@@ -503,4 +509,65 @@ fn three_nodes_through_a_gated_rolling_restart() {
     assert!(summary.contains(" failed=0 "), "{}", lines.join("\n"));
     assert!(!summary.contains("ok=0 "), "{summary}");
     eprintln!("whole test: {:.0} s", started.elapsed().as_secs_f64());
+}
+
+#[test]
+fn cluster_routes_on_a_jvm_that_is_not_cassandra() {
+    let java = common::jvms().into_iter().next().expect("a java on PATH");
+    let port = free_port();
+    let mut jvm = Jvm::builder(&java)
+        .opt(format!("port={port}"))
+        .opt("interval=20ms")
+        .spawn();
+    jvm.listen(port, "cql");
+    jvm.wait_status("ready", deadline(), |s| s["state"] == "ready");
+    let get = |path: &str| {
+        let r = http_get(jvm.socket(), path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        (r.status, r.body)
+    };
+    let (code, body) = get("/ready?scope=cluster");
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("no cluster view"), "{body}");
+    assert_eq!(get("/cluster?cl=ALL").0, 503);
+    assert_eq!(get("/ready?scope=node").0, 200, "the node's own readiness");
+    for (path, says) in [
+        ("/ready?scope=galaxy", "node, cluster"),
+        (
+            "/ready?scope=cluster&cl=ONE",
+            "accepted: scope=node|cluster, wait=DURATION",
+        ),
+        ("/cluster?cl=TWO", "ONE, QUORUM, LOCAL_QUORUM, ALL"),
+        (
+            "/cluster?wait=1s",
+            "accepted: cl=ONE|QUORUM|LOCAL_QUORUM|ALL",
+        ),
+    ] {
+        let (code, body) = get(path);
+        assert_eq!(code, 400, "{path}: {body}");
+        assert!(body.contains(says), "{path}: {body}");
+    }
+    assert!(!get("/metrics").1.contains("cqlready_cluster"));
+    let run = |args: &[&str]| {
+        let out = Command::new(cli())
+            .args(args)
+            .arg("--socket")
+            .arg(jvm.socket())
+            .output()
+            .expect("run cqlready");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, text) = run(&["probe", "--cluster"]);
+    assert_eq!(code, Some(1), "{text}");
+    let (code, text) = run(&["probe", "--safe-to-stop", "--cl", "QUORUM"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("no cluster view"), "{text}");
+    let (code, _) = run(&["probe", "--safe-to-stop", "--cl", "TWO"]);
+    assert_eq!(
+        code,
+        Some(64),
+        "a level that does not parse is a usage error"
+    );
 }
