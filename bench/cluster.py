@@ -77,6 +77,8 @@ class Cluster:
             "CASSANDRA_SEEDS": f"127.0.0.1:{self.storage}",
             "CASSANDRA_CLUSTER_NAME": f"bench-{self.native}",
             "CASSANDRA_AUTO_BOOTSTRAP": "false",
+            # A busy seed may take seconds to answer the others' first gossip.
+            "CASSANDRA_RING_DELAY_MS": "0" if i == 0 else "60000",
         })
         log = open(os.path.join(self.tmp, f"n{i + 1}.log"), "ab")
         self.procs[i] = subprocess.Popen(
@@ -207,6 +209,10 @@ def main():
     ap.add_argument("--out", default=os.path.join(ROOT, "bench/results-cluster.md"))
     ap.add_argument("--gates", default="cqlready,cql-port,local-ready,nodetool-UN,none")
     args = ap.parse_args()
+    # SIGTERM (and SIGINT, also when started in the background) end the run
+    # through the `finally` that kills the nodes.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: sys.exit(1))
     setup_line("tests/cassandra/fetch.sh")
     venv = setup_line("tests/cassandra/pyclients.sh")
     tmp = tempfile.mkdtemp(prefix="cqlb-clu-")

@@ -179,6 +179,11 @@ impl Cluster {
                 format!("cqlready-cluster-{}", self.native),
             )
             .env("CASSANDRA_AUTO_BOOTSTRAP", "false")
+            // A busy seed may take seconds to answer the others' first gossip.
+            .env(
+                "CASSANDRA_RING_DELAY_MS",
+                if i == 0 { "0" } else { "60000" },
+            )
             .process_group(0)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))

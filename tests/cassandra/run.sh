@@ -20,6 +20,9 @@
 #   CASSANDRA_SEEDS=ADDR:PORT,...   seeds (default: this node's own address and storage port)
 #   CASSANDRA_CLUSTER_NAME=NAME     one name for all (default cqlready-<native-port>)
 #   CASSANDRA_AUTO_BOOTSTRAP=false  join without streaming (a new, empty cluster)
+#   CASSANDRA_RING_DELAY_MS=N       with --fast, the ring delay instead of 0: a node that is not
+#                                   a seed gives up on its seeds after it ("Unable to gossip
+#                                   with any peers"), and a busy seed may take seconds to answer
 # JVM_EXTRA_OPTS (word-split) and args after `--` are appended to the JVM flags; that
 # is where the cqlready agent goes: JVM_EXTRA_OPTS="-agentpath:/path/libcqlready.so=..."
 # CASSANDRA_LIB overrides the jar dir (default: output of fetch.sh, which fetches on first use).
@@ -118,7 +121,7 @@ opts+=(
     "-Dlogback.configurationFile=file://$base/conf/logback.xml"
 )
 if [[ "$fast" == 1 ]]; then
-    opts+=("-Dcassandra.skip_wait_for_gossip_to_settle=0" "-Dcassandra.ring_delay_ms=0")
+    opts+=("-Dcassandra.skip_wait_for_gossip_to_settle=0" "-Dcassandra.ring_delay_ms=${CASSANDRA_RING_DELAY_MS:-0}")
 fi
 if [[ -n "${JVM_EXTRA_OPTS:-}" ]]; then
     # shellcheck disable=SC2206
