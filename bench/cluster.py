@@ -176,7 +176,10 @@ def finish(p, stop):
     open(stop, "w").close()
     out = p.communicate(timeout=120)[0]
     summary = next((l for l in out.splitlines() if l.startswith("summary")), "summary ?")
-    fields = dict(kv.split("=") for kv in summary.split()[1:] if "=" in kv)
+    errors = [l for l in out.splitlines() if l.startswith("error")]
+    if errors:
+        summary += f"; first errors: {errors[:3]}"
+    fields = dict(kv.split("=") for kv in summary.split(";")[0].split()[1:] if "=" in kv)
     return int(fields.get("ok", 0)), int(fields.get("failed", -1)), summary
 
 
