@@ -16,24 +16,16 @@ Stdlib only. Prints a Markdown table.
 import argparse
 import json
 import os
-import socket
 import time
+
+from _common import http_get
 
 
 def get(path, sock_path):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(30)
+    """(seconds, (code, body)) of one request."""
     t = time.perf_counter()
-    s.connect(sock_path)
-    s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
-    data = b""
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    s.close()
-    return time.perf_counter() - t, data
+    answer = http_get(sock_path, path, timeout=30)
+    return time.perf_counter() - t, answer
 
 
 def percentiles(xs):
@@ -62,16 +54,14 @@ def main():
     ap.add_argument("--requests", type=int, default=300)
     ap.add_argument("--cpu-seconds", type=float, default=60.0)
     args = ap.parse_args()
-    _, body = get("/status", args.socket)
-    pid = json.loads(body.split(b"\r\n\r\n", 1)[1])["pid"]
+    pid = json.loads(get("/status", args.socket)[1][1])["pid"]
     get("/cluster", args.socket)  # starts the reading, waits for one view
     rows = []
     for path in ("/cluster?cl=QUORUM", "/ready?scope=cluster"):
         times = [get(path, args.socket)[0] for _ in range(args.requests)]
         p50, p99, mx = percentiles(times)
         rows.append(f"| `GET {path}` | {args.requests} | {p50 * 1e3:.2f} | {p99 * 1e3:.2f} | {mx * 1e3:.2f} |")
-    _, body = get("/cluster", args.socket)
-    view = json.loads(body.split(b"\r\n\r\n", 1)[1])
+    view = json.loads(get("/cluster", args.socket)[1][1])
     c0, t0 = thread_cpu(pid), time.monotonic()
     while time.monotonic() - t0 < args.cpu_seconds:
         time.sleep(10)
