@@ -73,9 +73,7 @@ class Cluster:
         for k in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "RUNTIME_DIRECTORY", "JAVA_TOOL_OPTIONS"):
             env.pop(k, None)
         env.update({
-            # A busy box may take minutes to agree on the schema a new node
-            # waits for before it allocates its tokens (30 s by default).
-            "JVM_EXTRA_OPTS": f"-agentpath:{LIB}=socket={self.sock(i)} -Dcassandra.schema_delay_ms=600000",
+            "JVM_EXTRA_OPTS": f"-agentpath:{LIB}=socket={self.sock(i)}",
             "CASSANDRA_SEEDS": f"127.0.0.1:{self.storage}",
             "CASSANDRA_CLUSTER_NAME": f"bench-{self.native}",
             "CASSANDRA_AUTO_BOOTSTRAP": "false",

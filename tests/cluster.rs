@@ -156,10 +156,8 @@ impl Cluster {
             .append(true)
             .open(self.log(i))
             .expect("node log");
-        // A busy box may take minutes to agree on the schema that a new
-        // node waits for before it allocates its tokens (30 s by default).
         let agent = format!(
-            "-agentpath:{}=socket={} -Dcassandra.schema_delay_ms=600000",
+            "-agentpath:{}=socket={}",
             common::agent_lib().display(),
             self.socket(i).display()
         );
@@ -428,9 +426,10 @@ fn three_nodes_through_a_gated_rolling_restart() {
     let view = until("node 2's view with the RF=3 keyspace", WAIT, || {
         let (code, body) = c.get(1, "/cluster?cl=QUORUM")?;
         let v: Value = serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
-        let has = v["availability"]["keyspaces"]
-            .as_array()
-            .is_some_and(|k| k.iter().any(|k| k["keyspace"] == "cqlready_load"));
+        let has = v["availability"]["keyspaces"].as_array().is_some_and(|k| {
+            k.iter()
+                .any(|k| k["keyspace"] == "cqlready_load" && k["ranges"].as_u64() > Some(0))
+        });
         (code == 200 && has).then_some(v).ok_or(body)
     });
     let nodes = nodes_of(&view);

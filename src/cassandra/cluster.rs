@@ -645,6 +645,14 @@ impl Reader {
                     .invoke(STORAGE_SERVICE, "getRangeToEndpointMap", &[ks])
                     .and_then(|t| t.ok_or_else(|| "no answer".to_string()))
                     .and_then(|t| range_map(&t, &mut self.names))
+                    // No ranges is no knowledge (a keyspace just created), never "safe".
+                    .and_then(|r| {
+                        if r.is_empty() {
+                            Err("no token ranges read yet".to_string())
+                        } else {
+                            Ok(r)
+                        }
+                    })
                     .map_err(|e| crate::notify::sanitize(&e));
                 (crate::notify::sanitize(ks), ranges)
             })
@@ -969,6 +977,12 @@ mod tests {
             .nodes
             .iter()
             .any(|n| n.address == "127.0.0.9" && n.status == UNKNOWN));
+        // A keyspace without ranges yet: unknown, never safe.
+        m.0.insert("getRangeToEndpointMap/ks".into(), Ok("{}".into()));
+        let v = Reader::default().read(&mut m);
+        let all = v.level(Cl::All).unwrap();
+        assert_eq!(all.safe_to_stop, None, "{all:?}");
+        assert!(all.why.contains("no token ranges read yet"), "{}", all.why);
         // A range map that is garbage, or an operation that throws.
         m.0.insert("getRangeToEndpointMap/ks".into(), Ok("{[1, 2]=".into()));
         let v = Reader::default().read(&mut m);
