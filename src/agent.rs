@@ -243,6 +243,7 @@ fn node_probe(
         options.ready == Readiness::Normal,
         options.extend,
     )
+    .with_cluster(options.cluster)
 }
 
 /// Runs the monitor on a thread of its own.

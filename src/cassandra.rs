@@ -14,6 +14,10 @@
 //! changes are the signs of bootstrap progress. When the
 //! MBean is absent (not Cassandra, or too early) readiness is CQL alone.
 
+pub mod cluster;
+pub mod holder;
+pub mod progress;
+
 use crate::cql::Prober;
 use crate::monitor::Probe;
 use crate::status::model::{Cassandra, Snapshot};
@@ -100,10 +104,17 @@ pub struct NodeProbe {
     mbeans: Option<Box<dyn MBeans>>,
     require_normal: bool,
     last: Option<Cassandra>,
-    /// A digest of what changes while a bootstrap streams, and when it last changed.
-    fingerprint: u64,
-    changed: Option<Instant>,
-    extend: Duration,
+    /// Whether start-up or a drain moves, and what it is doing.
+    progress: progress::Progress,
+    /// The cluster view: how it is wanted, its reader, its last read.
+    cluster: crate::options::Toggle,
+    reader: cluster::Reader,
+    cluster_view: Option<crate::status::cluster::ClusterView>,
+    /// Whether the native transport was ever seen running.
+    transport_ran: bool,
+    /// The last look for another process on the port, and when.
+    held: Option<String>,
+    holder_at: Option<Instant>,
 }
 
 impl NodeProbe {
@@ -118,10 +129,39 @@ impl NodeProbe {
             mbeans,
             require_normal,
             last: None,
-            fingerprint: 0,
-            changed: None,
-            extend,
+            progress: progress::Progress::new(extend),
+            cluster: crate::options::Toggle::Auto,
+            reader: cluster::Reader::default(),
+            cluster_view: None,
+            transport_ran: false,
+            held: None,
+            holder_at: None,
         }
+    }
+
+    /// How the cluster view is read: `auto` while asked, `on` always, `off` never.
+    pub fn with_cluster(mut self, cluster: crate::options::Toggle) -> NodeProbe {
+        if cluster == crate::options::Toggle::On {
+            crate::status::cluster::always();
+        }
+        self.cluster = cluster;
+        self
+    }
+
+    /// Reads the cluster view when it is wanted; drops it when not, so no
+    /// stale view is kept.
+    fn read_cluster(&mut self) {
+        use crate::options::Toggle;
+        use crate::status::cluster::{self as view, ClusterView};
+        self.cluster_view = match (self.cluster, self.mbeans.as_mut()) {
+            (Toggle::Off, _) => Some(ClusterView {
+                errors: vec!["nodes: the cluster view is off (cluster=off)".into()],
+                read_mono_ms: u64::MAX,
+                ..ClusterView::default()
+            }),
+            (_, Some(m)) if view::wanted() => Some(self.reader.read(m.as_mut())),
+            _ => None,
+        };
     }
 
     fn read(&mut self) {
@@ -143,32 +183,92 @@ impl NodeProbe {
                 ..Cassandra::default()
             },
         };
-        let mut h = DefaultHasher::new();
-        (
-            &c.mode,
-            c.joined,
-            c.bootstrap,
-            c.load_bytes.map(f64::to_bits),
-        )
-            .hash(&mut h);
+        let mut signals = progress::Signals {
+            mode: c.mode.clone(),
+            bootstrap: c.bootstrap,
+            load_bytes: c.load_bytes,
+            ..progress::Signals::default()
+        };
         if c.mode.as_deref() == Some("JOINING") || c.bootstrap == Some(true) {
             if let Ok(v) = m.attributes(STREAM_MANAGER, &["CurrentStreams"]) {
+                let mut h = DefaultHasher::new();
                 v.hash(&mut h);
+                signals.streams = h.finish();
             }
         }
-        let fp = h.finish();
-        if fp != self.fingerprint {
-            self.fingerprint = fp;
-            self.changed = Some(Instant::now());
+        // The signs of start-up and drain progress cost nothing while NORMAL.
+        if c.mode.as_deref() != Some("NORMAL") {
+            let count = |m: &mut Box<dyn MBeans>, object: &str, attr: &str| {
+                m.attributes(object, &[attr])
+                    .ok()
+                    .and_then(|v| v.into_iter().next().flatten())
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .map(|v| v as u64)
+            };
+            if matches!(c.mode.as_deref(), None | Some("STARTING")) {
+                signals.writes = count(m, progress::WRITES, "Count");
+                signals.sstables = count(m, progress::SSTABLES, "Value");
+            }
+            signals.io_bytes = std::fs::read_to_string("/proc/self/io")
+                .ok()
+                .and_then(|t| progress::io_bytes(&t));
         }
+        self.progress.observe(Instant::now(), signals);
         if c.mode.is_none() && c.error.is_none() {
             c.error = Some("no OperationMode".into());
         }
         self.last = Some(c);
+        self.read_cluster();
     }
 
     fn mode(&self) -> Option<&str> {
         self.last.as_ref()?.mode.as_deref()
+    }
+
+    /// Another process listening on the CQL port, described; read at most
+    /// every [`holder::EVERY`].
+    fn holder(&mut self) -> Option<String> {
+        if self.holder_at.is_none_or(|t| t.elapsed() >= holder::EVERY) {
+            self.holder_at = Some(Instant::now());
+            let t = &self.cql.target;
+            self.held = holder::find(t.port, &t.host).map(|h| h.describe(&t.to_string()));
+        }
+        self.held.clone()
+    }
+}
+
+/// Why CQL is not ready, in words true to Cassandra's phase: the transport
+/// has not started yet (STARTING, JOINING, or NORMAL before it first ran),
+/// is shutting down (DRAINING), was disabled after it had run
+/// (`nodetool disablebinary`), or another process holds the port.
+pub fn why_not(
+    mode: Option<&str>,
+    transport: Option<bool>,
+    ran: bool,
+    held: Option<&str>,
+    e: &str,
+) -> String {
+    if let Some(h) = held {
+        return format!("{h}: {e}");
+    }
+    let Some(mode) = mode else {
+        return e.to_string();
+    };
+    let off = transport != Some(true);
+    match mode {
+        "STARTING" | "JOINING" => {
+            format!("{e}; Cassandra's native transport not started yet, mode {mode}")
+        }
+        "DRAINING" | "DRAINED" | "DECOMMISSIONED" => {
+            format!("{e}; Cassandra's native transport shutting down, mode {mode}")
+        }
+        "NORMAL" if off && ran => format!(
+            "{e}; Cassandra's native transport disabled (nodetool disablebinary?), mode NORMAL"
+        ),
+        "NORMAL" if off => {
+            format!("{e}; Cassandra's native transport not started yet, mode NORMAL")
+        }
+        _ => format!("{e}; Cassandra is {mode}"),
     }
 }
 
@@ -176,6 +276,10 @@ impl Probe for NodeProbe {
     fn check(&mut self) -> Result<Option<u8>, String> {
         let cql = Prober::check(&mut self.cql);
         self.read();
+        let transport = self.last.as_ref().and_then(|c| c.native_transport);
+        if transport == Some(true) {
+            self.transport_ran = true;
+        }
         // A TLS server that finished its half of the handshake and wants a
         // client certificate the check lacks serves CQL: Cassandra's own
         // view decides (without it, the error names tls_cert).
@@ -185,18 +289,32 @@ impl Probe for NodeProbe {
         if serving && matches!(cql, Err(crate::cql::ProbeError::ClientCertRequired)) {
             return Ok(None);
         }
-        let transport_off = self.last.as_ref().and_then(|c| c.native_transport) == Some(false);
-        let answer = cql.map_err(|e| match self.mode() {
-            Some(mode) if transport_off => {
-                format!("Cassandra's native transport is off (nodetool disablebinary?), mode {mode}: {e}")
-            }
-            Some(mode) => format!("{e}; Cassandra is {mode}"),
-            None => e.to_string(),
+        // Someone else on the port is worth naming only while Cassandra's
+        // own transport does not run (it would be Cassandra's otherwise).
+        let held = match (&cql, transport) {
+            (_, Some(true)) => None,
+            (Err(_), _) | (Ok(_), Some(false)) => self.holder(),
+            _ => None,
+        };
+        let answer = cql.map_err(|e| {
+            why_not(
+                self.mode(),
+                transport,
+                self.transport_ran,
+                held.as_deref(),
+                &e.to_string(),
+            )
         })?;
         if self.require_normal {
             if let Some(c) = &self.last {
                 if c.native_transport == Some(false) {
-                    return Err("CQL answers but Cassandra's native transport is off (nodetool disablebinary?)".into());
+                    return Err(why_not(
+                        c.mode.as_deref(),
+                        Some(false),
+                        self.transport_ran,
+                        held.as_deref(),
+                        "CQL answers",
+                    ));
                 }
                 if let Some(mode) = c.mode.as_deref().filter(|m| *m != "NORMAL") {
                     return Err(format!("CQL answers but Cassandra is {mode}"));
@@ -211,28 +329,11 @@ impl Probe for NodeProbe {
         if let Some(tls) = snap.cql.tls.as_mut() {
             tls.reached = self.cql.reached.map(String::from);
         }
+        snap.cluster = self.cluster_view.clone();
     }
 
     fn progress(&mut self) -> Option<String> {
-        let c = self.last.as_ref()?;
-        let joining = c.mode.as_deref() == Some("JOINING") || c.bootstrap == Some(true);
-        let recent = self.changed.is_some_and(|t| t.elapsed() < self.extend);
-        if !(joining && recent) {
-            return None;
-        }
-        let load = c
-            .load_bytes
-            .map(|b| format!(", {:.1} MiB on disk", b / (1024.0 * 1024.0)))
-            .unwrap_or_default();
-        let what = if c.bootstrap == Some(true) {
-            "bootstrap in progress"
-        } else {
-            "joining the ring"
-        };
-        Some(format!(
-            "Cassandra {} ({what}{load})",
-            c.mode.as_deref().unwrap_or("JOINING")
-        ))
+        self.progress.status(Instant::now())
     }
 
     fn keep_alive(&self) -> bool {
@@ -327,7 +428,11 @@ mod tests {
             true,
             Duration::from_secs(60),
         );
-        assert!(p.check().unwrap_err().ends_with("; Cassandra is JOINING"));
+        let why = p.check().unwrap_err();
+        assert!(
+            why.ends_with("; Cassandra's native transport not started yet, mode JOINING"),
+            "{why}"
+        );
         assert_eq!(
             p.progress().unwrap(),
             "Cassandra JOINING (joining the ring, 1.0 MiB on disk)"
@@ -339,7 +444,11 @@ mod tests {
             Duration::from_secs(60),
         );
         let why = p.check().unwrap_err();
-        assert!(why.starts_with("Cassandra's native transport is off (nodetool disablebinary?), mode DRAINED: connect"), "{why}");
+        assert!(why.starts_with("connect"), "{why}");
+        assert!(
+            why.ends_with("; Cassandra's native transport shutting down, mode DRAINED"),
+            "{why}"
+        );
         assert!(p.keep_alive());
         assert_eq!(p.progress(), None);
         let mut p = NodeProbe::new(
@@ -359,6 +468,122 @@ mod tests {
             .error
             .unwrap()
             .contains("InstanceNotFound"));
+    }
+
+    #[test]
+    fn status_texts_true_in_every_phase() {
+        let e = "connect: Connection refused";
+        let t = |mode, transport, ran| why_not(Some(mode), transport, ran, None, e);
+        for mode in ["STARTING", "JOINING"] {
+            assert!(t(mode, Some(false), false).contains("not started yet"));
+            assert!(!t(mode, Some(false), false).contains("disablebinary"));
+        }
+        assert!(t("DRAINING", Some(false), true).contains("shutting down, mode DRAINING"));
+        assert!(!t("DRAINING", Some(false), true).contains("disablebinary"));
+        assert!(t("NORMAL", Some(false), true).contains("disabled (nodetool disablebinary?)"));
+        assert!(
+            t("NORMAL", Some(false), false).contains("not started yet, mode NORMAL"),
+            "NORMAL before the transport first ran"
+        );
+        assert_eq!(
+            t("LEAVING", Some(true), true),
+            format!("{e}; Cassandra is LEAVING")
+        );
+        assert_eq!(why_not(None, None, false, None, e), e);
+        let held = why_not(
+            Some("STARTING"),
+            Some(false),
+            false,
+            Some("CQL port 127.0.0.1:9042 is held by another process (pid 7, nc), so Cassandra cannot bind it"),
+            e,
+        );
+        assert!(
+            held.starts_with("CQL port 127.0.0.1:9042 is held by another process (pid 7, nc)"),
+            "{held}"
+        );
+    }
+
+    #[test]
+    fn a_stray_listener_is_named() {
+        let (mut child, port) = holder::stray_listener();
+        let prober = Prober::new(crate::cql::Target {
+            host: "127.0.0.1".into(),
+            port,
+            timeout: Duration::from_millis(300),
+        });
+        let mut p = NodeProbe::new(
+            prober,
+            Some(Box::new(Table(vec![row("STARTING", false)]))),
+            true,
+            Duration::from_secs(60),
+        );
+        let why = p.check().unwrap_err();
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(
+            why.starts_with(&format!(
+                "CQL port 127.0.0.1:{port} is held by another process (pid {}, python3), so Cassandra cannot bind it: ",
+                child.id()
+            )),
+            "{why}"
+        );
+    }
+
+    /// Ready, then draining with progress: the loop asks for more time.
+    struct Draining(u32);
+    impl Probe for Draining {
+        fn check(&mut self) -> Result<Option<u8>, String> {
+            self.0 += 1;
+            if self.0 <= 2 {
+                Ok(Some(5))
+            } else {
+                Err(
+                    "connect: refused; Cassandra's native transport shutting down, mode DRAINING"
+                        .into(),
+                )
+            }
+        }
+        fn keep_alive(&self) -> bool {
+            self.0 > 2
+        }
+        fn progress(&mut self) -> Option<String> {
+            (self.0 > 2).then(|| "Cassandra DRAINING (flushing memtables, 16.0 MiB of disk I/O since the drain began)".into())
+        }
+    }
+
+    #[test]
+    fn a_drain_in_progress_gets_more_time() {
+        use crate::monitor::{self, Pace, Shared};
+        let shared = Shared::new(Snapshot::new(1, Default::default()));
+        let pace = Pace {
+            interval: Duration::from_millis(1),
+            check: Duration::from_millis(1),
+            failures: 2,
+            subject: "CQL".into(),
+            place: "127.0.0.1:9042".into(),
+            extend: Duration::from_secs(60),
+            exit_on_degraded: false,
+        };
+        let notifier = std::sync::Arc::new(crate::notify::Notifier::disabled());
+        let (n, s) = (notifier.clone(), shared.clone());
+        let thread = std::thread::spawn(move || monitor::run(&mut Draining(0), pace, n, s));
+        let snap = shared.wait_until(Instant::now() + Duration::from_secs(10), |s| {
+            s.notify
+                .last_status
+                .as_deref()
+                .is_some_and(|t| t.starts_with("Cassandra DRAINING (flushing"))
+        });
+        monitor::stop(&notifier, &shared, "JVM shutting down");
+        let _ = thread.join();
+        assert!(
+            snap.notify
+                .last_status
+                .as_deref()
+                .is_some_and(|t| t.starts_with("Cassandra DRAINING (flushing")),
+            "{:?}",
+            snap.notify
+        );
+        assert!(!snap.notify.stopping_sent, "a drain is not a stop");
     }
 
     #[test]

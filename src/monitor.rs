@@ -26,8 +26,8 @@ pub trait Probe: Send {
     fn check(&mut self) -> Result<Option<u8>, String>;
     /// Adds what the probe saw to the snapshot (Cassandra's view).
     fn annotate(&self, _snap: &mut Snapshot) {}
-    /// While not ready: a description of start-up progress worth more start
-    /// time (`EXTEND_TIMEOUT_USEC`), or `None`.
+    /// While not ready (or kept alive, draining): a description of progress
+    /// worth more start or stop time (`EXTEND_TIMEOUT_USEC`), or `None`.
     fn progress(&mut self) -> Option<String> {
         None
     }
@@ -259,7 +259,10 @@ pub fn run(
         } else if let Some(e) = &new_error {
             l.explain(e);
         }
-        if l.machine.state() == State::Starting {
+        // Start-up, and a drain (a stop's, or an operator's: without
+        // STOPPING=1 systemd applies the extension to nothing but
+        // RuntimeMaxSec=), get more time while they move.
+        if l.machine.state() == State::Starting || probe.keep_alive() {
             l.ask_for_time(probe);
         }
         if let Some(ended) = l.pause(probe, started) {
@@ -371,8 +374,8 @@ impl Loop {
         }
     }
 
-    /// While starting with progress to show: more start time, a third of
-    /// `extend` apart at most.
+    /// While starting or draining with progress to show: more time, a third
+    /// of `extend` apart at most.
     fn ask_for_time(&mut self, probe: &mut impl Probe) {
         if let Some(text) = probe.progress() {
             if self

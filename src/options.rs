@@ -64,6 +64,8 @@ pub struct Options {
     /// The client certificate chain and its key, for require_client_auth.
     pub tls_cert: Option<crate::tls::Certs>,
     pub tls_key: Option<crate::tls::Key>,
+    /// The cluster view: auto reads it while someone asked within a minute.
+    pub cluster: Toggle,
 }
 
 /// One option: its name, its default (as the user would write it), what it
@@ -260,6 +262,15 @@ pub const KEYS: &[Key] = &[
             Ok(())
         },
     },
+    Key {
+        name: "cluster",
+        default: "auto",
+        help: "Cassandra's view of the cluster (/cluster, /ready?scope=cluster); auto: read at the check period while asked for within the last minute; on: always; off: never",
+        set: |o, v| {
+            o.cluster = toggle(v)?;
+            Ok(())
+        },
+    },
 ];
 
 fn toggle(v: &str) -> Result<Toggle, String> {
@@ -320,6 +331,7 @@ impl Default for Options {
             tls_ca: None,
             tls_cert: None,
             tls_key: None,
+            cluster: Toggle::Auto,
         };
         for key in KEYS {
             // The table's defaults are covered by a unit test.

@@ -8,6 +8,7 @@ use cqlready::monitor::{self, Ended, Pace, Probe, Shared};
 use cqlready::notify::Notifier;
 use cqlready::options::{format_duration, parse_duration};
 use cqlready::status::client::{self, ClientError};
+use cqlready::status::cluster::Cl;
 use cqlready::status::model::{Cql, Snapshot, State};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -78,6 +79,9 @@ enum Command {
         /// Print the agent's raw JSON.
         #[arg(long)]
         json: bool,
+        /// The cluster as this node sees it, like `nodetool status`, with the ranges below LOCAL_QUORUM.
+        #[arg(long)]
+        cluster: bool,
     },
     /// One readiness check: exit 0 ready, 1 not ready, 2 no agent. For probes and scripts.
     #[command(
@@ -97,6 +101,15 @@ enum Command {
         timeout: Duration,
         #[command(flatten)]
         tls: TlsArgs,
+        /// Ready only when this node is ready and every node in its view is UP and NORMAL.
+        #[arg(long, conflicts_with_all = ["port", "safe_to_stop"])]
+        cluster: bool,
+        /// Exit 0 when stopping this node now keeps every token range at --cl, 1 when not (naming a range).
+        #[arg(long, conflicts_with = "port")]
+        safe_to_stop: bool,
+        /// With --safe-to-stop: ONE, QUORUM, LOCAL_QUORUM or ALL.
+        #[arg(long, default_value = "LOCAL_QUORUM", requires = "safe_to_stop", value_parser = cl)]
+        cl: Cl,
     },
     /// Block until the agent says ready (exit 0) or the timeout passes (exit 1).
     #[command(
@@ -108,6 +121,9 @@ enum Command {
         /// Give up after this long.
         #[arg(long, default_value = "10m", value_parser = duration)]
         timeout: Duration,
+        /// Until this node is ready and every node in its view is UP and NORMAL.
+        #[arg(long)]
+        cluster: bool,
     },
     /// Run as a Type=notify service: READY=1 once every port answers, exit when one stops.
     #[command(
@@ -238,19 +254,41 @@ fn main() -> ExitCode {
         }
     };
     let code = match cli.command {
-        Command::Status { which, json } => status(&which, json),
+        Command::Status {
+            which,
+            json,
+            cluster: true,
+        } => cluster_status(&which, json),
+        Command::Status { which, json, .. } => status(&which, json),
         Command::Probe {
             which,
             port: Some(port),
             host,
             timeout,
             tls,
+            ..
         } => {
             let _ = which;
             probe_port(host, port, timeout, &tls)
         }
-        Command::Probe { which, timeout, .. } => probe(&which, timeout),
-        Command::Wait { which, timeout } => wait(&which, timeout),
+        Command::Probe {
+            which,
+            timeout,
+            safe_to_stop: true,
+            cl,
+            ..
+        } => safe_to_stop(&which, timeout, cl),
+        Command::Probe {
+            which,
+            timeout,
+            cluster,
+            ..
+        } => probe(&which, timeout, cluster),
+        Command::Wait {
+            which,
+            timeout,
+            cluster,
+        } => wait(&which, timeout, cluster),
         Command::Watch(args) => watch(args),
         Command::Attach {
             pid,
@@ -447,8 +485,15 @@ fn status(which: &Which, json: bool) -> u8 {
     }
 }
 
-fn probe(which: &Which, timeout: Duration) -> u8 {
-    match ask(which, "/ready", timeout) {
+fn probe(which: &Which, timeout: Duration, cluster: bool) -> u8 {
+    let target = if cluster {
+        "/ready?scope=cluster"
+    } else {
+        "/ready"
+    };
+    // A first ask of the cluster view waits for one read of it.
+    let timeout = timeout.max(if cluster { CLUSTER_TIMEOUT } else { timeout });
+    match ask(which, target, timeout) {
         Ok(r) if r.code == 200 => {
             println!("ready");
             READY
@@ -501,7 +546,8 @@ fn probe_port(host: String, port: u16, timeout: Duration, tls: &TlsArgs) -> u8 {
     }
 }
 
-fn wait(which: &Which, timeout: Duration) -> u8 {
+fn wait(which: &Which, timeout: Duration, cluster: bool) -> u8 {
+    let scope = if cluster { "scope=cluster&" } else { "" };
     let asked = match asked(which) {
         Ok(a) => a,
         Err(code) => return code,
@@ -530,8 +576,14 @@ fn wait(which: &Which, timeout: Duration) -> u8 {
         let answer = socket_of(&asked).and_then(|s| {
             client::get(
                 &s,
-                &format!("/ready?wait={}ms", slice.as_millis().max(1)),
-                slice + Duration::from_secs(2),
+                &format!("/ready?{scope}wait={}ms", slice.as_millis().max(1)),
+                slice
+                    + Duration::from_secs(2)
+                    + if cluster {
+                        CLUSTER_TIMEOUT
+                    } else {
+                        Duration::ZERO
+                    },
             )
         });
         match answer {
@@ -571,6 +623,65 @@ fn wait(which: &Which, timeout: Duration) -> u8 {
                 std::thread::sleep(left.min(Duration::from_millis(100)));
             }
         }
+    }
+}
+
+/// How long a cluster request may take: a first ask waits for one read of the view.
+const CLUSTER_TIMEOUT: Duration = Duration::from_secs(20);
+
+fn cl(s: &str) -> Result<Cl, String> {
+    Cl::parse(s)
+}
+
+fn cluster_view(which: &Which, cl: Cl, timeout: Duration) -> Result<String, u8> {
+    match ask(which, &format!("/cluster?cl={}", cl.as_str()), timeout) {
+        Ok(r) if r.code == 200 => Ok(r.body),
+        Ok(r) if r.code == 503 => {
+            println!("not ready: {}", r.body.trim());
+            Err(NOT_READY)
+        }
+        Ok(r) => Err(no_agent(&ClientError::Protocol(format!(
+            "unexpected answer {}: {}",
+            r.code,
+            r.body.trim()
+        )))),
+        Err(code) => Err(code),
+    }
+}
+
+fn cluster_status(which: &Which, json: bool) -> u8 {
+    let body = match cluster_view(which, Cl::LocalQuorum, CLUSTER_TIMEOUT) {
+        Ok(b) => b,
+        Err(code) => return code,
+    };
+    if json {
+        print!("{body}");
+        return READY;
+    }
+    match cqlready::status::cluster::render(&body) {
+        Ok(text) => {
+            print!("{text}");
+            READY
+        }
+        Err(e) => no_agent(&ClientError::Protocol(e)),
+    }
+}
+
+fn safe_to_stop(which: &Which, timeout: Duration, cl: Cl) -> u8 {
+    let body = match cluster_view(which, cl, timeout.max(CLUSTER_TIMEOUT)) {
+        Ok(b) => b,
+        Err(code) => return code,
+    };
+    match cqlready::status::cluster::verdict(&body) {
+        Ok((true, why)) => {
+            println!("safe to stop at {}: {why}", cl.as_str());
+            READY
+        }
+        Ok((false, why)) => {
+            println!("not safe to stop at {}: {why}", cl.as_str());
+            NOT_READY
+        }
+        Err(e) => no_agent(&ClientError::Protocol(e)),
     }
 }
 

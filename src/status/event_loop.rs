@@ -20,6 +20,8 @@
 //! that reads it; nothing here blocks, and nothing waits on the JVM.
 
 use crate::agent_process::{self, Epoll, EventFd, HANGUP, READABLE, WRITABLE};
+use crate::status::cluster::{self, Query as ClusterQuery};
+use crate::status::model::Snapshot;
 use crate::status::routes::{self, Answer, Reply, MAX_REQUEST};
 use crate::status::server::Access;
 use crate::status::store::Shared;
@@ -42,6 +44,8 @@ pub const REFUSE_LINGER: Duration = Duration::from_millis(500);
 const ACCEPTS_PER_TURN: usize = 1024;
 /// Events taken from one epoll wait.
 const EVENTS_PER_TURN: usize = 256;
+/// How often a waiting cluster request looks at the view again.
+const CLUSTER_POLL: Duration = Duration::from_millis(50);
 const LISTENER: u64 = 0;
 const WAKER: u64 = 1;
 
@@ -73,6 +77,9 @@ enum Phase {
     Waiting {
         head_only: bool,
         input_closed: bool,
+        /// A cluster request (`/cluster`, `/ready?scope=cluster`) and when
+        /// its run of asking began; `None`: `/ready?wait=`.
+        cluster: Option<Box<(ClusterQuery, u64)>>,
     },
     Writing {
         out: Vec<u8>,
@@ -184,14 +191,30 @@ impl EventLoop {
         }
     }
 
-    /// How long the next wait may sleep: until the nearest deadline.
+    /// How long the next wait may sleep: until the nearest deadline, and
+    /// while a cluster request waits, [`CLUSTER_POLL`] at most (the view
+    /// changes at every check, not only with the state).
     pub fn timeout(&self, now: Instant) -> Option<Duration> {
+        let cluster = self.has_cluster_waiters().then_some(now + CLUSTER_POLL);
         self.conns
             .values()
             .map(|c| c.deadline)
             .chain(self.accept_paused_until)
+            .chain(cluster)
             .min()
             .map(|d| d.saturating_duration_since(now))
+    }
+
+    fn has_cluster_waiters(&self) -> bool {
+        self.conns.values().any(|c| {
+            matches!(
+                c.phase,
+                Phase::Waiting {
+                    cluster: Some(_),
+                    ..
+                }
+            )
+        })
     }
 
     /// The phase and deadline of every connection held, oldest first.
@@ -237,6 +260,9 @@ impl EventLoop {
             }
         }
         self.events = events;
+        if self.has_cluster_waiters() {
+            self.wake_waiters(now);
+        }
         if accept && self.accept_paused_until.is_none_or(|t| now >= t) {
             if self.accept_paused_until.take().is_some() {
                 let _ = self.epoll.modify(&self.listener, READABLE, LISTENER);
@@ -259,29 +285,27 @@ impl EventLoop {
         self.conns.insert(token, c);
     }
 
-    /// Answers every long-poll whose answer is in (ready, or stopping).
+    /// Answers every long-poll whose answer is in: `/ready?wait=` once
+    /// ready or stopping, a cluster request once its view is fresh (and,
+    /// with `wait=`, its gate holds).
     fn wake_waiters(&mut self, now: Instant) {
         let snap = self.shared.snapshot();
-        if !routes::wait_over(&snap) {
-            return;
-        }
-        let answer = routes::ready_answer(&snap);
+        let over = routes::wait_over(&snap);
         let waiting: Vec<u64> = self
             .conns
             .iter()
-            .filter(|(_, c)| c.phase.kind() == PhaseKind::Waiting)
+            .filter(|(_, c)| match &c.phase {
+                Phase::Waiting { cluster: None, .. } => over,
+                Phase::Waiting {
+                    cluster: Some(q), ..
+                } => cluster::settled(&q.0, &snap, q.1),
+                _ => false,
+            })
             .map(|(t, _)| *t)
             .collect();
         for token in waiting {
             if let Some(c) = self.conns.remove(&token) {
-                let head_only = matches!(
-                    c.phase,
-                    Phase::Waiting {
-                        head_only: true,
-                        ..
-                    }
-                );
-                let next = answer_with(c, &answer, head_only, now);
+                let next = answer_waiter(c, &snap, now);
                 self.keep(token, next);
             }
         }
@@ -397,8 +421,12 @@ impl EventLoop {
         };
         match c.phase {
             Phase::Reading { .. } => send_now(&c.stream, &Answer::error(408)),
-            Phase::Waiting { head_only, .. } => {
-                let answer = routes::ready_answer(&self.shared.snapshot());
+            Phase::Waiting {
+                head_only,
+                ref cluster,
+                ..
+            } => {
+                let answer = waiter_answer(cluster.as_deref(), &self.shared.snapshot());
                 let _ = send(&c.stream, &answer.to_bytes(head_only));
             }
             _ => {}
@@ -421,8 +449,23 @@ impl EventLoop {
                             c.phase = Phase::Waiting {
                                 head_only: req.head_only(),
                                 input_closed: false,
+                                cluster: None,
                             };
                             c.deadline = now + d;
+                            Next::Keep(c)
+                        }
+                        Reply::Cluster(q) => {
+                            let since = cluster::ask();
+                            if cluster::settled(&q, &snap, since) {
+                                let a = waiter_answer(Some(&(q, since)), &snap);
+                                return answer_with(c, &a, req.head_only(), now);
+                            }
+                            c.deadline = now + cluster::deadline(&q);
+                            c.phase = Phase::Waiting {
+                                head_only: req.head_only(),
+                                input_closed: false,
+                                cluster: Some(Box::new((q, since))),
+                            };
                             Next::Keep(c)
                         }
                     }
@@ -479,14 +522,39 @@ impl EventLoop {
             };
             let next = match c.phase {
                 Phase::Reading { .. } => answer_with(c, &Answer::error(408), false, now),
-                Phase::Waiting { head_only, .. } => {
-                    answer_with(c, &routes::ready_answer(&snap), head_only, now)
-                }
+                Phase::Waiting { .. } => answer_waiter(c, &snap, now),
                 Phase::Writing { .. } | Phase::Lingering { .. } => Next::Close,
             };
             self.keep(token, next);
         }
     }
+}
+
+/// What a long-poll is answered with now: `/ready`'s state, or the
+/// cluster answer from the snapshot.
+fn waiter_answer(cluster: Option<&(ClusterQuery, u64)>, snap: &Snapshot) -> Answer {
+    match cluster {
+        None => routes::ready_answer(snap),
+        Some((q, since)) => {
+            let (code, content_type, body) = cluster::answer(q, snap, *since);
+            Answer {
+                code,
+                content_type,
+                body,
+            }
+        }
+    }
+}
+
+/// Answers a waiting connection from `snap`.
+fn answer_waiter(c: Conn, snap: &Snapshot, now: Instant) -> Next {
+    let (head_only, answer) = match &c.phase {
+        Phase::Waiting {
+            head_only, cluster, ..
+        } => (*head_only, waiter_answer(cluster.as_deref(), snap)),
+        _ => return Next::Keep(c),
+    };
+    answer_with(c, &answer, head_only, now)
 }
 
 fn writing(a: &Answer, head_only: bool) -> Phase {

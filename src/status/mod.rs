@@ -4,6 +4,7 @@
 //! `cqlready` command uses (`client`).
 
 pub mod client;
+pub mod cluster;
 pub mod event_loop;
 pub mod model;
 pub mod routes;

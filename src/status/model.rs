@@ -120,6 +120,9 @@ pub struct Snapshot {
     /// Present when the agent reads Cassandra's MBeans.
     #[serde(default)]
     pub cassandra: Option<Cassandra>,
+    /// The cluster as this node sees it, while someone asks for it.
+    #[serde(default)]
+    pub cluster: Option<crate::status::cluster::ClusterView>,
     pub time_to_ready_ms: Option<f64>,
     pub last_check: Option<LastCheck>,
     pub checks: Checks,
@@ -150,6 +153,7 @@ impl Snapshot {
             started_unix_ms: now,
             cql,
             cassandra: None,
+            cluster: None,
             time_to_ready_ms: None,
             last_check: None,
             checks: Checks::default(),

@@ -7,7 +7,8 @@
 //! | `GET /status` | the snapshot as JSON |
 //! | `GET /ready[?wait=DUR]` | 200 when ready, else 503; with `wait`, answers as soon as ready or stopping, or when DUR passes |
 //! | `GET /live` | 200 while the agent runs |
-//! | `GET /metrics` | Prometheus text |
+//! | `GET /metrics` | Prometheus text (with the cluster view's lines when it is read) |
+//! | `GET /cluster[?cl=CL]`, `GET /ready?scope=cluster[&wait=DUR]` | the cluster view and its gate ([`crate::status::cluster`]) |
 //!
 //! `HEAD` is `GET` without the body. Every other method is 405, every other
 //! path 404, a query parameter a route does not take (or a bad value) 400.
@@ -45,7 +46,7 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         path: "/ready",
-        params: &["wait"],
+        params: &["wait", "scope"],
         answer: ready,
     },
     Route {
@@ -59,7 +60,7 @@ pub const ROUTES: &[Route] = &[
         answer: |_, snap| {
             Ok(Reply::Now(Answer::ok(
                 "text/plain; version=0.0.4",
-                snap.to_prometheus(),
+                snap.to_prometheus() + &crate::status::cluster::metrics(snap),
             )))
         },
     },
@@ -128,13 +129,16 @@ impl Answer {
 }
 
 /// What the router decides.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Reply {
     /// Answer now.
     Now(Answer),
     /// A long-poll: answer [`ready_answer`] once [`wait_over`] holds, or
     /// when this long has passed.
     Wait(Duration),
+    /// A cluster request: the event loop records the ask, then answers
+    /// once the view is fresh (see [`crate::status::cluster::settled`]).
+    Cluster(crate::status::cluster::Query),
 }
 
 /// The query parameters of a request, checked against its route's list.
@@ -184,6 +188,13 @@ pub fn route(req: &Request, snap: &Snapshot) -> Reply {
     if req.method != "GET" && req.method != "HEAD" {
         return Reply::Now(Answer::text(405, "only GET\n"));
     }
+    // `/cluster` and `/ready?scope=cluster` are the cluster view's.
+    if let Some(q) = crate::status::cluster::request(&req.path, req.query.as_deref()) {
+        return match q {
+            Ok(q) => Reply::Cluster(q),
+            Err(e) => Reply::Now(Answer::text(400, e + "\n")),
+        };
+    }
     let Some(r) = ROUTES.iter().find(|r| r.path == req.path) else {
         let paths: Vec<&str> = ROUTES.iter().map(|r| r.path).collect();
         let (last, rest) = paths.split_last().unwrap_or((&"", &[]));
@@ -199,6 +210,13 @@ pub fn route(req: &Request, snap: &Snapshot) -> Reply {
 
 /// `/ready`: now, or a long-poll when `wait=` is given and it is not over.
 fn ready(params: &Params<'_>, snap: &Snapshot) -> Result<Reply, String> {
+    // scope=cluster went to the cluster view; only the node's scope is left.
+    if let Some(scope) = params.get("scope").filter(|s| *s != "node") {
+        return Err(format!(
+            "scope=\"{}\" is not one of node, cluster",
+            printable(scope)
+        ));
+    }
     let wait = match params.get("wait") {
         None => None,
         Some(v) => Some(

@@ -15,6 +15,14 @@
 #                        ~6s instead of ~36s (30s RING_DELAY); restarts ~6.5s vs ~8s.
 #                        Single-node only.  [env CASSANDRA_FAST=1]
 #   --print              print the java command (one arg per line) and exit
+# Several nodes, one cluster (like ccm): give each its own --address (127.0.0.N), base dir
+# and JMX port, the same ports otherwise, and
+#   CASSANDRA_SEEDS=ADDR:PORT,...   seeds (default: this node's own address and storage port)
+#   CASSANDRA_CLUSTER_NAME=NAME     one name for all (default cqlready-<native-port>)
+#   CASSANDRA_AUTO_BOOTSTRAP=false  join without streaming (a new, empty cluster)
+#   CASSANDRA_RING_DELAY_MS=N       with --fast, the ring delay instead of 0: a node that is not
+#                                   a seed gives up on its seeds after it ("Unable to gossip
+#                                   with any peers"), and a busy seed may take seconds to answer
 # JVM_EXTRA_OPTS (word-split) and args after `--` are appended to the JVM flags; that
 # is where the cqlready agent goes: JVM_EXTRA_OPTS="-agentpath:/path/libcqlready.so=..."
 # CASSANDRA_LIB overrides the jar dir (default: output of fetch.sh, which fetches on first use;
@@ -88,7 +96,7 @@ jvm_options="$here/jvm17.options"
 [[ "$java_major" == 11 ]] && jvm_options="$here/jvm11.options"
 
 yaml="$base/conf/cassandra.yaml"
-sed -e "s|AllowAllAuthenticator|${CASSANDRA_AUTHENTICATOR:-AllowAllAuthenticator}|" -e "s|@CLUSTER_NAME@|cqlready-$native_port|g" \
+sed -e "s|AllowAllAuthenticator|${CASSANDRA_AUTHENTICATOR:-AllowAllAuthenticator}|" -e "s|@CLUSTER_NAME@|${CASSANDRA_CLUSTER_NAME:-cqlready-$native_port}|g" \
     -e "s|@ADDRESS@|$address|g" \
     -e "s|@NATIVE_PORT@|$native_port|g" \
     -e "s|@STORAGE_PORT@|$storage_port|g" \
@@ -97,6 +105,12 @@ sed -e "s|AllowAllAuthenticator|${CASSANDRA_AUTHENTICATOR:-AllowAllAuthenticator
     "$template" > "$yaml"
 if [[ -n "${CASSANDRA_YAML_EXTRA:-}" ]]; then
     cat "$CASSANDRA_YAML_EXTRA" >> "$yaml"
+fi
+if [[ -n "${CASSANDRA_SEEDS:-}" ]]; then
+    sed -i "s|- seeds: \".*\"|- seeds: \"$CASSANDRA_SEEDS\"|" "$yaml"
+fi
+if [[ -n "${CASSANDRA_AUTO_BOOTSTRAP:-}" ]]; then
+    echo "auto_bootstrap: $CASSANDRA_AUTO_BOOTSTRAP" >> "$yaml"
 fi
 # logback 1.2 (Cassandra 4.x) names its shutdown hook DelayingShutdownHook.
 hook=DefaultShutdownHook
@@ -125,7 +139,7 @@ opts+=(
     "-Dlogback.configurationFile=file://$base/conf/logback.xml"
 )
 if [[ "$fast" == 1 ]]; then
-    opts+=("-Dcassandra.skip_wait_for_gossip_to_settle=0" "-Dcassandra.ring_delay_ms=0")
+    opts+=("-Dcassandra.skip_wait_for_gossip_to_settle=0" "-Dcassandra.ring_delay_ms=${CASSANDRA_RING_DELAY_MS:-0}")
 fi
 if [[ -n "${JVM_EXTRA_OPTS:-}" ]]; then
     # shellcheck disable=SC2206

@@ -1,0 +1,315 @@
+//! Whether start-up (or a drain at stop) is moving, and what it is doing:
+//! the policy behind `EXTEND_TIMEOUT_USEC`, pure (time passed in).
+//!
+//! Signs of movement, each compared with the previous read:
+//! - Cassandra's mode changing (STARTING, JOINING, NORMAL, DRAINING ...);
+//! - while joining: the bytes on disk and the current streams;
+//! - while starting: writes applied (the all-tables `WriteLatency` count,
+//!   which commit-log replay drives) and SSTables open (`LiveSSTableCount`);
+//! - any phase: the JVM's own disk I/O (`read_bytes` + `write_bytes` of
+//!   `/proc/self/io`), counted only in steps of [`IO_STEP`] so that a wedged
+//!   start-up that still logs does not look like progress.
+//!
+//! Extensions are asked for while something moved within `extend`; once
+//! nothing has, they stop, and the unit's own timeout ends a wedged start
+//! (or stop) as it should.
+
+use std::time::{Duration, Instant};
+
+/// Disk I/O that counts as movement.
+pub const IO_STEP: u64 = 8 * 1024 * 1024;
+/// The aggregate table metrics read while starting.
+pub const WRITES: &str = "org.apache.cassandra.metrics:type=Table,name=WriteLatency";
+pub const SSTABLES: &str = "org.apache.cassandra.metrics:type=Table,name=LiveSSTableCount";
+
+/// One read of the signs.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Signals {
+    pub mode: Option<String>,
+    pub bootstrap: Option<bool>,
+    pub load_bytes: Option<f64>,
+    /// A digest of the current streams (0 when not read).
+    pub streams: u64,
+    pub writes: Option<u64>,
+    pub sstables: Option<u64>,
+    pub io_bytes: Option<u64>,
+}
+
+impl Signals {
+    fn joining(&self) -> bool {
+        self.mode.as_deref() == Some("JOINING") || self.bootstrap == Some(true)
+    }
+}
+
+/// What moved last.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Moved {
+    Mode,
+    Streaming,
+    Replay,
+    SSTables,
+    Io,
+}
+
+#[derive(Debug)]
+pub struct Progress {
+    extend: Duration,
+    last: Option<Signals>,
+    io_mark: Option<u64>,
+    /// I/O when the current mode began (for "N MiB written since").
+    io_at_mode: Option<u64>,
+    changed: Option<(Instant, Moved)>,
+}
+
+/// `read_bytes + write_bytes` from the text of `/proc/self/io`.
+pub fn io_bytes(text: &str) -> Option<u64> {
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    Some(field("read_bytes:")?.saturating_add(field("write_bytes:")?))
+}
+
+fn mib(b: f64) -> String {
+    format!("{:.1} MiB", b / (1024.0 * 1024.0))
+}
+
+impl Progress {
+    pub fn new(extend: Duration) -> Progress {
+        Progress {
+            extend,
+            last: None,
+            io_mark: None,
+            io_at_mode: None,
+            changed: None,
+        }
+    }
+
+    /// Feeds one read.
+    pub fn observe(&mut self, now: Instant, s: Signals) {
+        let prev = self.last.take();
+        let grew = |a: Option<u64>, b: Option<u64>| matches!((a, b), (Some(a), Some(b)) if b > a);
+        let io_moved = match (self.io_mark, s.io_bytes) {
+            (Some(mark), Some(io)) => io.saturating_sub(mark) >= IO_STEP,
+            (None, Some(_)) => {
+                self.io_mark = s.io_bytes;
+                false
+            }
+            _ => false,
+        };
+        let moved = match &prev {
+            None => Some(Moved::Mode),
+            Some(p) if p.mode != s.mode => Some(Moved::Mode),
+            Some(p)
+                if s.joining()
+                    && (p.streams != s.streams
+                        || p.load_bytes.map(f64::to_bits) != s.load_bytes.map(f64::to_bits)) =>
+            {
+                Some(Moved::Streaming)
+            }
+            Some(p) if grew(p.writes, s.writes) => Some(Moved::Replay),
+            Some(p) if grew(p.sstables, s.sstables) => Some(Moved::SSTables),
+            _ if io_moved => Some(Moved::Io),
+            _ => None,
+        };
+        if prev.as_ref().is_none_or(|p| p.mode != s.mode) {
+            self.io_at_mode = s.io_bytes;
+        }
+        if let Some(m) = moved {
+            self.changed = Some((now, m));
+            if s.io_bytes.is_some() {
+                self.io_mark = s.io_bytes;
+            }
+        }
+        self.last = Some(s);
+    }
+
+    /// While start-up (or a drain) moved within `extend`: the `STATUS=`
+    /// text naming the phase. `None` in other modes, or once nothing moved.
+    pub fn status(&self, now: Instant) -> Option<String> {
+        let s = self.last.as_ref()?;
+        let (at, moved) = self.changed?;
+        if now.saturating_duration_since(at) >= self.extend {
+            return None;
+        }
+        let since_mode = match (self.io_at_mode, s.io_bytes) {
+            (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64),
+            _ => None,
+        };
+        let io = |what: &str| {
+            since_mode
+                .map(|b| format!(", {} of disk I/O {what}", mib(b)))
+                .unwrap_or_default()
+        };
+        let mode = s.mode.as_deref();
+        Some(match mode {
+            _ if s.joining() => {
+                let load = s
+                    .load_bytes
+                    .map(|b| format!(", {} on disk", mib(b)))
+                    .unwrap_or_default();
+                let what = if s.bootstrap == Some(true) {
+                    "bootstrap in progress"
+                } else {
+                    "joining the ring"
+                };
+                format!("Cassandra {} ({what}{load})", mode.unwrap_or("JOINING"))
+            }
+            Some("DRAINING") => format!(
+                "Cassandra DRAINING (flushing memtables{})",
+                io("since the drain began")
+            ),
+            None | Some("STARTING") => {
+                let phase = match moved {
+                    Moved::Replay => format!(
+                        "replaying the commit log, {} writes applied",
+                        s.writes.unwrap_or(0)
+                    ),
+                    Moved::SSTables => {
+                        format!("opening SSTables, {} open", s.sstables.unwrap_or(0))
+                    }
+                    _ => "starting up".to_string(),
+                };
+                format!(
+                    "Cassandra {} ({phase}{})",
+                    mode.unwrap_or("starting"),
+                    io("so far")
+                )
+            }
+            _ => return None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(mode: Option<&str>, io: u64) -> Signals {
+        Signals {
+            mode: mode.map(str::to_string),
+            io_bytes: Some(io),
+            ..Signals::default()
+        }
+    }
+
+    const MIB: u64 = 1024 * 1024;
+
+    #[test]
+    fn proc_self_io() {
+        let text = "rchar: 10\nwchar: 20\nsyscr: 1\nsyscw: 2\nread_bytes: 4096\nwrite_bytes: 8192\ncancelled_write_bytes: 0\n";
+        assert_eq!(io_bytes(text), Some(12288));
+        assert_eq!(io_bytes("rchar: 1\n"), None);
+        if let Ok(t) = std::fs::read_to_string("/proc/self/io") {
+            assert!(io_bytes(&t).is_some(), "{t}");
+        }
+    }
+
+    #[test]
+    fn a_moving_start_up_is_extended_and_a_wedged_one_is_not() {
+        let t0 = Instant::now();
+        let s = |secs: u64| t0 + Duration::from_secs(secs);
+        let mut p = Progress::new(Duration::from_secs(60));
+        p.observe(s(0), at(None, 0));
+        assert_eq!(
+            p.status(s(1)).as_deref(),
+            Some("Cassandra starting (starting up, 0.0 MiB of disk I/O so far)")
+        );
+        // Commit-log replay: writes applied grow.
+        let replay = |w: u64, io: u64| Signals {
+            writes: Some(w),
+            ..at(Some("STARTING"), io)
+        };
+        p.observe(s(10), replay(0, MIB));
+        p.observe(s(20), replay(5000, 2 * MIB));
+        assert_eq!(
+            p.status(s(21)).as_deref(),
+            Some("Cassandra STARTING (replaying the commit log, 5000 writes applied, 1.0 MiB of disk I/O so far)")
+        );
+        // SSTables opening.
+        p.observe(
+            s(30),
+            Signals {
+                sstables: Some(3),
+                ..replay(5000, 2 * MIB)
+            },
+        );
+        p.observe(
+            s(40),
+            Signals {
+                sstables: Some(12),
+                ..replay(5000, 2 * MIB)
+            },
+        );
+        assert!(p
+            .status(s(41))
+            .unwrap()
+            .contains("opening SSTables, 12 open"));
+        // Wedged: only a trickle of log writes, below IO_STEP, for longer than extend.
+        for k in 0..10u64 {
+            p.observe(
+                s(50 + k * 10),
+                Signals {
+                    sstables: Some(12),
+                    ..replay(5000, 2 * MIB + k * 100_000)
+                },
+            );
+        }
+        assert_eq!(p.status(s(141)), None, "nothing moved for 100 s > extend");
+        // Real disk I/O counts again.
+        p.observe(
+            s(150),
+            Signals {
+                sstables: Some(12),
+                ..replay(5000, 2 * MIB + IO_STEP + MIB)
+            },
+        );
+        assert!(p.status(s(151)).is_some());
+        // NORMAL: no more extensions.
+        p.observe(s(160), at(Some("NORMAL"), 100 * MIB));
+        assert_eq!(p.status(s(161)), None);
+    }
+
+    #[test]
+    fn bootstrap_streaming() {
+        let t0 = Instant::now();
+        let mut p = Progress::new(Duration::from_secs(2));
+        let join = |load: f64, streams: u64| Signals {
+            mode: Some("JOINING".into()),
+            bootstrap: Some(true),
+            load_bytes: Some(load),
+            streams,
+            ..Signals::default()
+        };
+        p.observe(t0, join(1048576.0, 1));
+        p.observe(t0 + Duration::from_secs(1), join(2097152.0, 2));
+        assert_eq!(
+            p.status(t0 + Duration::from_secs(2)).as_deref(),
+            Some("Cassandra JOINING (bootstrap in progress, 2.0 MiB on disk)")
+        );
+        // Streaming stalls (the source stopped): extensions stop after `extend`.
+        p.observe(t0 + Duration::from_secs(2), join(2097152.0, 2));
+        p.observe(t0 + Duration::from_secs(4), join(2097152.0, 2));
+        assert_eq!(p.status(t0 + Duration::from_secs(4)), None);
+    }
+
+    #[test]
+    fn a_drain_that_flushes_is_extended_until_it_stops_moving() {
+        let t0 = Instant::now();
+        let s = |secs: u64| t0 + Duration::from_secs(secs);
+        let mut p = Progress::new(Duration::from_secs(30));
+        p.observe(s(0), at(Some("NORMAL"), 100 * MIB));
+        assert_eq!(p.status(s(1)), None, "NORMAL is not extended");
+        p.observe(s(2), at(Some("DRAINING"), 100 * MIB));
+        p.observe(s(12), at(Some("DRAINING"), 100 * MIB + 2 * IO_STEP));
+        assert_eq!(
+            p.status(s(13)).as_deref(),
+            Some("Cassandra DRAINING (flushing memtables, 16.0 MiB of disk I/O since the drain began)")
+        );
+        p.observe(s(50), at(Some("DRAINING"), 100 * MIB + 2 * IO_STEP));
+        assert_eq!(p.status(s(50)), None, "a drain that stopped moving");
+        p.observe(s(51), at(Some("DRAINED"), 100 * MIB + 2 * IO_STEP));
+        assert_eq!(p.status(s(52)), None, "DRAINED: done, nothing to extend");
+    }
+}

@@ -1,0 +1,579 @@
+//! The cluster view on a real 3-node Apache Cassandra 5.0 cluster on
+//! 127.0.0.1, .2 and .3 (tests/cassandra/run.sh, one process group per node,
+//! the same ports on each address, node 1 the seed, 512 MiB heaps).
+//!
+//! `three_nodes_through_a_gated_rolling_restart`, in order:
+//! * `/ready?scope=cluster` answers 200 on every node once all three are UP
+//!   and NORMAL; an unknown query parameter is a 400;
+//! * `/cluster?cl=QUORUM` shows the three nodes (address, DC, rack, release)
+//!   and the RF=3 keyspace; `probe --safe-to-stop --cl QUORUM` exits 0 and
+//!   `--cl ALL` exits 1 naming a range;
+//! * a rolling restart of all three, under QUORUM load from cassandra-driver
+//!   (tests/cassandra/quorum_load.py, all three contact points), gated as the
+//!   README says: `probe --safe-to-stop --cl QUORUM` before each stop, `wait
+//!   --cluster` after each start. While node 1 is down, node 2's
+//!   `/ready?scope=cluster` answers 503 naming 127.0.0.1 and its
+//!   `--safe-to-stop` exits 1; both turn back once node 1 is UP again;
+//! * the load saw no failed request.
+//!
+//! `cluster_routes_on_a_jvm_that_is_not_cassandra`: the fixture JVM (no
+//! Cassandra MBeans): `/ready?scope=cluster` and `/cluster` answer 503 at once
+//! (never 200), unknown keys and values are a 400 naming the accepted ones,
+//! `scope=node` is the node's `/ready`, and the command's `--cluster` and
+//! `--safe-to-stop` exit 1.
+//!
+//! The 3-node test takes some 5 to 10 minutes on two busy cores. Needs Java 17 (`$JAVA` or
+//! `java` on PATH), Maven Central (fetch.sh) and PyPI (pyclients.sh); without
+//! Java 17 it fails, unless CQLREADY_ALLOW_SKIP=1.
+
+mod common;
+
+use common::{deadline, free_port, http_get, Jvm, TempDir};
+use serde_json::Value;
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// A node's boot: ~45 s on a quiet box, over 300 s seen with the box at a load of 40.
+const BOOT: Duration = Duration::from_secs(900);
+/// Any other wait.
+const WAIT: Duration = Duration::from_secs(120);
+const NODES: usize = 3;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn cli() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_cqlready"))
+}
+
+/// Java 17 from `$JAVA` or PATH.
+fn java() -> Option<PathBuf> {
+    let candidate = std::env::var_os("JAVA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("java"));
+    let out = Command::new(&candidate).arg("-version").output().ok()?;
+    String::from_utf8_lossy(&out.stderr)
+        .contains("version \"17")
+        .then_some(candidate)
+}
+
+/// The last stdout line of a set-up script.
+fn setup(script: &str, java: &Path) -> String {
+    let out = Command::new("bash")
+        .arg(root().join(script))
+        .env("JAVA", java)
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {script}: {e}"));
+    assert!(out.status.success(), "{script} failed: {}", out.status);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// Ends a process group we created: SIGKILL, then reap the leader.
+fn kill_group(child: &mut Child) {
+    if let Ok(None) = child.try_wait() {
+        // SAFETY: kill(2) on the negative pid of a group we created and
+        // whose leader is not reaped yet.
+        unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+        let _ = child.wait();
+    }
+}
+
+/// Polls every 250 ms until `f` gives `Some`, or fails naming `what` and
+/// the last thing seen.
+fn until<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        let last = match f() {
+            Ok(v) => return v,
+            Err(e) => e,
+        };
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}; last: {last}"
+        );
+        thread::sleep(Duration::from_millis(250));
+    }
+}
+
+struct Cluster {
+    java: PathBuf,
+    venv: PathBuf,
+    dir: TempDir,
+    native: u16,
+    storage: u16,
+    jmx: Vec<u16>,
+    nodes: Vec<Option<Child>>,
+}
+
+impl Cluster {
+    fn new(java: PathBuf, venv: PathBuf) -> Cluster {
+        let storage = loop {
+            let p = free_port();
+            if p < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
+                break p;
+            }
+        };
+        Cluster {
+            java,
+            venv,
+            dir: TempDir::new("clu"),
+            native: free_port(),
+            storage,
+            jmx: (0..NODES).map(|_| free_port()).collect(),
+            nodes: (0..NODES).map(|_| None).collect(),
+        }
+    }
+
+    fn address(i: usize) -> String {
+        format!("127.0.0.{}", i + 1)
+    }
+
+    fn socket(&self, i: usize) -> PathBuf {
+        self.dir.join(&format!("n{}.sock", i + 1))
+    }
+
+    fn log(&self, i: usize) -> PathBuf {
+        self.dir.join(&format!("n{}.log", i + 1))
+    }
+
+    /// Starts node `i` (0-based) on its address, keeping its data dir.
+    fn start(&mut self, i: usize) {
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.log(i))
+            .expect("node log");
+        let agent = format!(
+            "-agentpath:{}=socket={}",
+            common::agent_lib().display(),
+            self.socket(i).display()
+        );
+        let mut cmd = Command::new("bash");
+        cmd.arg(root().join("tests/cassandra/run.sh"))
+            .arg("--fast")
+            .arg("--base")
+            .arg(self.dir.join(&format!("n{}", i + 1)))
+            .args(["--address", &Cluster::address(i)])
+            .args(["--native-port", &self.native.to_string()])
+            .args(["--storage-port", &self.storage.to_string()])
+            .args(["--jmx-port", &self.jmx[i].to_string()])
+            .args(["--heap", "512M"])
+            .env("JAVA", &self.java)
+            .env("JVM_EXTRA_OPTS", agent)
+            .env("CASSANDRA_SEEDS", format!("127.0.0.1:{}", self.storage))
+            .env(
+                "CASSANDRA_CLUSTER_NAME",
+                format!("cqlready-cluster-{}", self.native),
+            )
+            .env("CASSANDRA_AUTO_BOOTSTRAP", "false")
+            // A busy seed may take seconds to answer the others' first gossip.
+            .env(
+                "CASSANDRA_RING_DELAY_MS",
+                if i == 0 { "0" } else { "60000" },
+            )
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log);
+        for key in [
+            "NOTIFY_SOCKET",
+            "WATCHDOG_USEC",
+            "RUNTIME_DIRECTORY",
+            "JAVA_TOOL_OPTIONS",
+            "CASSANDRA_BASE",
+            "CASSANDRA_LIB",
+        ] {
+            cmd.env_remove(key);
+        }
+        self.nodes[i] = Some(cmd.spawn().expect("spawn run.sh"));
+    }
+
+    /// SIGTERM (Cassandra drains), then waits for the JVM to end.
+    fn stop(&mut self, i: usize) {
+        let Some(mut child) = self.nodes[i].take() else {
+            return;
+        };
+        // SAFETY: kill(2) on our own unreaped child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + WAIT;
+        while child.try_wait().expect("try_wait").is_none() {
+            if Instant::now() >= deadline {
+                kill_group(&mut child);
+                panic!("node {} did not stop within {WAIT:?}", i + 1);
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn assert_running(&mut self, i: usize) {
+        if let Some(child) = self.nodes[i].as_mut() {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                panic!("node {} exited: {status}\n{}", i + 1, self.tail(i));
+            }
+        }
+    }
+
+    fn tail(&self, i: usize) -> String {
+        let text = fs::read_to_string(self.log(i)).unwrap_or_default();
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| {
+                l.starts_with("cqlready: ") || l.contains("ERROR") || l.contains("Exception")
+            })
+            .collect();
+        lines[lines.len().saturating_sub(30)..]
+            .iter()
+            .map(|l| &l[..l.len().min(300)])
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn get(&self, i: usize, path: &str) -> Result<(u16, String), String> {
+        http_get(&self.socket(i), path)
+            .map(|r| (r.status, r.body))
+            .map_err(|e| format!("{path} on node {}: {e}", i + 1))
+    }
+
+    /// Runs the command against node `i`: (exit code, stdout).
+    fn cli(&self, i: usize, args: &[&str]) -> (i32, String) {
+        let out = Command::new(cli())
+            .args(args)
+            .arg("--socket")
+            .arg(self.socket(i))
+            .output()
+            .expect("run cqlready");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.code().unwrap_or(-1), text)
+    }
+
+    fn wait_cluster_ready(&mut self, i: usize, limit: Duration) {
+        let what = format!("node {} to see every node UP and NORMAL", i + 1);
+        let (code, text) = self.cli(
+            i,
+            &[
+                "wait",
+                "--cluster",
+                "--timeout",
+                &format!("{}s", limit.as_secs()),
+            ],
+        );
+        assert_eq!(code, 0, "{what}: {text}\n{}", self.tail(i));
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let panicking = thread::panicking();
+        for i in 0..NODES {
+            if panicking {
+                eprintln!("--- node {}:\n{}", i + 1, self.tail(i));
+            }
+            if let Some(mut c) = self.nodes[i].take() {
+                kill_group(&mut c);
+            }
+        }
+    }
+}
+
+/// tests/cassandra/quorum_load.py in the background.
+struct Load {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+    stop_file: PathBuf,
+}
+
+impl Load {
+    fn start(c: &Cluster) -> Load {
+        let stop_file = c.dir.join("stop-load");
+        let hosts: Vec<String> = (0..NODES).map(Cluster::address).collect();
+        let mut child = Command::new(c.venv.join("python"))
+            .arg(root().join("tests/cassandra/quorum_load.py"))
+            .args(["--hosts", &hosts.join(",")])
+            .args(["--port", &c.native.to_string()])
+            .args(["--rate", "150", "--threads", "16", "--setup"])
+            .arg("--stop-file")
+            .arg(&stop_file)
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn quorum_load.py");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        let out = child.stdout.take().expect("stdout");
+        thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                sink.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+            }
+        });
+        let load = Load {
+            child,
+            lines,
+            stop_file,
+        };
+        until("the QUORUM load to start", WAIT, || {
+            load.seen("ready").then_some(()).ok_or_else(|| load.last())
+        });
+        load
+    }
+
+    fn seen(&self, prefix: &str) -> bool {
+        self.lines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .any(|l| l.starts_with(prefix))
+    }
+
+    fn last(&self) -> String {
+        self.lines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .last()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Stops the load; its summary and error lines.
+    fn finish(mut self) -> Vec<String> {
+        File::create(&self.stop_file).expect("stop file");
+        until("the load's summary", WAIT, || {
+            self.seen("summary")
+                .then_some(())
+                .ok_or_else(|| self.last())
+        });
+        let _ = self.child.wait();
+        self.lines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|l| l.starts_with("summary") || l.starts_with("error"))
+            .cloned()
+            .collect()
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        kill_group(&mut self.child);
+    }
+}
+
+fn nodes_of(view: &Value) -> Vec<(String, String, String, String)> {
+    view["nodes"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|n| {
+                    let f = |k: &str| n[k].as_str().unwrap_or("").to_string();
+                    (f("address"), f("status"), f("state"), f("release_version"))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn three_nodes_through_a_gated_rolling_restart() {
+    let Some(java) = java() else {
+        if std::env::var_os("CQLREADY_ALLOW_SKIP").is_some() {
+            eprintln!("SKIP tests/cluster.rs: no Java 17 ($JAVA or java on PATH)");
+            return;
+        }
+        panic!(
+            "tests/cluster.rs needs Java 17 ($JAVA or java on PATH); CQLREADY_ALLOW_SKIP=1 skips"
+        );
+    };
+    let lib = setup("tests/cassandra/fetch.sh", &java);
+    assert!(Path::new(&lib).is_dir(), "fetch.sh gave {lib}");
+    let venv = PathBuf::from(setup("tests/cassandra/pyclients.sh", &java));
+    let started = Instant::now();
+    let mut c = Cluster::new(java, venv);
+
+    // Node 1 (the seed) first; 2 and 3 once it serves.
+    c.start(0);
+    until("node 1 ready", BOOT, || {
+        c.get(0, "/ready")
+            .and_then(|(code, body)| (code == 200).then_some(()).ok_or(body))
+    });
+    c.start(1);
+    c.start(2);
+    for i in 0..NODES {
+        c.assert_running(i);
+        c.wait_cluster_ready(i, BOOT);
+    }
+    let (code, body) = c.get(1, "/ready?scope=cluster&x=1").unwrap();
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("scope=node|cluster, wait=DURATION"), "{body}");
+    eprintln!("cluster up after {:.0} s", started.elapsed().as_secs_f64());
+
+    let load = Load::start(&c);
+    let view = until("node 2's view with the RF=3 keyspace", WAIT, || {
+        let (code, body) = c.get(1, "/cluster?cl=QUORUM")?;
+        let v: Value = serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
+        let has = v["availability"]["keyspaces"].as_array().is_some_and(|k| {
+            k.iter()
+                .any(|k| k["keyspace"] == "cqlready_load" && k["ranges"].as_u64() > Some(0))
+        });
+        (code == 200 && has).then_some(v).ok_or(body)
+    });
+    let nodes = nodes_of(&view);
+    assert_eq!(
+        nodes,
+        (0..NODES)
+            .map(|i| (
+                Cluster::address(i),
+                "UP".into(),
+                "NORMAL".into(),
+                "5.0.9".into()
+            ))
+            .collect::<Vec<_>>(),
+        "{view:#}"
+    );
+    assert_eq!(view["local"], "127.0.0.2", "{view:#}");
+    assert_eq!(view["local_dc"], "datacenter1", "{view:#}");
+    let (code, text) = c.cli(1, &["probe", "--safe-to-stop", "--cl", "QUORUM"]);
+    assert_eq!(code, 0, "{text}");
+    let (code, text) = c.cli(1, &["probe", "--safe-to-stop", "--cl", "ALL"]);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("cqlready_load: range (") && text.contains("would have 2 of 3 live replicas"),
+        "{text}"
+    );
+    let (code, text) = c.cli(1, &["status", "--cluster"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("UN  127.0.0.1") && text.contains("(this node)"),
+        "{text}"
+    );
+
+    // The rolling restart, gated as the README says.
+    for i in 0..NODES {
+        let node = i + 1;
+        until(&format!("node {node} safe to stop at QUORUM"), WAIT, || {
+            let (code, text) = c.cli(i, &["probe", "--safe-to-stop", "--cl", "QUORUM"]);
+            (code == 0).then_some(()).ok_or(text)
+        });
+        let t = Instant::now();
+        c.stop(i);
+        if i == 0 {
+            let body = until("node 2 to name node 1 DOWN", WAIT, || {
+                let (code, body) = c.get(1, "/ready?scope=cluster")?;
+                (code == 503 && body.contains("127.0.0.1 DOWN"))
+                    .then_some(body.clone())
+                    .ok_or(format!("{code} {body}"))
+            });
+            assert!(
+                !body.contains("127.0.0.2") && !body.contains("127.0.0.3"),
+                "{body}"
+            );
+            let (code, text) = c.cli(1, &["probe", "--safe-to-stop", "--cl", "QUORUM"]);
+            assert_eq!(
+                code, 1,
+                "with node 1 down, stopping node 2 leaves 1 of 3: {text}"
+            );
+            assert!(text.contains("would have 1 of 3 live replicas"), "{text}");
+            let (code, text) = c.cli(1, &["probe", "--cluster"]);
+            assert_eq!(code, 1, "{text}");
+        }
+        c.start(i);
+        c.wait_cluster_ready(i, BOOT);
+        if i == 0 {
+            until("node 2 to see node 1 UP again", WAIT, || {
+                let (code, body) = c.get(1, "/ready?scope=cluster")?;
+                (code == 200).then_some(()).ok_or(format!("{code} {body}"))
+            });
+        }
+        eprintln!(
+            "node {node} restarted and gated in {:.0} s; load: {}",
+            t.elapsed().as_secs_f64(),
+            load.last()
+        );
+    }
+    let lines = load.finish();
+    let summary = lines
+        .iter()
+        .find(|l| l.starts_with("summary"))
+        .cloned()
+        .unwrap_or_default();
+    eprintln!("QUORUM load through the rolling restart: {summary}");
+    assert!(summary.contains(" failed=0 "), "{}", lines.join("\n"));
+    assert!(!summary.contains("ok=0 "), "{summary}");
+    eprintln!("whole test: {:.0} s", started.elapsed().as_secs_f64());
+}
+
+#[test]
+fn cluster_routes_on_a_jvm_that_is_not_cassandra() {
+    let java = common::jvms().into_iter().next().expect("a java on PATH");
+    let port = free_port();
+    let mut jvm = Jvm::builder(&java)
+        .opt(format!("port={port}"))
+        .opt("interval=20ms")
+        .spawn();
+    jvm.listen(port, "cql");
+    jvm.wait_status("ready", deadline(), |s| s["state"] == "ready");
+    let get = |path: &str| {
+        let r = http_get(jvm.socket(), path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        (r.status, r.body)
+    };
+    let (code, body) = get("/ready?scope=cluster");
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("no cluster view"), "{body}");
+    assert_eq!(get("/cluster?cl=ALL").0, 503);
+    assert_eq!(get("/ready?scope=node").0, 200, "the node's own readiness");
+    for (path, says) in [
+        ("/ready?scope=galaxy", "node, cluster"),
+        (
+            "/ready?scope=cluster&cl=ONE",
+            "accepted: scope=node|cluster, wait=DURATION",
+        ),
+        ("/cluster?cl=TWO", "ONE, QUORUM, LOCAL_QUORUM, ALL"),
+        (
+            "/cluster?wait=1s",
+            "accepted: cl=ONE|QUORUM|LOCAL_QUORUM|ALL",
+        ),
+    ] {
+        let (code, body) = get(path);
+        assert_eq!(code, 400, "{path}: {body}");
+        assert!(body.contains(says), "{path}: {body}");
+    }
+    assert!(!get("/metrics").1.contains("cqlready_cluster"));
+    let run = |args: &[&str]| {
+        let out = Command::new(cli())
+            .args(args)
+            .arg("--socket")
+            .arg(jvm.socket())
+            .output()
+            .expect("run cqlready");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, text) = run(&["probe", "--cluster"]);
+    assert_eq!(code, Some(1), "{text}");
+    let (code, text) = run(&["probe", "--safe-to-stop", "--cl", "QUORUM"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("no cluster view"), "{text}");
+    let (code, _) = run(&["probe", "--safe-to-stop", "--cl", "TWO"]);
+    assert_eq!(
+        code,
+        Some(64),
+        "a level that does not parse is a usage error"
+    );
+}
