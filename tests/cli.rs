@@ -407,7 +407,27 @@ fn wait_on_a_missing_pid_or_a_non_jvm_says_so_at_once() {
     let o = run(&["wait", "--pid", &pid, "--timeout", "10m"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(
-        String::from_utf8_lossy(&o.stderr).contains(&format!("process {pid} is not a JVM")),
+        String::from_utf8_lossy(&o.stderr).contains(&format!("process {pid} (sleep) is not a JVM")),
+        "{}",
+        text(&o)
+    );
+}
+
+/// A shell that has not exec'd its JVM yet (`cassandra -f` is such a
+/// script) is no refusal: `wait --pid` keeps waiting (here until its timeout).
+#[test]
+fn wait_on_a_shell_waits_for_its_jvm() {
+    let shell = Killed(
+        Command::new("sh")
+            .args(["-c", "sleep 30; true"])
+            .spawn()
+            .unwrap(),
+    );
+    let pid = shell.0.id().to_string();
+    let o = run(&["wait", "--pid", &pid, "--timeout", "300ms"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("not ready after 300ms"),
         "{}",
         text(&o)
     );
