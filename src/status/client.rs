@@ -184,16 +184,29 @@ pub fn candidates(cmdline: &[u8], environ: &[u8], nspid: u32) -> Vec<PathBuf> {
     out
 }
 
-/// Whether `pid` is a running JVM (HotSpot's libjvm.so mapped), so that
-/// waiting for its agent can succeed. A process whose maps this user may
-/// not read is given the benefit of the doubt.
+/// Shells that start a JVM by exec'ing it (`cassandra -f`, `bin/cassandra`):
+/// until then their PID is the JVM's-to-be, not yet a JVM.
+const LAUNCHERS: &[&str] = &["sh", "bash", "dash", "ash", "ksh", "zsh", "busybox", "env", "exec"];
+
+/// Whether `pid` is a running JVM (HotSpot's libjvm.so mapped), or a shell
+/// that may still exec one, so that waiting for its agent can succeed. A
+/// process whose maps this user may not read is given the benefit of the
+/// doubt.
 pub fn check_jvm(pid: u32) -> Result<(), ClientError> {
     use crate::process;
     match process::maps_contain(pid, "/libjvm.so") {
         Ok(true) => Ok(()),
-        Ok(false) => Err(ClientError::NoAgent(format!(
-            "process {pid} is not a JVM (no libjvm.so in its memory maps): give the JVM's PID"
-        ))),
+        Ok(false) => {
+            let comm = std::fs::read_to_string(process::proc_path(pid, "comm"))
+                .map(|c| c.trim().to_string())
+                .unwrap_or_default();
+            if LAUNCHERS.contains(&comm.as_str()) {
+                return Ok(());
+            }
+            Err(ClientError::NoAgent(format!(
+                "process {pid} ({comm}) is not a JVM (no libjvm.so in its memory maps): give the JVM's PID"
+            )))
+        }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             Err(ClientError::NoAgent(format!("no process {pid}")))
         }
