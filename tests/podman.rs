@@ -117,6 +117,8 @@ struct Spec<'a> {
     /// Extra JVM flags, before the ports (in JVM_EXTRA_OPTS).
     jvm: &'a str,
     volumes: Vec<String>,
+    /// `$NOTIFY_SOCKET` for `podman run` itself (with --sdnotify=container).
+    notify: Option<String>,
 }
 
 impl<'a> Spec<'a> {
@@ -127,6 +129,7 @@ impl<'a> Spec<'a> {
             args: Vec::new(),
             jvm: "",
             volumes: Vec::new(),
+            notify: None,
         }
     }
 
@@ -223,6 +226,10 @@ impl<'a> Spec<'a> {
         for (k, v) in &self.env {
             cmd.args(["--env", &format!("{k}={v}")]);
         }
+        match &self.notify {
+            Some(addr) => cmd.env("NOTIFY_SOCKET", addr).arg("--sdnotify=container"),
+            None => cmd.env_remove("NOTIFY_SOCKET"),
+        };
         cmd.args(&self.args).arg(image());
         let o = cmd.output().expect("podman run");
         assert!(o.status.success(), "podman run: {}", text(&o));
@@ -600,4 +607,46 @@ impl<'a> Spec<'a> {
         self.jvm = jvm;
         self.run()
     }
+}
+
+#[test]
+fn sdnotify_container_relays_ready_from_conmon_once_cql_answers() {
+    if !have_podman() {
+        return;
+    }
+    // What a Type=notify unit running `podman run --sdnotify=container`
+    // (docker/systemd/cassandra-podman.service) receives on its socket.
+    let notify = NotifySocket::new();
+    let mut spec = Spec::new("sdnotify").arg("--cgroups=no-conmon");
+    spec.notify = Some(notify.addr.clone());
+    let node = spec.run();
+    let main = notify.wait_msg("MAINPID= from podman", deadline(), |m| {
+        m.has_line_starting("MAINPID=")
+    });
+    let conmon: i32 = main
+        .text
+        .lines()
+        .find_map(|l| l.strip_prefix("MAINPID="))
+        .and_then(|p| p.trim().parse().ok())
+        .expect("MAINPID=<pid>");
+    let comm = fs::read_to_string(format!("/proc/{conmon}/comm")).unwrap_or_default();
+    assert_eq!(comm.trim(), "conmon", "MAINPID is conmon's");
+    let ready = notify.wait_msg("READY=1 relayed", Instant::now() + START, |m| {
+        m.has_line("READY=1")
+    });
+    assert_eq!(ready.pid, conmon, "READY=1 comes from conmon (MAINPID)");
+    // The agent sent it once CQL answered: it answers now.
+    let o = cli(&["probe", "--port", &node.native.to_string()]);
+    assert!(o.status.success(), "CQL after READY=1: {}", text(&o));
+    let o = node.probe();
+    assert!(o.status.success(), "{}", text(&o));
+    // Nothing reaches the socket from inside the container directly: only
+    // podman (MAINPID=) and conmon (what it relays) speak.
+    let jvm = node.host_pid() as i32;
+    assert!(
+        notify.messages().iter().all(|m| m.pid != jvm),
+        "{}",
+        notify.describe()
+    );
+    eprintln!("relayed:\n{}", notify.describe());
 }
