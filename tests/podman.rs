@@ -650,3 +650,121 @@ fn sdnotify_container_relays_ready_from_conmon_once_cql_answers() {
     );
     eprintln!("relayed:\n{}", notify.describe());
 }
+
+/// docker/systemd-podman.sh: the unit in a real systemd (nspawn), Podman inside.
+struct SystemdPodman {
+    name: String,
+}
+
+impl SystemdPodman {
+    fn up(native: u16, storage: u16, jmx: u16) -> SystemdPodman {
+        let name = format!("cqlpod-{}", std::process::id());
+        let o = Command::new("bash")
+            .arg(manifest_dir().join("docker/systemd-podman.sh"))
+            .args(["up", &name])
+            .args([native, storage, jmx].map(|p| p.to_string()))
+            .output()
+            .expect("docker/systemd-podman.sh up");
+        let sp = SystemdPodman { name };
+        assert!(o.status.success(), "systemd-podman.sh up: {}", text(&o));
+        sp
+    }
+
+    fn systemctl(&self, args: &[&str]) -> Output {
+        Command::new("bash")
+            .arg(manifest_dir().join("tests/systemd/harness.sh"))
+            .args(["systemctl", &self.name])
+            .args(args)
+            .output()
+            .expect("harness.sh systemctl")
+    }
+
+    fn show(&self, prop: &str) -> String {
+        let o = self.systemctl(&["show", "-P", prop, "cassandra-podman.service"]);
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    }
+
+    fn journal(&self) -> String {
+        let o = Command::new("bash")
+            .arg(manifest_dir().join("tests/systemd/harness.sh"))
+            .args([
+                "journal",
+                &self.name,
+                "-u",
+                "cassandra-podman.service",
+                "-o",
+                "cat",
+            ])
+            .output()
+            .expect("harness.sh journal");
+        let j = String::from_utf8_lossy(&o.stdout).into_owned();
+        let tail: Vec<&str> = j.lines().rev().take(30).collect();
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    }
+}
+
+impl Drop for SystemdPodman {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(manifest_dir().join("docker/systemd-podman.sh"))
+            .args(["down", &self.name])
+            .output();
+    }
+}
+
+#[test]
+fn the_podman_unit_under_systemd_is_active_once_cql_answers_and_stops_clean() {
+    if !have_podman() {
+        return;
+    }
+    image();
+    let (native, storage, jmx) = (free_port(), free_port(), free_port());
+    let sd = SystemdPodman::up(native, storage, jmx);
+    // `systemctl start` returns once READY=1 arrives (Type=notify, through
+    // conmon): CQL answers by then.
+    let o = sd.systemctl(&["start", "cassandra-podman.service"]);
+    assert!(
+        o.status.success(),
+        "systemctl start: {}\n{}",
+        text(&o),
+        sd.journal()
+    );
+    let o = cli(&["probe", "--port", &native.to_string()]);
+    assert!(
+        o.status.success(),
+        "CQL once started: {}\n{}",
+        text(&o),
+        sd.journal()
+    );
+    assert_eq!(sd.show("ActiveState"), "active");
+    let main = sd.show("MainPID");
+    let o = Command::new("bash")
+        .arg(manifest_dir().join("tests/systemd/harness.sh"))
+        .args(["exec", &sd.name, "--", "cat", &format!("/proc/{main}/comm")])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "conmon",
+        "MainPID {main}"
+    );
+    // The agent's status, not relayed by conmon, from its socket in the
+    // unit's RuntimeDirectory.
+    let o = Command::new("bash")
+        .arg(manifest_dir().join("tests/systemd/harness.sh"))
+        .args(["exec", &sd.name, "--", "stat", "-c", "%u %F"])
+        .arg("/run/cassandra-podman/cqlready/cqlready.sock")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "999 socket",
+        "{}",
+        text(&o)
+    );
+    // A clean stop: Cassandra drains, its 143 counts as success.
+    let o = sd.systemctl(&["stop", "cassandra-podman.service"]);
+    assert!(o.status.success(), "systemctl stop: {}", text(&o));
+    assert_eq!(sd.show("ActiveState"), "inactive", "{}", sd.journal());
+    assert_eq!(sd.show("Result"), "success", "{}", sd.journal());
+}
