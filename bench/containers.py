@@ -165,13 +165,17 @@ def check_cost(pid, argv, n):
         "n=int(sys.argv[1]); cmd=sys.argv[2:]; out=[]\n"
         "for _ in range(n):\n"
         "    b=resource.getrusage(resource.RUSAGE_CHILDREN); t=time.monotonic()\n"
-        "    subprocess.run(cmd,stdout=subprocess.DEVNULL,stderr=subprocess.DEVNULL)\n"
+        "    r=subprocess.run(cmd,stdout=subprocess.DEVNULL,stderr=subprocess.DEVNULL)\n"
+        "    assert r.returncode==0, f'check failed: {cmd} exit {r.returncode}'\n"
         "    w=time.monotonic()-t; a=resource.getrusage(resource.RUSAGE_CHILDREN)\n"
         "    out.append([w,(a.ru_utime-b.ru_utime)+(a.ru_stime-b.ru_stime),a.ru_maxrss])\n"
         "print(json.dumps(out))\n"
     )
-    ns = ["nsenter", "-t", str(pid), "-m", "-u", "-i", "-n", "-p", "--"]
+    ns = ["nsenter", "-t", str(pid), "-m", "-u", "-i", "-n", "-p", "--",
+          "env", "PATH=/opt/cassandra/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
     r = sh([sys.executable, "-c", code, str(n)] + ns + argv)
+    if r.returncode != 0:
+        sys.exit(f"check {argv}: {r.stderr[-1000:]}")
     return json.loads(r.stdout)
 
 
@@ -209,7 +213,10 @@ def systemd_cycles(n):
             th.join(timeout=30)
             stop.set()
             if r.returncode != 0 or "cql" not in got:
-                sys.exit(f"systemd cycle {i + 1}: start rc {r.returncode}, cql {got}")
+                j = sh(["bash", harness, "journal", name, "-u", "cassandra-podman.service", "-o", "cat"])
+                print(f"systemd cycle {i + 1}: start rc {r.returncode}, cql {got}\n"
+                      f"{j.stdout[-3000:]}", file=sys.stderr)
+                break
             gaps.append(t_active - got["cql"])
             starts.append(t_active - t0)
             print(f"systemd {i + 1}: start {starts[-1]:.1f} s, CQL -> active {gaps[-1] * 1e3:.0f} ms",
@@ -271,7 +278,7 @@ def main():
     sd = systemd_cycles(a.systemd) if a.systemd else None
 
     lines = ["# Containers (Podman 4.3, runc, stand-in cassandra:5.0 image)", "",
-             f"docker/test-image.sh 5.0 (cached): {images_s:.1f} s", "",
+             f"docker/test-image.sh 5.0 (this run, cached unless src/ changed): {images_s:.1f} s", "",
              "## The agent's layers", "", "| layer | size |", "|---|---|"]
     for by, size in layers:
         lines.append(f"| `{by.strip()[:90]}` | {size / 1e3:.0f} kB |")

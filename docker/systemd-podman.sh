@@ -19,6 +19,7 @@
 #   + CONTAINERS_CONF with keyring = false (nspawn denies services a session keyring)
 #   + --ulimit nofile=1024:1024 --ulimit nproc=1000:1000, the ports and a 512M heap
 #     (JVM_EXTRA_OPTS, MAX_HEAP_SIZE), so that it runs beside other Cassandras.
+# One instance at a time per machine (they share the image store): `up` waits.
 # Needs: podman, crun, systemd-container (systemd-nspawn), the image (docker/test-image.sh).
 set -euo pipefail
 
@@ -58,6 +59,16 @@ if [[ ! -f "$store/.loaded" ]]; then
 fi
 exec 9>&- # not into the nspawn container, which outlives this script
 
+# The image store holds Podman's container database too: one instance at a
+# time (another's `--replace --name cassandra` would remove ours). Wait for
+# the others to go down (15 min at most).
+for _ in $(seq 900); do
+    others=$(find /run/cqlready-systemd-podman -mindepth 1 -maxdepth 1 ! -name "$name" 2>/dev/null |
+        while read -r d; do [[ -d "/run/cqlready-systemd/${d##*/}" ]] && echo "${d##*/}"; done)
+    [[ -z "$others" ]] && break
+    sleep 1
+done
+[[ -z "$others" ]] || { echo "systemd-podman.sh: still up: $others" >&2; exit 1; }
 mkdir -p "$units"
 pod="/usr/bin/podman --root /srv/pod/storage --runroot /run/pod --network-config-dir /run/pod/net --runtime crun --cgroup-manager cgroupfs"
 jvm="-Dcassandra.native_transport_port=$native -Dcassandra.storage_port=$storage -Dcassandra.jmx.local.port=$jmx -Dcassandra.ring_delay_ms=0 -Dcassandra.skip_wait_for_gossip_to_settle=0"

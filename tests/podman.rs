@@ -351,7 +351,18 @@ impl Node {
 
 impl Drop for Node {
     fn drop(&mut self) {
-        let _ = podman_out(&["rm", "-f", "-v", "-t", "5", &self.name]);
+        // Under load `rm` can give up on a container that is still
+        // stopping: stop it first, then remove until it is gone.
+        let _ = podman_out(&["stop", "-t", "5", &self.name]);
+        for _ in 0..5 {
+            let _ = podman_out(&["rm", "-f", "-v", &self.name]);
+            if !podman_out(&["container", "exists", &self.name])
+                .status
+                .success()
+            {
+                break;
+            }
+        }
         for v in &self.volumes {
             let _ = podman_out(&["volume", "rm", "-f", v]);
         }
