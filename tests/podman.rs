@@ -14,11 +14,15 @@
 //! * the socket directory as uid 999, bind-mounted from the host and as a
 //!   fresh volume; a read-only one gives "no agent" and one log line;
 //! * a bad `CQLREADY_OPTIONS` stops the container at once, naming the option;
-//!   the user's own copy of the agent in `JVM_EXTRA_OPTS` is the only one.
+//!   the user's own copy of the agent in `JVM_EXTRA_OPTS` is the only one;
+//! * `--sdnotify=container`: MAINPID= from podman, READY=1 from conmon once
+//!   CQL answers; docker/systemd/cassandra-podman.service under a real
+//!   systemd (docker/systemd-podman.sh): active with CQL answering, clean stop.
 //!
 //! Podman runs with `--runtime runc`, `--ulimit nofile=1024:1024` and
 //! `--ulimit nproc=1000:1000`: this machine's limits, not the product's.
-//! Without Podman every test fails, unless CQLREADY_ALLOW_SKIP=1.
+//! Without Podman every test fails, unless CQLREADY_ALLOW_SKIP=1. Needs podman,
+//! runc, crun (the systemd test), mmdebstrap, systemd-container.
 
 mod common;
 
