@@ -16,31 +16,44 @@
 # volume mounted there is not: a host directory bind-mounted by a systemd unit,
 # as the official entrypoint does for /var/lib/cassandra.
 #
-# If JVM_EXTRA_OPTS already loads /usr/lib/cqlready/libcqlready.so (a user who
-# wrote the whole -agentpath themselves), it is left exactly as given. Running
-# this script twice (a derived image's entrypoint calling it again) adds nothing.
+# If JVM_EXTRA_OPTS already loads the agent (a user who wrote the whole
+# -agentpath themselves, to this library or a copy of it, or the -javaagent
+# shim cqlready-shim.jar), it is left exactly as given: one agent, the user's.
+# Running this script twice (a derived image's entrypoint calling it again)
+# adds nothing.
 set -eu
 
 lib=/usr/lib/cqlready/libcqlready.so
 socket=/var/run/cqlready/cqlready.sock
 
+# Also with CQLREADY=off: `cqlready attach` may load the agent later, and a
+# fresh Podman volume there is root's (no copy-up through the /var/run link).
+dir=${socket%/*}
+if [ "$(id -u)" = 0 ] && [ -d "$dir" ]; then
+    find "$dir" -maxdepth 0 \! -user cassandra -exec chown cassandra:cassandra '{}' + 2>/dev/null || :
+fi
+
 if [ "${CQLREADY:-on}" != off ]; then
-    dir=${socket%/*}
-    if [ "$(id -u)" = 0 ] && [ -d "$dir" ]; then
-        find "$dir" -maxdepth 0 \! -user cassandra -exec chown cassandra:cassandra '{}' + 2>/dev/null || :
+    # The user's own agent: this library, a copy of it elsewhere, or the
+    # -javaagent shim. The JVM splits JVM_OPTS on whitespace; so does this.
+    own=
+    set -f
+    for word in ${JVM_EXTRA_OPTS:-}; do
+        case "$word" in
+            -agentpath:$lib | -agentpath:$lib=* | -agentpath:*/libcqlready.so | -agentpath:*/libcqlready.so=*) own=1 ;;
+            -javaagent:*/cqlready-shim*.jar | -javaagent:*/cqlready-shim*.jar=*) own=1 ;;
+        esac
+    done
+    set +f
+    if [ -z "$own" ]; then
+        opts=${CQLREADY_OPTIONS:-}
+        case ",$opts" in
+            *,socket=*) ;;
+            *) opts="socket=$socket${opts:+,$opts}" ;;
+        esac
+        JVM_EXTRA_OPTS="${JVM_EXTRA_OPTS:+$JVM_EXTRA_OPTS }-agentpath:$lib=$opts"
+        export JVM_EXTRA_OPTS
     fi
-    case " ${JVM_EXTRA_OPTS:-} " in
-        *" -agentpath:$lib "* | *" -agentpath:$lib="*) ;;
-        *)
-            opts=${CQLREADY_OPTIONS:-}
-            case ",$opts" in
-                *,socket=*) ;;
-                *) opts="socket=$socket${opts:+,$opts}" ;;
-            esac
-            JVM_EXTRA_OPTS="${JVM_EXTRA_OPTS:+$JVM_EXTRA_OPTS }-agentpath:$lib=$opts"
-            export JVM_EXTRA_OPTS
-            ;;
-    esac
 fi
 
 exec docker-entrypoint.sh "$@"

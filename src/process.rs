@@ -74,13 +74,54 @@ pub fn proc_path(pid: u32, name: &str) -> PathBuf {
 }
 
 /// The path through which we reach the absolute `path` of the process's
-/// mount namespace and root: `/proc/PID/root/<path>`.
+/// mount namespace and root: `/proc/PID/root/<path>`, with symlinks on the
+/// way resolved inside that root (see [`resolve_under`]).
 pub fn in_root(pid: u32, path: &Path) -> PathBuf {
-    let mut out = proc_path(pid, "root");
-    out.extend(
-        path.components()
-            .filter(|c| matches!(c, Component::Normal(_))),
-    );
+    resolve_under(&proc_path(pid, "root"), path)
+}
+
+/// `root/<path>`, following symlinks as a process whose `/` is `root` would:
+/// an absolute link target starts again at `root`, `..` stops there. The
+/// kernel would resolve an absolute target against our own `/` instead, and
+/// `/var/run -> /run` is in every Debian and Ubuntu image. Gives up following
+/// after 40 links (the kernel's limit) and keeps the rest as written.
+pub fn resolve_under(root: &Path, path: &Path) -> PathBuf {
+    use std::collections::VecDeque;
+    use std::ffi::OsString;
+    fn push_front(todo: &mut VecDeque<OsString>, p: &Path) {
+        for c in p.components().collect::<Vec<_>>().into_iter().rev() {
+            match c {
+                Component::Normal(n) => todo.push_front(n.to_os_string()),
+                Component::ParentDir => todo.push_front("..".into()),
+                _ => {}
+            }
+        }
+    }
+    let mut todo = VecDeque::new();
+    push_front(&mut todo, path);
+    let mut inside: Vec<OsString> = Vec::new();
+    let mut links = 0;
+    while let Some(name) = todo.pop_front() {
+        if name == ".." {
+            inside.pop();
+            continue;
+        }
+        let mut here = root.to_path_buf();
+        here.extend(&inside);
+        here.push(&name);
+        match std::fs::read_link(&here) {
+            Ok(target) if links < 40 => {
+                links += 1;
+                if target.is_absolute() {
+                    inside.clear();
+                }
+                push_front(&mut todo, &target);
+            }
+            _ => inside.push(name),
+        }
+    }
+    let mut out = root.to_path_buf();
+    out.extend(&inside);
     out
 }
 
@@ -235,6 +276,31 @@ mod tests {
             Path::new("/proc/12/root/tmp/.java_pid7")
         );
         assert_eq!(in_root(12, Path::new("/")), Path::new("/proc/12/root"));
+    }
+
+    #[test]
+    fn symlinks_resolve_inside_the_root() {
+        let root = std::env::temp_dir().join(format!("cqlready-root-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("run/cqlready")).unwrap();
+        std::fs::create_dir_all(root.join("var")).unwrap();
+        std::os::unix::fs::symlink("/run", root.join("var/run")).unwrap();
+        std::os::unix::fs::symlink("../run/cqlready", root.join("var/rel")).unwrap();
+        std::os::unix::fs::symlink("/../../loop", root.join("loop")).unwrap();
+        let sock = root.join("run/cqlready/cqlready.sock");
+        for p in ["/var/run/cqlready/cqlready.sock", "/var/rel/cqlready.sock"] {
+            assert_eq!(resolve_under(&root, Path::new(p)), sock, "{p}");
+        }
+        // `..` stops at the root; a link loop gives up and keeps the name.
+        assert_eq!(
+            resolve_under(&root, Path::new("/../../run")),
+            root.join("run")
+        );
+        assert_eq!(
+            resolve_under(&root, Path::new("/loop/x")),
+            root.join("loop/x")
+        );
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

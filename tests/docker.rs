@@ -709,6 +709,27 @@ fn jvm_extra_opts_carry_the_agent_exactly_once() {
     let bare = format!("-agentpath:{IMAGE_LIB}");
     let o = ep.jvm_opts(&[("JVM_EXTRA_OPTS", Some(&bare))]);
     assert_eq!(agentpaths(&o), [&bare], "{o:?}");
+    // A copy of the library elsewhere, or the -javaagent shim: theirs alone.
+    for own in [
+        "-agentpath:/opt/other/libcqlready.so=socket=/srv/o.sock",
+        "-agentpath:/opt/other/libcqlready.so",
+    ] {
+        let o = ep.jvm_opts(&[("JVM_EXTRA_OPTS", Some(&format!("-Dx=1 {own} -Dy=2")))]);
+        assert_eq!(agentpaths(&o), [&own.to_string()], "{o:?}");
+    }
+    for shim in [
+        "-javaagent:/usr/lib/cqlready/cqlready-shim.jar=check=2s",
+        "-javaagent:/opt/cqlready-shim.jar",
+    ] {
+        let o = ep.jvm_opts(&[("JVM_EXTRA_OPTS", Some(shim))]);
+        assert!(agentpaths(&o).is_empty(), "{o:?}");
+        assert!(o.contains(&shim.to_string()), "{o:?}");
+    }
+    // Another agent altogether, or the name only in a property: ours added.
+    for other in ["-agentpath:/opt/x/libjdwp.so", "-Dlog=/tmp/libcqlready.so"] {
+        let o = ep.jvm_opts(&[("JVM_EXTRA_OPTS", Some(other))]);
+        assert_eq!(agentpaths(&o).last(), Some(&&default), "{o:?}");
+    }
 
     // Run twice (the first run's JVM_EXTRA_OPTS handed to the second): once.
     let first = format!("-Dx=1 {default}");

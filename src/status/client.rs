@@ -186,7 +186,9 @@ pub fn candidates(cmdline: &[u8], environ: &[u8], nspid: u32) -> Vec<PathBuf> {
 
 /// Shells that start a JVM by exec'ing it (`cassandra -f`, `bin/cassandra`):
 /// until then their PID is the JVM's-to-be, not yet a JVM.
-const LAUNCHERS: &[&str] = &["sh", "bash", "dash", "ash", "ksh", "zsh", "busybox", "env", "exec"];
+const LAUNCHERS: &[&str] = &[
+    "sh", "bash", "dash", "ash", "ksh", "zsh", "busybox", "env", "exec",
+];
 
 /// Whether `pid` is a running JVM (HotSpot's libjvm.so mapped), or a shell
 /// that may still exec one, so that waiting for its agent can succeed. A
