@@ -22,6 +22,12 @@ APT=(
     "systemd-container       | command -v systemd-nspawn"         # tests/systemd.rs boots a real systemd
     "libfaketime             | test -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1" # tests/faults.rs
     "make                    | command -v make"                   # tests/docker.rs (docker/Makefile)
+    "openssl                 | command -v openssl"                # tests/cassandra/keystores.sh (TLS-only Cassandra)
+    "binutils                | command -v objdump"                # tests/release.rs (glibc symbol versions)
+    "podman                  | command -v podman"                 # tests/podman.rs, docker/test-image.sh
+    "runc                    | command -v runc"                   # Podman's runtime here (docker/README.md)
+    "crun                    | command -v crun"                   # Podman inside the nspawn systemd (docker/systemd-podman.sh)
+    "mmdebstrap              | command -v mmdebstrap"             # docker/standins/rootfs.sh (stand-in base images)
     # more apt packages here
 )
 
