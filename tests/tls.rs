@@ -396,3 +396,79 @@ fn bad_pem_options_stop_the_jvm_naming_option_and_file() {
         );
     }
 }
+
+/// A server certificate as `openssl x509 -req` makes it without
+/// extensions: X.509 v1, which Cassandra serves happily. Without `tls_ca`
+/// the check takes it; with `tls_ca` it cannot be verified and says why.
+#[test]
+fn an_x509_v1_certificate_is_fine_without_tls_ca() {
+    let dir = TempDir::new("tls-v1");
+    let d = dir.path();
+    let ossl = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).current_dir(d).output();
+        let out = out.unwrap_or_else(|e| panic!("openssl (apt-get install openssl): {e}"));
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    ossl(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &["-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=v1 CA"],
+        ]
+        .concat(),
+    );
+    ossl(
+        &[
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=node",
+            ],
+        ]
+        .concat(),
+    );
+    ossl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+    ]);
+    let text = Command::new("openssl")
+        .args(["x509", "-noout", "-text", "-in"])
+        .arg(d.join("server.pem"))
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&text.stdout).contains("Version: 1 (0x0)"));
+    let pki = Pki {
+        dir: d.to_path_buf(),
+    };
+    let server = serve(spec(&pki, Mode::Cql, false, false));
+    let (code, out) = probe(server.port, &["--tls"]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = probe(server.port, &["--tls", "--tls-ca", &pki.path("ca.pem")]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("is not X.509 v3"), "{out}");
+}

@@ -794,14 +794,14 @@ mod tests {
         let mut big = connect(&addr, &[b'a'; MAX_REQUEST + 10]);
         let mut cut = connect(&addr, b"GET /status HT");
         cut.shutdown(std::net::Shutdown::Write).unwrap();
-        let mut scope = connect(&addr, b"GET /ready?scope=cluster HTTP/1.1\r\n\r\n");
+        let mut scope = connect(&addr, b"GET /ready?scope=galaxy HTTP/1.1\r\n\r\n");
         el.turn(Some(Duration::ZERO), &Instant::now);
         assert!(got(&mut junk).starts_with("HTTP/1.1 400 "));
         assert!(got(&mut big).starts_with("HTTP/1.1 4"));
         assert!(got(&mut cut).starts_with("HTTP/1.1 400 "));
         let s = got(&mut scope);
         assert!(
-            s.starts_with("HTTP/1.1 400 ") && s.contains("\"scope\""),
+            s.starts_with("HTTP/1.1 400 ") && s.contains("scope=\"galaxy\""),
             "{s}"
         );
         assert!(el.phases().is_empty());

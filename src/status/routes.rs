@@ -344,12 +344,28 @@ mod tests {
             route(&req("POST", "/status"), &snap),
             Reply::Now(Answer::text(405, "only GET\n"))
         );
+        // The cluster's routes go to the cluster view; the node's scope is /ready.
+        assert!(matches!(
+            route(&req("GET", "/ready?scope=cluster&wait=5s"), &snap),
+            Reply::Cluster(_)
+        ));
+        assert!(matches!(
+            route(&req("GET", "/cluster"), &snap),
+            Reply::Cluster(_)
+        ));
+        assert_eq!(answer("/ready?scope=node", &snap).code, 503);
         // Strict queries: nothing a route does not take is ignored.
         for (target, says) in [
             (
-                "/ready?scope=cluster",
-                "unknown query parameter \"scope\" for /ready",
+                "/ready?scope=galaxy",
+                "scope=\"galaxy\" is not one of node, cluster",
             ),
+            (
+                "/ready?scope=cluster&cl=ALL",
+                "unknown query parameter \"cl\"",
+            ),
+            ("/cluster?cl=TWO", "QUORUM"),
+            ("/cluster?scope=node", "unknown query parameter \"scope\""),
             ("/ready?wait=soon", "wait= takes a duration"),
             ("/ready?wait", "wait= takes a duration"),
             ("/ready?wait=1s&wait=2s", "\"wait\" given twice"),

@@ -18,8 +18,10 @@ if [[ ! -f "$dir/server.pem" ]]; then
     openssl req -x509 "${ec[@]}" -keyout "$dir/ca.key" -out "$dir/ca.pem" -subj "/CN=cqlready test CA" -days 7 2>/dev/null
     for who in server client; do
         openssl req "${ec[@]}" -keyout "$dir/$who.key" -out "$dir/$who.csr" -subj "/CN=$who" 2>/dev/null
+        # X.509 v3 (with extensions): what keytool makes, and what a verifying client needs.
+        printf 'basicConstraints=CA:FALSE\nsubjectAltName=DNS:%s,IP:127.0.0.1\n' "$who" > "$dir/$who.ext"
         openssl x509 -req -in "$dir/$who.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" -CAcreateserial \
-            -out "$dir/$who.pem" -days 7 2>/dev/null
+            -extfile "$dir/$who.ext" -out "$dir/$who.pem" -days 7 2>/dev/null
     done
 fi
 rm -f "$dir/keystore.p12" "$dir/truststore.p12"

@@ -129,11 +129,17 @@ pub fn serve(spec: ServerSpec<'_>) -> Server {
     } else {
         builder.with_no_client_auth()
     };
-    let config = Arc::new(
-        builder
-            .with_single_cert(spec.pki.certs("server.pem"), spec.pki.key("server.key"))
-            .unwrap(),
-    );
+    // A resolver rather than with_single_cert, which refuses certificates
+    // it cannot parse (X.509 v1) that real servers do serve.
+    let signer = rustls::crypto::ring::default_provider()
+        .key_provider
+        .load_private_key(spec.pki.key("server.key"))
+        .unwrap();
+    let key = Arc::new(rustls::sign::CertifiedKey::new(
+        spec.pki.certs("server.pem"),
+        signer,
+    ));
+    let config = Arc::new(builder.with_cert_resolver(Arc::new(Fixed(key))));
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let stop = Arc::new(AtomicBool::new(false));
@@ -179,6 +185,19 @@ pub fn serve(spec: ServerSpec<'_>) -> Server {
         port,
         handshakes,
         stop,
+    }
+}
+
+/// Always the same certificate and key.
+#[derive(Debug)]
+struct Fixed(Arc<rustls::sign::CertifiedKey>);
+
+impl rustls::server::ResolvesServerCert for Fixed {
+    fn resolve(
+        &self,
+        _: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.clone())
     }
 }
 
