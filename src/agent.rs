@@ -65,6 +65,12 @@ pub fn start(
     let socket = socket_path(&options.socket, pid);
     let (ep, tls) = discover(options, prop);
     let notifier = Arc::new(Notifier::from_env(pid));
+    if let Some(w) = notifier
+        .watchdog
+        .and_then(|ping| crate::notify::watchdog_margin(options.timeout, options.check, ping))
+    {
+        crate::warn!("{w}");
+    }
     let mut first = first_snapshot(pid, &ep, &notifier, socket.as_ref());
     first.cql.tls = tls.info.clone();
     let shared = Shared::new(first);

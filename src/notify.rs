@@ -209,8 +209,41 @@ pub fn watchdog_period(
     Some(Duration::from_micros(usec / 2))
 }
 
+/// A warning when one check (`timeout`) plus the pause between checks
+/// (`check`) is not well inside the watchdog's limit: a check in progress
+/// holds back the next `WATCHDOG=1`, so a slow (or stalled) check could
+/// let systemd restart a healthy node. `ping` is [`watchdog_period`]'s
+/// answer, half of `WATCHDOG_USEC`.
+pub fn watchdog_margin(timeout: Duration, check: Duration, ping: Duration) -> Option<String> {
+    let limit = ping * 2;
+    (timeout + check > ping).then(|| {
+        format!(
+            "timeout={} plus check={} is not well inside WatchdogSec={}: a slow check could \
+             hold WATCHDOG=1 back until systemd restarts the node; lower them or raise WatchdogSec=",
+            crate::options::format_duration(timeout),
+            crate::options::format_duration(check),
+            crate::options::format_duration(limit)
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn watchdog_margin_warns_only_when_tight() {
+        use std::time::Duration as D;
+        let ping = D::from_secs(5); // WatchdogSec=10s
+        assert_eq!(
+            super::watchdog_margin(D::from_secs(1), D::from_secs(1), ping),
+            None
+        );
+        let w = super::watchdog_margin(D::from_secs(4), D::from_secs(2), ping).unwrap();
+        assert!(
+            w.starts_with("timeout=4s plus check=2s is not well inside WatchdogSec=10s"),
+            "{w}"
+        );
+    }
+
     use super::*;
 
     #[test]
