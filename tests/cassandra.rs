@@ -122,19 +122,7 @@ fn rig() -> Option<&'static Rig> {
 
 /// Runs a setup script and returns the last line of its stdout.
 fn script_last_line(script: &str, java: &Path) -> String {
-    let out = Command::new("bash")
-        .arg(root().join(script))
-        .env("JAVA", java)
-        .stderr(Stdio::inherit())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {script}: {e}"));
-    assert!(out.status.success(), "{script} failed: {}", out.status);
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .last()
-        .unwrap_or_else(|| panic!("{script} printed nothing"))
-        .trim()
-        .to_string()
+    script_last_line_env(script, java, &[])
 }
 
 // ---------------------------------------------------------------------------
@@ -1270,7 +1258,8 @@ fn row(version: &str, major: u32, wire: Wire) -> (f64, String) {
     (t_ready - first_ok.end, reached)
 }
 
-/// Runs a setup script with more environment; the last line of its stdout.
+/// Runs a setup script (with more environment) and returns the last line of
+/// its stdout.
 fn script_last_line_env(script: &str, java: &Path, env: &[(&str, &str)]) -> String {
     let mut cmd = Command::new("bash");
     cmd.arg(root().join(script))
@@ -1286,7 +1275,7 @@ fn script_last_line_env(script: &str, java: &Path, env: &[(&str, &str)]) -> Stri
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .last()
-        .unwrap_or_default()
+        .unwrap_or_else(|| panic!("{script} printed nothing"))
         .trim()
         .to_string()
 }
