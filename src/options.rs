@@ -291,9 +291,10 @@ fn pem<T>(v: &str, read: fn(&str) -> Result<T, String>) -> Result<Option<T>, Str
     if !v.starts_with('/') {
         return Err("an absolute path to a PEM file, or none".into());
     }
+    // The error names the file: outside text, so sanitised like any echo.
     read(v)
         .map(Some)
-        .map_err(|e| format!("a readable PEM file: {e}"))
+        .map_err(|e| format!("a readable PEM file: {}", crate::notify::sanitize(&e)))
 }
 
 /// A bad option string: names the key or value and says what is valid.
