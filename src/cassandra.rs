@@ -553,17 +553,9 @@ mod tests {
 
     #[test]
     fn a_drain_in_progress_gets_more_time() {
-        use crate::monitor::{self, Pace, Shared};
+        use crate::monitor::{self, Shared};
         let shared = Shared::new(Snapshot::new(1, Default::default()));
-        let pace = Pace {
-            interval: Duration::from_millis(1),
-            check: Duration::from_millis(1),
-            failures: 2,
-            subject: "CQL".into(),
-            place: "127.0.0.1:9042".into(),
-            extend: Duration::from_secs(60),
-            exit_on_degraded: false,
-        };
+        let pace = crate::monitor::tests::pace();
         let notifier = std::sync::Arc::new(crate::notify::Notifier::disabled());
         let (n, s) = (notifier.clone(), shared.clone());
         let thread = std::thread::spawn(move || monitor::run(&mut Draining(0), pace, n, s));

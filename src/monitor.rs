@@ -444,7 +444,7 @@ pub fn stop(notifier: &Notifier, shared: &Shared, why: &str) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -482,7 +482,8 @@ mod tests {
         assert_eq!(m.state(), State::Stopping);
     }
 
-    fn pace() -> Pace {
+    /// A fast pace for loop tests (here and in `cassandra`'s).
+    pub(crate) fn pace() -> Pace {
         Pace {
             interval: Duration::from_millis(1),
             check: Duration::from_millis(1),
