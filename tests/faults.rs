@@ -20,7 +20,7 @@ use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -35,6 +35,16 @@ fn is_root() -> bool {
     fs::metadata("/proc/self")
         .map(|m| m.uid() == 0)
         .unwrap_or(false)
+}
+
+/// The squatting test binds the claim names of the next 300 pids, so a JVM
+/// that another test starts meanwhile would see its name held too (and log
+/// the warning, or run two copies). Tests that start JVMs hold this shared;
+/// the squatting test holds it alone.
+static SQUAT: RwLock<()> = RwLock::new(());
+
+fn no_squatter() -> RwLockReadGuard<'static, ()> {
+    SQUAT.read().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The agent's own stderr lines.
@@ -170,6 +180,7 @@ impl Drop for Receiver {
 /// READY=1 once, and is ready once CQL stays up.
 #[test]
 fn cql_flapping_50_times() {
+    let _jvms = no_squatter();
     let java = java();
     let msgs = Arc::new(Mutex::new(Vec::new()));
     let dir = TempDir::new("flap");
@@ -242,6 +253,7 @@ fn cql_flapping_50_times() {
 /// line per probe), and ready as soon as real CQL takes the port over.
 #[test]
 fn port_taken_by_something_else() {
+    let _jvms = no_squatter();
     let java = java();
     for kind in ["http", "banner"] {
         let n = NotifySocket::new();
@@ -321,6 +333,7 @@ fn port_taken_by_something_else() {
 /// the readiness state are untouched throughout.
 #[test]
 fn notify_receiver_broken_gone_and_back() {
+    let _jvms = no_squatter();
     let java = java();
     for case in ["regular file", "nothing there", "receiver gone"] {
         let dir = TempDir::new("nfy");
@@ -392,6 +405,7 @@ fn notify_receiver_broken_gone_and_back() {
 /// (`/var/run` -> `/run` style) named by the administrator is followed.
 #[test]
 fn status_socket_places() {
+    let _jvms = no_squatter();
     let java = java();
     for case in [
         "unwritable dir",
@@ -512,6 +526,7 @@ fn status_socket_places() {
 /// line.
 #[test]
 fn loaded_twice() {
+    let _jvms = no_squatter();
     loaded_twice_cases(&["same path", "copy"]);
 }
 
@@ -521,6 +536,7 @@ fn loaded_twice() {
 /// socket named after it.
 #[test]
 fn loaded_twice_copy_without_status_socket() {
+    let _jvms = no_squatter();
     loaded_twice_cases(&["copy, socket=none"]);
 }
 
@@ -531,6 +547,7 @@ fn loaded_twice_copy_without_status_socket() {
 /// the JVM starts (a few attempts, in case other processes take them all).
 #[test]
 fn a_squatted_claim_does_not_silence_the_agent() {
+    let _alone = SQUAT.write().unwrap_or_else(|e| e.into_inner());
     use std::os::linux::net::SocketAddrExt;
     use std::os::unix::net::SocketAddr;
     let ns: String = fs::read_link("/proc/self/ns/pid")
@@ -630,6 +647,7 @@ fn loaded_twice_cases(cases: &[&str]) {
 /// `-agentpath`: both attaches succeed, nothing else changes.
 #[test]
 fn attach_twice_to_a_running_agent() {
+    let _jvms = no_squatter();
     let (mut jvm, n, port) = watched_jvm(&[]);
     jvm.listen(port, "cql");
     wait_state(&jvm, "ready");
@@ -663,13 +681,18 @@ fn attach_twice_to_a_running_agent() {
         "{}",
         jvm.describe()
     );
+    // The lines reach the test through a reader thread: wait for both.
+    let end = deadline();
+    while count_lines(&jvm, "already running in this JVM") < 2 && Instant::now() < end {
+        thread::sleep(Duration::from_millis(10));
+    }
+    exit_with(&mut jvm, 9);
     assert_eq!(
         count_lines(&jvm, "already running in this JVM"),
         2,
         "{}",
         jvm.describe()
     );
-    exit_with(&mut jvm, 9);
     assert_no_crash(&jvm);
 }
 
@@ -700,6 +723,7 @@ fn socket_fds(pid: u32) -> usize {
 /// must not wait for the probe.
 #[test]
 fn jvm_exits_in_the_middle_of_a_probe() {
+    let _jvms = no_squatter();
     let (mut jvm, n, port) = watched_jvm(&["timeout=60s"]);
     jvm.wait_status("an answer", deadline(), |_| true);
     jvm.listen(port, "silent");
@@ -724,6 +748,7 @@ fn jvm_exits_in_the_middle_of_a_probe() {
 /// long-poll on a JVM that is not ready.
 #[test]
 fn jvm_exits_with_status_clients_connected() {
+    let _jvms = no_squatter();
     let (mut jvm, n, _) = watched_jvm(&[]);
     let s = jvm.wait_status("an answer", deadline(), |_| true);
     assert_eq!(json_str(&s, "/state"), "starting");
@@ -813,6 +838,7 @@ fn check_rate(jvm: &Jvm) -> f64 {
 
 #[test]
 fn wall_clock_jumps_change_nothing() {
+    let _jvms = no_squatter();
     let lib = libfaketime();
     if !common::require(
         lib.is_some(),
@@ -891,6 +917,7 @@ fn wall_clock_jumps_change_nothing() {
 /// process is in it.)
 #[test]
 fn monotonic_clock_far_ahead_or_near_zero() {
+    let _jvms = no_squatter();
     if !common::require_root() {
         return;
     }
@@ -998,6 +1025,7 @@ fn jvm_with_yaml(text: &str) -> Jvm {
 /// top-level sequence is refused before any nesting: tested with a mapping.)
 #[test]
 fn deeply_nested_yaml_does_not_crash_the_jvm() {
+    let _jvms = no_squatter();
     let mut jvm = jvm_with_yaml(&format!(
         "native_transport_port: 9142\nx: {}{}\n",
         "[".repeat(20_000),
@@ -1020,6 +1048,7 @@ fn deeply_nested_yaml_does_not_crash_the_jvm() {
 /// unexpanded, and its port is used.
 #[test]
 fn yaml_alias_bomb_does_not_stall_the_jvm() {
+    let _jvms = no_squatter();
     let mut doc = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
     for i in 0..12u8 {
         let (prev, next) = ((b'a' + i) as char, (b'a' + i + 1) as char);
