@@ -72,13 +72,17 @@ pub fn agent_lib() -> PathBuf {
     LIB.get_or_init(|| {
         let lib = match std::env::var_os("CQLREADY_LIB") {
             Some(p) if !p.is_empty() => PathBuf::from(p),
+            // The build of this `cargo test` is in deps/; the copy next to
+            // it is only as new as the last `cargo build`, so the newer wins
+            // (a stale agent must never be what a test checks).
             _ => {
-                let candidate = profile_dir().join("libcqlready.so");
-                if candidate.exists() {
-                    candidate
-                } else {
-                    manifest_dir().join("target/debug/libcqlready.so")
-                }
+                let dir = profile_dir();
+                [dir.join("deps/libcqlready.so"), dir.join("libcqlready.so")]
+                    .into_iter()
+                    .filter_map(|p| Some((fs::metadata(&p).ok()?.modified().ok()?, p)))
+                    .max()
+                    .map(|(_, p)| p)
+                    .unwrap_or_else(|| manifest_dir().join("target/debug/libcqlready.so"))
             }
         };
         assert!(
