@@ -225,8 +225,10 @@ def main():
     try:
         c.start(0)
         until(lambda: c.get(0, "/ready")[0] == 200, BOOT, "node 1 ready")
+        # One at a time: nodes joining at once allocate the same tokens.
         for i in range(1, NODES):
             c.start(i)
+            until(lambda: c.get(i, "/ready")[0] == 200, BOOT, f"node {i + 1} ready")
         everyone = list(range(NODES))
         for i in range(NODES):
             until(lambda: c.sees_up(i, everyone), BOOT, f"node {i + 1} to see all UP")
