@@ -2,13 +2,18 @@
 """What the cluster view costs on a running node with the agent.
 
     python3 bench/cluster_view.py --socket PATH [--requests 300] [--cpu-seconds 60]
+    python3 bench/cluster_view.py --boot [...]   # boots its own 3-node 5.0 cluster
+
+0. (--boot) Starts three Cassandra 5.0 nodes on 127.0.0.1-.3 one at a time
+   with bench/cluster.py's set-up, measures node 2, and removes it all.
 
 1. Latency of `GET /cluster?cl=QUORUM` and `GET /ready?scope=cluster` over the
    status socket (one connection per request, as the command makes them),
    after one warm-up request that starts the view's reading: p50, p99, max.
 2. The CPU time of the agent's monitor thread ("cqlready" in
-   /proc/PID/task/*/comm) over --cpu-seconds while the view is read at every
-   check (the script keeps asking every 10 s), as a share of one core.
+   /proc/PID/task/*/comm) over --cpu-seconds, as a share of one core: first
+   before anyone asked for the view (off, the default), then while the view
+   is read at every check (the script keeps asking every 10 s).
 
 Stdlib only. Prints a Markdown table.
 """
@@ -16,6 +21,8 @@ Stdlib only. Prints a Markdown table.
 import argparse
 import json
 import os
+import shutil
+import tempfile
 import time
 
 from _common import http_get
@@ -48,13 +55,63 @@ def thread_cpu(pid):
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def boot_three():
+    """A 3-node cluster with bench/cluster.py's set-up: (cluster, tmp dir)."""
+    import cluster as bc
+    bc.setup_line("tests/cassandra/fetch.sh")
+    tmp = tempfile.mkdtemp(prefix="cqlb-view-")
+    c = bc.Cluster(tmp)
+    everyone = [0, 1, 2]
+    try:
+        # One at a time: nodes joining at once allocate the same tokens.
+        for i in everyone:
+            c.start(i)
+            bc.until(lambda: c.get(i, "/ready")[0] == 200, bc.BOOT, f"node {i + 1} ready")
+        for i in everyone:
+            bc.until(lambda: c.sees_up(i, everyone), bc.BOOT, f"node {i + 1} to see all UP")
+    except BaseException:
+        c.kill_all()
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return c, tmp
+
+
+def monitor_share(pid, seconds, ask):
+    """The monitor thread's CPU over `seconds`, asking every 10 s if `ask`."""
+    c0, t0 = thread_cpu(pid), time.monotonic()
+    while time.monotonic() - t0 < seconds:
+        time.sleep(min(10, max(0.0, seconds - (time.monotonic() - t0))))
+        if ask:
+            ask()
+    return (thread_cpu(pid) - c0) / (time.monotonic() - t0)
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--socket", required=True)
+    ap.add_argument("--socket")
+    ap.add_argument("--boot", action="store_true", help="boot a 3-node cluster and measure node 2")
     ap.add_argument("--requests", type=int, default=300)
     ap.add_argument("--cpu-seconds", type=float, default=60.0)
     args = ap.parse_args()
+    if args.boot == bool(args.socket):
+        ap.error("give exactly one of --socket PATH and --boot")
+    if args.boot:
+        c, tmp = boot_three()
+        try:
+            # The boot asked every node for its view: let that minute pass.
+            time.sleep(65)
+            measure(c.sock(1), args)
+        finally:
+            c.kill_all()
+            shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        measure(args.socket, args)
+
+
+def measure(sock_path, args):
+    args.socket = sock_path
     pid = json.loads(get("/status", args.socket)[1][1])["pid"]
+    off = monitor_share(pid, args.cpu_seconds, None)
     get("/cluster", args.socket)  # starts the reading, waits for one view
     rows = []
     for path in ("/cluster?cl=QUORUM", "/ready?scope=cluster"):
@@ -62,16 +119,12 @@ def main():
         p50, p99, mx = percentiles(times)
         rows.append(f"| `GET {path}` | {args.requests} | {p50 * 1e3:.2f} | {p99 * 1e3:.2f} | {mx * 1e3:.2f} |")
     view = json.loads(get("/cluster", args.socket)[1][1])
-    c0, t0 = thread_cpu(pid), time.monotonic()
-    while time.monotonic() - t0 < args.cpu_seconds:
-        time.sleep(10)
-        get("/ready?scope=cluster", args.socket)
-    share = (thread_cpu(pid) - c0) / (time.monotonic() - t0)
+    share = monitor_share(pid, args.cpu_seconds, lambda: get("/ready?scope=cluster", args.socket))
     print(f"view: {len(view['nodes'])} nodes, one read {view['read_ms']} ms\n")
     print("| request | n | p50 ms | p99 ms | max ms |\n|---|---|---|---|---|")
     print("\n".join(rows))
-    print(f"\nmonitor thread CPU while the view is read every check: {share * 100:.3f} % of a core "
-          f"over {args.cpu_seconds:.0f} s")
+    print(f"\nmonitor thread CPU, {args.cpu_seconds:.0f} s each: view off (nobody asked) "
+          f"{off * 100:.3f} % of a core; view read every check {share * 100:.3f} %")
 
 
 if __name__ == "__main__":
