@@ -80,7 +80,7 @@ pub fn start(
         port: ep.port,
         timeout: options.timeout,
     };
-    let pace = pace(options, &target, tls.subject);
+    let pace = Pace::from_options(options, tls.subject, target.to_string());
     let probe = node_probe(options, Prober::with_tls(target, tls.client), prop, mbeans);
     let running = Running {
         shared: shared.clone(),
@@ -213,19 +213,6 @@ fn serve(
             shared.update(|snap| snap.socket = None);
             None
         }
-    }
-}
-
-/// How the monitor is paced, from the options.
-fn pace(options: &Options, target: &Target, subject: String) -> Pace {
-    Pace {
-        interval: options.interval,
-        check: options.check,
-        failures: options.failures,
-        subject,
-        place: target.to_string(),
-        extend: options.extend,
-        exit_on_degraded: false,
     }
 }
 

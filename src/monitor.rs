@@ -14,6 +14,7 @@
 //! `watch` command runs the same loop from outside.
 
 use crate::notify::{Field, Notifier};
+use crate::options::Options;
 use crate::status::model::{millis, unix_ms, LastCheck, Snapshot, State};
 /// The store the loop publishes to; re-exported for the monitor's callers.
 pub use crate::status::store::Shared;
@@ -144,6 +145,23 @@ pub struct Pace {
     /// End the loop when ready turns degraded (the `watch` command exits,
     /// so units bound to it stop) instead of waiting for recovery.
     pub exit_on_degraded: bool,
+}
+
+impl Pace {
+    /// The pacing `options` ask for, watching `subject` at `place`: the one
+    /// builder the agent and `cqlready watch` share, so a default changed in
+    /// the options table changes both.
+    pub fn from_options(options: &Options, subject: String, place: String) -> Pace {
+        Pace {
+            interval: options.interval,
+            check: options.check,
+            failures: options.failures,
+            subject,
+            place,
+            extend: options.extend,
+            exit_on_degraded: false,
+        }
+    }
 }
 
 /// Why [`run`] returned.

@@ -4,7 +4,8 @@
 //!
 //! Every key, its default and what it accepts stand in [`KEYS`]; defaults go
 //! through the same parser as user values, so the table cannot lie. The
-//! command line's `watch` and `attach` reuse this parser.
+//! command line's `attach` reuses this parser, and `watch` takes its flags'
+//! defaults from the table ([`default_of`]).
 
 use crate::log::Level;
 use std::fmt;
@@ -272,6 +273,19 @@ pub const KEYS: &[Key] = &[
         },
     },
 ];
+
+/// The table's default for `name`, as the user would write it; the command
+/// line's flags for the same knobs take their defaults from here.
+///
+/// # Panics
+/// When `name` is not in [`KEYS`]: a typo in the caller, caught by any test
+/// that builds its arguments.
+pub fn default_of(name: &str) -> &'static str {
+    match KEYS.iter().find(|k| k.name == name) {
+        Some(k) => k.default,
+        None => panic!("no option \"{name}\" in the options table"),
+    }
+}
 
 fn toggle(v: &str) -> Result<Toggle, String> {
     Ok(match v {

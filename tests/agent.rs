@@ -1144,14 +1144,22 @@ fn status_endpoints() {
         assert_eq!(r.status, 200, "{r:?}");
         let r = http_get(&sock, "/ready").unwrap();
         assert_eq!((r.status, r.body.trim()), (503, "starting"), "{r:?}");
-        let begun = Instant::now();
-        let r = http_get(&sock, "/ready?wait=300ms").unwrap();
-        assert_eq!(r.status, 503, "{r:?}");
-        assert!(
-            begun.elapsed() >= Duration::from_millis(250),
-            "/ready?wait=300ms answered after {:?}",
-            begun.elapsed()
+        // A long-poll on a node that is not ready waits: a request sent
+        // after it is answered first, and it ends with the state then.
+        let mut waiting = UnixStream::connect(&sock).unwrap();
+        waiting
+            .write_all(b"GET /ready?wait=2s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        assert_eq!(http_get(&sock, "/live").unwrap().status, 200);
+        waiting.set_nonblocking(true).unwrap();
+        assert_eq!(
+            waiting.read(&mut [0u8; 1]).map_err(|e| e.kind()),
+            Err(io::ErrorKind::WouldBlock),
+            "/ready?wait=2s was answered before a later /live, without waiting"
         );
+        waiting.set_nonblocking(false).unwrap();
+        let r = parse_response(answer_of(waiting).as_bytes()).unwrap();
+        assert_eq!((r.status, r.body.trim()), (503, "starting"), "{r:?}");
 
         let r = http_get(&sock, "/metrics").unwrap();
         assert_eq!(r.status, 200, "{r:?}");
@@ -1204,28 +1212,24 @@ fn status_endpoints() {
         assert!((400..500).contains(&r.status), "a 9 KB request got {r:?}");
         assert_live(&sock);
 
-        // 80 clients that connect, send half a request and stall: more than
-        // any sensible connection bound. Each is either refused at once or cut
-        // after ~2 s; meanwhile and afterwards the agent still answers.
+        // 80 clients that connect, send half a request and stall. Each is
+        // cut with 408 when its read deadline passes (a client never cut
+        // fails on the test's own read timeout); meanwhile and afterwards
+        // the agent still answers.
         const STALLED: usize = 80;
         let tried = Arc::new(AtomicUsize::new(0));
         let holders: Vec<_> = (0..STALLED)
             .map(|_| {
                 let (sock, tried) = (sock.clone(), tried.clone());
-                thread::spawn(move || -> io::Result<Duration> {
+                thread::spawn(move || -> io::Result<String> {
                     let connected = UnixStream::connect(&sock);
                     tried.fetch_add(1, Ordering::SeqCst);
                     let mut s = connected?;
-                    let begun = Instant::now();
-                    // Refused at once: the write may already find the socket closed.
-                    let _ = s.write_all(b"GET /live HTTP/1.1\r\n");
+                    s.write_all(b"GET /live HTTP/1.1\r\n")?;
                     s.set_read_timeout(Some(WAIT))?;
                     let mut answer = Vec::new();
-                    match s.read_to_end(&mut answer) {
-                        Ok(_) => Ok(begun.elapsed()),
-                        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => Ok(begun.elapsed()),
-                        Err(e) => Err(e),
-                    }
+                    s.read_to_end(&mut answer)?;
+                    Ok(String::from_utf8_lossy(&answer).into_owned())
                 })
             })
             .collect();
@@ -1237,15 +1241,17 @@ fn status_endpoints() {
         );
         assert_live(&sock);
         for h in holders {
-            let held = h.join().unwrap().expect("a stalled client");
+            let answer = h.join().unwrap().expect("a stalled client was never cut");
             assert!(
-                held < Duration::from_secs(10),
-                "a stalled client was held for {held:?}"
+                answer.starts_with("HTTP/1.1 408 "),
+                "a stalled client got {answer:?}"
             );
         }
         assert_live(&sock);
 
-        // A long poll started before CQL listens answers promptly once ready.
+        // A long poll started before CQL listens is answered by the change to
+        // ready: its wait (the longest honoured) outlasts the test's read
+        // timeout, so an answer only at the wait's end fails the read.
         let (sent_tx, sent_rx) = mpsc::channel();
         let poller = {
             let sock = sock.clone();
@@ -1253,28 +1259,26 @@ fn status_endpoints() {
                 let mut s = UnixStream::connect(&sock)?;
                 s.set_read_timeout(Some(WAIT))?;
                 s.write_all(
-                    b"GET /ready?wait=5s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                    b"GET /ready?wait=300s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
                 )?;
-                sent_tx.send(Instant::now()).unwrap();
+                sent_tx.send(()).unwrap();
                 let mut raw = Vec::new();
                 s.read_to_end(&mut raw)?;
                 Ok((Instant::now(), parse_response(&raw)?))
             })
         };
-        let sent = sent_rx
+        sent_rx
             .recv_timeout(WAIT)
             .expect("the long poll was not sent");
         let ack = jvm.listen(port, "cql");
-        let (answered, r) = poller.join().unwrap().expect("long poll");
+        let (answered, r) = poller
+            .join()
+            .unwrap()
+            .expect("the long poll was not answered when the node became ready");
         assert_eq!((r.status, r.body.trim()), (200, "ready"), "{r:?}");
         assert!(
             answered > ack,
             "the long poll answered before the fixture listened"
-        );
-        assert!(
-            answered - sent < Duration::from_secs(4),
-            "the long poll took {:?}: it should answer as soon as ready",
-            answered - sent
         );
 
         let s = wait_state(&jvm, "ready");

@@ -380,6 +380,17 @@ impl Drop for Sd {
     }
 }
 
+/// Each of `needles` occurs in `text`, each after the one before.
+fn assert_in_order(text: &str, needles: &[&str]) {
+    let mut from = 0;
+    for needle in needles {
+        match text[from..].find(needle) {
+            Some(at) => from += at + needle.len(),
+            None => panic!("{needle:?} is not after {needles:?}'s earlier ones in:\n{text}"),
+        }
+    }
+}
+
 fn pid_of_ack(ack: &str) -> u32 {
     ack.strip_prefix("pid ")
         .and_then(|p| p.parse().ok())
@@ -623,29 +634,28 @@ fn cql_that_never_opens_fails_the_start() {
             "[Service]\nTimeoutStartSec=3s\nRestart=no\n",
         )],
     );
-    let t0 = Instant::now();
     let o = sd.systemctl(&["start", "cassandra.service"]);
-    let took = t0.elapsed();
-    eprintln!("systemctl start failed after {took:?}");
     assert!(!o.status.success(), "start succeeded without CQL");
-    assert!(
-        took >= Duration::from_millis(2900) && took < Duration::from_secs(20),
-        "the start took {took:?}, TimeoutStartSec=3s"
-    );
     let p = sd.props(
         "cassandra.service",
-        &["ActiveState", "Result", "StatusText"],
+        &["ActiveState", "Result", "TimeoutStartUSec"],
     );
     assert_eq!(p["ActiveState"], "failed");
     assert_eq!(p["Result"], "timeout");
+    assert_eq!(
+        p["TimeoutStartUSec"], "3s",
+        "the drop-in's timeout is the one that fired"
+    );
+    // The agent was checking and saying so until systemd gave up on it.
     let j = sd.journal(&["-u", "cassandra.service"]);
-    for needle in [
-        "Waiting for CQL on 127.0.0.1:9042",
-        "start operation timed out. Terminating.",
-        "Failed with result 'timeout'.",
-    ] {
-        assert!(j.contains(needle), "journal lacks {needle:?}:\n{j}");
-    }
+    assert_in_order(
+        &j,
+        &[
+            "STATUS=Waiting for CQL on 127.0.0.1:9042",
+            "start operation timed out. Terminating.",
+            "Failed with result 'timeout'.",
+        ],
+    );
     assert!(!j.contains("READY=1"), "READY=1 without CQL:\n{j}");
     sd.assert_no_refused_notifications();
 }
@@ -666,11 +676,11 @@ fn watchdog_restarts_only_a_node_whose_cql_stopped() {
     );
     let main = sd.start_ready();
 
-    // Healthy: same process, no restart, pings flowing, for 6 s.
-    let window = Duration::from_secs(6);
-    let t0 = Instant::now();
+    // Healthy: same process, no restart, while the agent counts six pings
+    // (one per half period: three WatchdogSec= periods).
+    const HEALTHY_PINGS: u64 = 6;
     let mut samples = 0;
-    while t0.elapsed() < window {
+    let snap = wait_for("six watchdog pings from a healthy node", WAIT, || {
         let p = sd.props(
             "cassandra.service",
             &["ActiveState", "MainPID", "NRestarts"],
@@ -682,17 +692,14 @@ fn watchdog_restarts_only_a_node_whose_cql_stopped() {
                 p["NRestarts"].as_str()
             ),
             ("active", main.to_string().as_str(), "0"),
-            "a healthy node changed after {:?}",
-            t0.elapsed()
+            "a healthy node changed after {samples} samples"
         );
         samples += 1;
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let snap = sd.agent().expect("the agent answers");
+        sd.agent()
+            .filter(|s| s["notify"]["watchdog_pings"].as_u64() >= Some(HEALTHY_PINGS))
+    });
     assert_eq!(snap["notify"]["watchdog_usec"], 2_000_000, "{snap}");
-    let pings = snap["notify"]["watchdog_pings"].as_u64().unwrap_or(0);
-    assert!(pings >= 5, "{pings} watchdog pings in {window:?}: {snap}");
-    eprintln!("healthy for {window:?} ({samples} samples, {pings} pings)");
+    eprintln!("healthy for {HEALTHY_PINGS} pings ({samples} samples)");
     assert!(!sd
         .journal(&["-u", "cassandra.service"])
         .contains("Watchdog timeout"));
@@ -705,16 +712,20 @@ fn watchdog_restarts_only_a_node_whose_cql_stopped() {
         (p["NRestarts"] != "0" && p["MainPID"] != "0" && p["MainPID"] != main.to_string())
             .then_some(())
     });
-    let took = t0.elapsed();
-    eprintln!("restarted {took:?} after CQL closed");
-    assert!(
-        took >= Duration::from_millis(1000),
-        "restarted too soon: {took:?}"
-    );
+    eprintln!("restarted {:?} after CQL closed", t0.elapsed());
+    // The restart is the watchdog's, and came after the agent said CQL was
+    // not answering: not a crash, nor a kill while it still pinged.
     let j = sd.journal(&["-u", "cassandra.service"]);
-    assert!(j.contains("Watchdog timeout (limit 2s)!"), "{j}");
-    assert!(j.contains("Failed with result 'watchdog'"), "{j}");
-    assert!(j.contains("not answering since"), "{j}");
+    assert_in_order(
+        &j,
+        &[
+            &format!("PID {main} (READY=1"),
+            "WATCHDOG=1",
+            "not answering since",
+            "Watchdog timeout (limit 2s)!",
+            "Failed with result 'watchdog'",
+        ],
+    );
     assert_eq!(sd.prop("cassandra.service", "NRestarts"), "1");
 
     // What the first JVM told systemd: no ping before READY=1, pings while
@@ -730,7 +741,11 @@ fn watchdog_restarts_only_a_node_whose_cql_stopped() {
         .unwrap_or_else(|| panic!("no degraded STATUS= from {main}: {sent:?}"));
     let pings = |r: &[String]| r.iter().filter(|n| n.contains("WATCHDOG=1")).count();
     assert_eq!(pings(&sent[..ready]), 0, "pings before READY=1: {sent:?}");
-    assert!(pings(&sent[ready..degraded]) >= 5, "{sent:?}");
+    // Every ping the agent counted while healthy reached systemd.
+    assert!(
+        pings(&sent[ready..degraded]) as u64 >= HEALTHY_PINGS,
+        "{sent:?}"
+    );
     assert_eq!(
         pings(&sent[degraded..]),
         0,

@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand};
 use cqlready::cql::{self, Prober, Target};
 use cqlready::monitor::{self, Ended, Pace, Probe, Shared};
 use cqlready::notify::Notifier;
-use cqlready::options::{format_duration, parse_duration};
+use cqlready::options::{default_of, format_duration, parse_duration, Options};
 use cqlready::status::client::{self, ClientError};
 use cqlready::status::cluster::Cl;
 use cqlready::status::model::{Cql, Snapshot, State};
@@ -165,20 +165,34 @@ struct WatchArgs {
     #[arg(long, value_name = "PATH")]
     socket: Option<PathBuf>,
     /// Probe period until everything answers.
-    #[arg(long, default_value = "100ms", value_parser = period)]
+    #[arg(long, default_value = default_of("interval"), value_parser = period)]
     interval: Duration,
     /// Probe period once ready.
-    #[arg(long, default_value = "1s", value_parser = period)]
+    #[arg(long, default_value = default_of("check"), value_parser = period)]
     check: Duration,
     /// One probe's budget: connect, ask, read the answer.
-    #[arg(long, default_value = "1s", value_parser = period)]
+    #[arg(long, default_value = default_of("timeout"), value_parser = period)]
     timeout: Duration,
     /// Failed checks in a row that end a ready watch (exit 1).
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value = default_of("failures"), value_parser = clap::value_parser!(u32).range(1..))]
     failures: u32,
     /// TLS for the CQL port (the first --port).
     #[command(flatten)]
     tls: TlsArgs,
+}
+
+impl WatchArgs {
+    /// The agent's options with this command's flags in them: what the
+    /// flags do not set (`extend`) is the table's default.
+    fn options(&self) -> Options {
+        Options {
+            interval: self.interval,
+            check: self.check,
+            timeout: self.timeout,
+            failures: self.failures,
+            ..Options::default()
+        }
+    }
 }
 
 /// TLS for a CQL check by port: the agent's tls=on, tls_ca, tls_cert, tls_key.
@@ -776,22 +790,14 @@ fn watch(a: WatchArgs) -> u8 {
     );
     snap.notify.socket = notifier.socket.clone();
     let shared = Shared::new(snap);
+    let (subject, place) = if only_cql {
+        (subject, labels[0].trim_end_matches(" (CQL)").to_string())
+    } else {
+        ("All watched".into(), labels.join(", "))
+    };
     let pace = Pace {
-        interval: a.interval,
-        check: a.check,
-        failures: a.failures.max(1),
-        subject: if only_cql {
-            subject
-        } else {
-            "All watched".into()
-        },
-        place: if only_cql {
-            labels[0].trim_end_matches(" (CQL)").to_string()
-        } else {
-            labels.join(", ")
-        },
-        extend: Duration::from_secs(120),
         exit_on_degraded: true,
+        ..Pace::from_options(&a.options(), subject, place)
     };
     match monitor::run(&mut All(watched), pace, notifier, shared.clone()) {
         Ended::Degraded => {
@@ -838,6 +844,42 @@ fn attach(pid: u32, options: &str, lib: Option<PathBuf>, timeout: Duration) -> u
         Err(e) => {
             eprintln!("cqlready: {e}");
             NOT_READY
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// `watch`'s pacing flags default to the agent's options table, and
+    /// `--help` shows those defaults.
+    #[test]
+    fn watch_defaults_are_the_options_table() {
+        let cli = Cli::try_parse_from(["cqlready", "watch", "--port", "9042"]).unwrap();
+        let Command::Watch(args) = cli.command else {
+            panic!("not parsed as watch");
+        };
+        let (got, table) = (args.options(), Options::default());
+        assert_eq!(got, table);
+        assert_eq!(args.timeout, table.timeout);
+        let pace = Pace::from_options(&got, "CQL".into(), "127.0.0.1:9042".into());
+        assert_eq!(
+            (pace.interval, pace.check, pace.failures, pace.extend),
+            (table.interval, table.check, table.failures, table.extend)
+        );
+        let help = Cli::command()
+            .find_subcommand_mut("watch")
+            .expect("a watch subcommand")
+            .render_help()
+            .to_string();
+        for key in ["interval", "check", "timeout", "failures"] {
+            let shown = format!("[default: {}]", default_of(key));
+            assert!(
+                help.contains(&shown),
+                "watch --help lacks {shown} for --{key}:\n{help}"
+            );
         }
     }
 }
