@@ -22,6 +22,8 @@
 #                    The two defaults are this machine's limits, not the
 #                    product's: it refuses to raise the default rlimits, and
 #                    crun refuses its cgroup layout.
+#   CASSANDRA_FULL_VERSION  the Maven Central release in the stand-in
+#                    (default 4.1.10 for 4.1, tests/cassandra/pom.xml's for 5.0)
 # Prints timings on stderr; the last stdout line is the product image's tag.
 set -euo pipefail
 
