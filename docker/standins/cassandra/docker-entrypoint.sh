@@ -11,7 +11,9 @@
 #     CASSANDRA_RPC_ADDRESS (default 0.0.0.0), CASSANDRA_BROADCAST_RPC_ADDRESS,
 #     CASSANDRA_SEEDS (default: the broadcast address), CASSANDRA_ENDPOINT_SNITCH,
 #     CASSANDRA_DC / CASSANDRA_RACK written into $CASSANDRA_CONF/cassandra.yaml
-#     and cassandra-rackdc.properties;
+#     and cassandra-rackdc.properties, in place as the official script does it
+#     (a temporary file from mktemp, so in /tmp, copied back over the file:
+#     the conf directory must be writable, /tmp too);
 #   * then `exec "$@"`.
 set -e
 
@@ -33,10 +35,19 @@ first_address() {
     echo "${a:-127.0.0.1}"
 }
 
+# sed_in_place FILE SED-ARGS...: the official script's _sed-in-place.
+sed_in_place() {
+    local file=$1 tmp
+    shift
+    tmp=$(mktemp)
+    sed "$@" "$file" > "$tmp"
+    cat "$tmp" > "$file"
+    rm "$tmp"
+}
+
 # set_yaml KEY VALUE: replace the top-level `KEY:` line (commented or not).
 set_yaml() {
-    local yaml="$CASSANDRA_CONF/cassandra.yaml"
-    sed -ri 's/^(# )?('"$1"':).*/\2 '"$2"'/' "$yaml"
+    sed_in_place "$CASSANDRA_CONF/cassandra.yaml" -r 's/^(# )?('"$1"':).*/\2 '"$2"'/'
 }
 
 if [ "$1" = cassandra ]; then
@@ -50,7 +61,7 @@ if [ "$1" = cassandra ]; then
         : "${CASSANDRA_SEEDS:=$(getent hosts "$CASSANDRA_NAME" | awk '{print $1}')}"
     fi
     : "${CASSANDRA_SEEDS:=$CASSANDRA_BROADCAST_ADDRESS}"
-    sed -ri 's/(- seeds:).*/\1 "'"$CASSANDRA_SEEDS"'"/' "$CASSANDRA_CONF/cassandra.yaml"
+    sed_in_place "$CASSANDRA_CONF/cassandra.yaml" -r 's/(- seeds:).*/\1 "'"$CASSANDRA_SEEDS"'"/'
 
     for key in broadcast_address broadcast_rpc_address cluster_name endpoint_snitch \
         listen_address num_tokens rpc_address; do
@@ -64,7 +75,7 @@ if [ "$1" = cassandra ]; then
         var="CASSANDRA_${key^^}"
         val="${!var:-}"
         if [ -n "$val" ]; then
-            sed -ri 's/^('"$key"'=).*/\1'"$val"'/' "$CASSANDRA_CONF/cassandra-rackdc.properties"
+            sed_in_place "$CASSANDRA_CONF/cassandra-rackdc.properties" -r 's/^('"$key"'=).*/\1'"$val"'/'
         fi
     done
 fi
