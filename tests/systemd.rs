@@ -1155,7 +1155,8 @@ fn stop_a_filled_node(chome: &Path, venv: &Path, agent: bool) -> (String, Durati
             "Deactivated successfully.",
         ],
     );
-    assert!(!j.contains("timed out"), "{j}");
+    // (A check may time out while the node boots: only the stop's timeout counts.)
+    assert!(!j.contains("'stop-sigterm' timed out"), "{j}");
     sd.assert_no_refused_notifications();
     (sent[extended].clone(), took)
 }
