@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// One Cassandra at a time in this test binary.
 static ONE_NODE: Mutex<()> = Mutex::new(());
@@ -213,14 +213,27 @@ struct Node {
     /// `CASSANDRA_LIB` when the node runs another version's jars: nodetool uses them too.
     lib: Option<String>,
     exit: Option<ExitStatus>,
-    // Dropped (removed) after `drop` has killed the node.
-    _dir: TempDir,
+    /// Dropped (removed) after `drop` has killed the node, unless a
+    /// restart on the same data holds it too.
+    dir: Arc<TempDir>,
+    storage: u16,
 }
 
 impl Node {
     fn start(rig: &Rig, tag: &str, agent_opts: Option<&str>, env: &[(&str, String)]) -> Node {
-        let dir = TempDir::new(tag);
-        let (native, storage, jmx) = (free_port(), free_port_pair(), free_port());
+        let dir = Arc::new(TempDir::new(tag));
+        let ports = (free_port(), free_port_pair(), free_port());
+        Node::start_in(rig, dir, ports, agent_opts, env)
+    }
+
+    /// A node on the data of `dir` (its `node/`), on (native, storage, jmx) ports.
+    fn start_in(
+        rig: &Rig,
+        dir: Arc<TempDir>,
+        (native, storage, jmx): (u16, u16, u16),
+        agent_opts: Option<&str>,
+        env: &[(&str, String)],
+    ) -> Node {
         let log = dir.join("out.log");
         let out = File::create(&log).expect("create node log");
         let mut cmd = Command::new("bash");
@@ -276,7 +289,8 @@ impl Node {
                 .find(|(k, _)| *k == "CASSANDRA_LIB")
                 .map(|(_, v)| v.clone()),
             exit: None,
-            _dir: dir,
+            dir,
+            storage,
         }
     }
 
@@ -1312,4 +1326,139 @@ fn versions_java_and_tls() {
     );
     println!("|---|---|---|---|---|---|\n{}", table.join("\n"));
     assert!(failed.is_empty(), "rows failed: {failed:?}");
+}
+
+/// tests/cassandra/fill.py against `node` (`--check` to read the rows back).
+fn fill(rig: &Rig, node: &Node, rows: u32, check: bool) -> String {
+    let mut cmd = Command::new(rig.venv.join("python"));
+    cmd.arg(root().join("tests/cassandra/fill.py"))
+        .args(["--port", &node.native.to_string()])
+        .args(["--rows", &rows.to_string()]);
+    if check {
+        cmd.arg("--check");
+    }
+    let out = run_limited(cmd, 3 * BOOT, "fill.py");
+    let said = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        out.status.success(),
+        "fill.py: {said}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    said
+}
+
+/// Files below `dir` whose name ends with `suffix`: how many, how many bytes.
+fn files_ending(dir: &Path, suffix: &str) -> (usize, u64) {
+    let mut found = (0, 0);
+    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            let (n, b) = files_ending(&p, suffix);
+            found = (found.0 + n, found.1 + b);
+        } else if p.to_string_lossy().ends_with(suffix) {
+            found = (found.0 + 1, found.1 + e.metadata().map_or(0, |m| m.len()));
+        }
+    }
+    found
+}
+
+/// A node killed (SIGKILL) with ~39 MiB of writes only in its commit log
+/// replays them when it starts again. While it does, the agent asks for
+/// more start time (EXTEND_TIMEOUT_USEC) with a STATUS= naming the replay,
+/// before READY=1; the rows are there after.
+#[test]
+fn commit_log_replay_extends_the_start() {
+    let _one = ONE_NODE.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(rig) = rig() else { return };
+    const ROWS: u32 = 40_000;
+    let extra = root().join("tests/cassandra/memtables.yaml");
+    let env = |notify: &NotifySocket| {
+        [
+            ("NOTIFY_SOCKET", notify.addr.clone()),
+            ("CASSANDRA_YAML_EXTRA", extra.display().to_string()),
+        ]
+    };
+    let notify = NotifySocket::new();
+    let mut node = Node::start(rig, "rpl", Some(""), &env(&notify));
+    // Boots here took up to 150 s with the load average at 25.
+    wait_notify(&mut node, &notify, "READY=1", 3 * BOOT, |m| {
+        m.has_line("READY=1")
+    });
+    let wrote = fill(rig, &node, ROWS, false);
+    let data = node.dir.join("node/data");
+    let sstables = files_ending(&data.join("data"), "-Data.db");
+    let fill_sstables = fs::read_dir(data.join("data"))
+        .expect("data dir")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("cqlready_fill"))
+        .map(|e| files_ending(&e.path(), "-Data.db").0)
+        .sum::<usize>();
+    let log = files_ending(&data.join("commitlog"), ".log");
+    println!(
+        "{wrote}; commit log {} files, {:.1} MiB; SSTables of the table: {fill_sstables} \
+         (all tables: {})",
+        log.0,
+        log.1 as f64 / 1048576.0,
+        sstables.0
+    );
+    assert_eq!(fill_sstables, 0, "the rows were flushed already");
+    assert!(log.1 >= 30 << 20, "commit log of {} bytes", log.1);
+
+    // Unclean: no drain, no flush.
+    let first = node.pid;
+    node.signal(libc::SIGKILL);
+    let died = node.wait_exit(WAIT);
+    assert_eq!(died.signal(), Some(libc::SIGKILL), "{died}");
+    let (dir, ports) = (node.dir.clone(), (node.native, node.storage, node.jmx));
+    drop(node);
+    common::remove_agent_dir(first);
+
+    // extend=3s: more time is asked for at most every extend/3, so with the
+    // default 2 min a replay shorter than 40 s is covered by the first
+    // extension, which is sent before there is anything to name.
+    let notify = NotifySocket::new();
+    let t0 = Instant::now();
+    println!("restarting at {:?}", SystemTime::now());
+    let mut node = Node::start_in(rig, dir, ports, Some("extend=3s"), &env(&notify));
+    let ready = wait_notify(
+        &mut node,
+        &notify,
+        "READY=1 after the replay",
+        3 * BOOT,
+        |m| m.has_line("READY=1"),
+    );
+    println!("READY=1 {:?} after the restart", ready.at - t0);
+    let msgs = notify.messages();
+    let before: Vec<&common::Msg> = msgs.iter().take_while(|m| !m.has_line("READY=1")).collect();
+    for m in &before {
+        println!(
+            "  +{:>6.2} s {}",
+            (m.at - t0).as_secs_f64(),
+            m.text.replace('\n', " | ")
+        );
+    }
+    let replayed = fs::read_to_string(&node.log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("CommitLog.java"))
+        .map(|l| l.chars().take(120).collect::<String>())
+        .collect::<Vec<_>>();
+    println!("Cassandra: {replayed:?}");
+    let extended: Vec<&&common::Msg> = before
+        .iter()
+        .filter(|m| {
+            // "Cassandra starting (...": StorageService has no mode to read yet.
+            m.has_line_starting("EXTEND_TIMEOUT_USEC=")
+                && status_says(m, "STATUS=Cassandra ", &["(replaying the commit log, "])
+        })
+        .collect();
+    assert!(
+        !extended.is_empty(),
+        "no extension naming the replay before READY=1 ({replayed:?}):\n{}",
+        common::describe_msgs(&msgs)
+    );
+    assert!(extended.iter().all(|m| m.pid == node.pid as i32));
+    let check = fill(rig, &node, ROWS, true);
+    println!("after the restart: {check}");
+    assert!(check.ends_with(": ok"), "{check}");
 }

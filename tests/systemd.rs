@@ -161,6 +161,11 @@ impl Sd {
     /// Boots a container for `test` with the shipped units, the test
     /// drop-ins and `dropins` (unit, `50-test.conf` content).
     fn up(test: &str, dropins: &[(&str, &str)]) -> Sd {
+        Sd::up_with(test, dropins, &[])
+    }
+
+    /// The same, with more read-only binds (host path, path inside).
+    fn up_with(test: &str, dropins: &[(&str, &str)], binds: &[(&Path, &str)]) -> Sd {
         let name = format!("{test}-{}", std::process::id());
         let dir = PathBuf::from(format!("/tmp/cqlready-sd-{name}"));
         let _ = fs::remove_dir_all(&dir);
@@ -176,9 +181,12 @@ impl Sd {
         let fixtures = Path::new(MANIFEST).join("tests/systemd/fixtures");
         let sd = Sd { name, dir };
         let t0 = Instant::now();
-        let o = Command::new(harness())
-            .args(["up", &sd.name, "--unit-dir"])
-            .arg(&units)
+        let mut up = Command::new(harness());
+        up.args(["up", &sd.name, "--unit-dir"]).arg(&units);
+        for (from, to) in binds {
+            up.arg("--bind-ro").arg(format!("{}:{to}", from.display()));
+        }
+        let o = up
             .arg("--bind-ro")
             .arg(format!("{}:/opt/cqlready", profile_dir().display()))
             .arg("--bind-ro")
@@ -1001,4 +1009,154 @@ fn real_cassandra_under_systemd(name: &str, tls: bool) {
     ] {
         assert!(out.contains(step), "missing {step:?} in:\n{out}");
     }
+}
+
+/// Rows tests/cassandra/fill.py leaves in memtables: ~39 MiB.
+const FILL_ROWS: &str = "40000";
+/// A start of real Cassandra, or its stop, on a busy machine.
+const REAL: Duration = Duration::from_secs(600);
+
+/// The last stdout line of a setup script of tests/cassandra/.
+fn setup_script(name: &str) -> PathBuf {
+    let o = Command::new("bash")
+        .arg(Path::new(MANIFEST).join("tests/cassandra").join(name))
+        .output()
+        .unwrap_or_else(|e| panic!("run {name}: {e}"));
+    assert!(o.status.success(), "{name}: {}", text(&o.stderr));
+    PathBuf::from(text(&o.stdout).lines().last().unwrap_or("").trim())
+}
+
+/// A real Cassandra 5.0 node that wrote ~39 MiB it has not flushed (the
+/// memtables of tests/cassandra/memtables.yaml hold it), stopped with
+/// `TimeoutStopSec=3s`: its drain on SIGTERM takes longer than that.
+/// With the agent, the drain's `EXTEND_TIMEOUT_USEC` keeps systemd from
+/// killing it and the stop succeeds; the same unit without the agent
+/// (`Type=simple`, nothing to say READY=1) is SIGKILLed at the timeout.
+#[test]
+fn real_drain_outlasts_a_short_stop_timeout() {
+    if skip("real_drain_outlasts_a_short_stop_timeout") {
+        return;
+    }
+    let lib = setup_script("fetch.sh");
+    let venv = setup_script("pyclients.sh");
+    let chome = lib.parent().expect("cassandra home").to_path_buf();
+    let venv_dir = venv.parent().expect("venv").to_path_buf();
+    let (with, took) = stop_a_filled_node(&chome, &venv_dir, true);
+    eprintln!("with the agent: systemctl stop took {took:?}; the drain sent ({with})");
+    let without = stop_a_filled_node(&chome, &venv_dir, false).1;
+    eprintln!("without the agent: systemctl stop took {without:?}");
+    assert!(with.contains("DRAINING"), "{with}");
+}
+
+/// Boots a container with real Cassandra under cassandra.service (with or
+/// without the agent), fills it, stops it, checks how the stop ended; the
+/// agent's DRAINING `STATUS=` (empty without it) and how long the stop took.
+fn stop_a_filled_node(chome: &Path, venv: &Path, agent: bool) -> (String, Duration) {
+    let real = fs::read_to_string(Path::new(MANIFEST).join("tests/systemd/real-cassandra.conf"))
+        .expect("read real-cassandra.conf")
+        .replace(
+            "@ENV@",
+            "CASSANDRA_YAML_EXTRA=/opt/cqlready-src/tests/cassandra/memtables.yaml",
+        );
+    let mut conf = real + "TimeoutStartSec=10min\nTimeoutStopSec=3s\nRestart=no\n";
+    if !agent {
+        conf += "Type=simple\nEnvironment=JVM_EXTRA_OPTS=\n";
+    }
+    // A venv's python runs from wherever it is (pyvenv.cfg is next to it),
+    // once the interpreter it links to is there too (/usr is; a pyenv's is not).
+    let venv_at = "/opt/cqlvenv";
+    let python = fs::canonicalize(venv.join("bin/python")).expect("the venv's python");
+    let prefix = python.ancestors().nth(2).expect("python's prefix");
+    let prefix_at = prefix.to_str().expect("utf-8 path");
+    let mut binds = vec![
+        (chome, "/opt/cassandra"),
+        (Path::new(MANIFEST), "/opt/cqlready-src"),
+        (venv, venv_at),
+    ];
+    if !prefix.starts_with("/usr") {
+        binds.push((prefix, prefix_at));
+    }
+    let name = if agent { "drain" } else { "drain-noagent" };
+    let sd = Sd::up_with(name, &[("cassandra.service", &conf)], &binds);
+    let t0 = Instant::now();
+    let o = sd.systemctl(&["start", "cassandra.service"]);
+    assert!(o.status.success(), "start: {}", text(&o.stderr));
+    let probe = ["/opt/cqlready/cqlready", "probe", "--port", "9042"];
+    wait_for("CQL on 9042", REAL, || {
+        sd.exec(&probe).status.success().then_some(())
+    });
+    eprintln!("agent {agent}: CQL answers {:?} after start", t0.elapsed());
+    let python = format!("{venv_at}/bin/python");
+    let fill = "/opt/cqlready-src/tests/cassandra/fill.py";
+    let wrote = sd.exec_ok(&[&python, fill, "--port", "9042", "--rows", FILL_ROWS]);
+    // Nothing of it flushed yet: no SSTable of the table, the commit log holds it.
+    let on_disk = sd.exec_ok(&[
+        "sh",
+        "-c",
+        "find /var/lib/cassandra/data/data/cqlready_fill -name '*-Data.db' | wc -l; \
+         du -sm /var/lib/cassandra/data/commitlog | cut -f1",
+    ]);
+    eprintln!(
+        "agent {agent}: {} (SSTables, commit log MiB: {on_disk:?})",
+        wrote.trim()
+    );
+    let mut n = on_disk
+        .split_whitespace()
+        .map(|v| v.parse::<u64>().unwrap_or(0));
+    let (sstables, commitlog) = (n.next().unwrap_or(1), n.next().unwrap_or(0));
+    assert_eq!(sstables, 0, "the rows were flushed before the stop");
+    assert!(commitlog >= 30, "commit log {commitlog} MiB");
+
+    let main = sd.main_pid("cassandra.service");
+    let t0 = Instant::now();
+    let _ = sd.systemctl(&["stop", "cassandra.service"]);
+    let took = t0.elapsed();
+    let p = sd.props(
+        "cassandra.service",
+        &["ActiveState", "Result", "TimeoutStopUSec"],
+    );
+    assert_eq!(p["TimeoutStopUSec"], "3s", "{p:?}");
+    let j = sd.journal(&["-u", "cassandra.service"]);
+    let sent = sd.notifications("cassandra.service", main);
+    if !agent {
+        assert_eq!(p["ActiveState"], "failed", "{p:?}");
+        assert_eq!(p["Result"], "timeout", "{p:?}");
+        assert_in_order(
+            &j,
+            &[
+                "Changed running -> stop-sigterm",
+                "State 'stop-sigterm' timed out. Killing.",
+                "Failed with result 'timeout'.",
+            ],
+        );
+        assert!(sent.is_empty(), "notifications without the agent: {sent:?}");
+        return (String::new(), took);
+    }
+    assert_eq!(p["ActiveState"], "inactive", "{p:?}");
+    assert_eq!(p["Result"], "success", "{p:?}");
+    let extended = sent
+        .iter()
+        .position(|n| {
+            n.contains("EXTEND_TIMEOUT_USEC=")
+                && n.contains("STATUS=Cassandra DRAINING (flushing memtables")
+        })
+        .unwrap_or_else(|| panic!("no drain extension from {main}: {sent:?}"));
+    let stopping = sent
+        .iter()
+        .position(|n| n.starts_with("STOPPING=1"))
+        .unwrap_or_else(|| panic!("no STOPPING=1 from {main}: {sent:?}"));
+    assert!(extended < stopping, "{sent:?}");
+    assert_in_order(
+        &j,
+        &[
+            "Changed running -> stop-sigterm",
+            "EXTEND_TIMEOUT_USEC=",
+            "STOPPING=1",
+            "Deactivated successfully.",
+        ],
+    );
+    // (A check may time out while the node boots: only the stop's timeout counts.)
+    assert!(!j.contains("'stop-sigterm' timed out"), "{j}");
+    sd.assert_no_refused_notifications();
+    (sent[extended].clone(), took)
 }

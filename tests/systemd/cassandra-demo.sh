@@ -53,19 +53,7 @@ if [[ $tls == 1 ]]; then
     probe_tls="--tls --tls-ca /opt/cqlready/tls/ca.pem"
     subject="CQL over TLS"
 fi
-# Only what this container lacks is swapped: the package's /usr/sbin/cassandra
-# becomes tests/cassandra/run.sh (which also execs java, so the JVM is the
-# main PID), and the cassandra user comes from DynamicUser=.
-cat > "$units/cassandra.service.d/50-demo.conf" <<'EOF'
-[Service]
-ExecStart=
-ExecStart=/bin/bash /opt/cqlready-src/tests/cassandra/run.sh --fast --fresh --heap 1G --base /var/lib/cassandra
-Environment=CASSANDRA_LIB=/opt/cassandra/lib CQLREADY_CACHE=/var/lib/cassandra/cache @TLS_ENV@
-Environment=JVM_EXTRA_OPTS=-agentpath:/opt/cqlready/libcqlready.so
-DynamicUser=yes
-StateDirectory=cassandra
-TimeoutStartSec=5min
-EOF
+sed "s|@ENV@|$tls_env|" "$here/real-cassandra.conf" > "$units/cassandra.service.d/50-demo.conf"
 cat > "$units/snapshotd.service.d/50-demo.conf" <<'EOF'
 [Service]
 Type=oneshot
@@ -77,8 +65,7 @@ Restart=no
 StandardOutput=append:/run/snapshotd.log
 EOF
 
-sed -i "s|@TLS_ENV@|$tls_env|; s|@PROBE_TLS@|$probe_tls|" \
-    "$units/cassandra.service.d/50-demo.conf" "$units/snapshotd.service.d/50-demo.conf"
+sed -i "s|@PROBE_TLS@|$probe_tls|" "$units/snapshotd.service.d/50-demo.conf"
 
 say "booting systemd in a throwaway container"
 bash "$harness" up "$name" --unit-dir "$units" --bind-ro "$work/opt:/opt/cqlready" \
