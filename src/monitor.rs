@@ -235,6 +235,14 @@ pub fn status_text(pace: &Pace, t: &Transition, error: Option<&str>, now: System
     }
 }
 
+/// The phase a progress text names: the text before its first comma, e.g.
+/// "Cassandra STARTING (replaying the commit log" of "Cassandra STARTING
+/// (replaying the commit log, 5000 writes applied, …)"; the counts after it
+/// change at every read and are no new phase.
+fn progress_phase(text: &str) -> &str {
+    text.split(',').next().unwrap_or(text)
+}
+
 /// Runs the loop until the snapshot's state becomes `stopping` (or, with
 /// `exit_on_degraded`, until ready turns degraded). Each turn: check,
 /// record the verdict, announce a transition or explain a new reason, ask
@@ -255,6 +263,7 @@ pub fn run(
         next_ping: Instant::now(),
         last_error: None,
         extended: None,
+        phase: None,
         degraded_since: SystemTime::now(),
     };
     tell(&l.notifier, &l.shared, &[Field::Status(&l.waiting)], |_| {});
@@ -301,6 +310,8 @@ struct Loop {
     last_error: Option<String>,
     /// When `EXTEND_TIMEOUT_USEC` was last sent.
     extended: Option<Instant>,
+    /// The phase the last progress `STATUS=` named.
+    phase: Option<String>,
     degraded_since: SystemTime,
 }
 
@@ -393,18 +404,32 @@ impl Loop {
     }
 
     /// While starting or draining with progress to show: more time, a third
-    /// of `extend` apart at most.
+    /// of `extend` apart at most; and between extensions, a `STATUS=` when
+    /// the phase changes, so that a phase shorter than `extend`/3 (a quick
+    /// commit-log replay) is still named.
     fn ask_for_time(&mut self, probe: &mut impl Probe) {
-        if let Some(text) = probe.progress() {
-            if self
-                .extended
-                .is_none_or(|t| t.elapsed() >= self.pace.extend / 3)
-            {
-                let fields = [Field::ExtendTimeout(self.pace.extend), Field::Status(&text)];
-                tell(&self.notifier, &self.shared, &fields, |_| {});
-                self.extended = Some(Instant::now());
-            }
+        let Some(text) = probe.progress() else {
+            return;
+        };
+        let phase = progress_phase(&text);
+        if self
+            .extended
+            .is_none_or(|t| t.elapsed() >= self.pace.extend / 3)
+        {
+            let fields = [Field::ExtendTimeout(self.pace.extend), Field::Status(&text)];
+            tell(&self.notifier, &self.shared, &fields, |_| {});
+            self.extended = Some(Instant::now());
+        } else if self.phase.as_deref() != Some(phase) {
+            tell(
+                &self.notifier,
+                &self.shared,
+                &[Field::Status(&text)],
+                |_| {},
+            );
+        } else {
+            return;
         }
+        self.phase = Some(phase.to_string());
     }
 
     /// Waits until the next check is due, feeding the watchdog meanwhile;
@@ -582,5 +607,80 @@ pub(crate) mod tests {
         stop(&notifier, &shared, "JVM shutting down");
         assert_eq!(thread.join().unwrap(), Ended::Stopped);
         assert_eq!(shared.snapshot().state, State::Stopping);
+    }
+
+    /// Never ready; its progress says "starting up" for three checks, then
+    /// "replaying the commit log" with a count that grows.
+    struct Replaying(u32);
+    impl Probe for Replaying {
+        fn check(&mut self) -> Result<Option<u8>, String> {
+            self.0 += 1;
+            Err("connect: refused".into())
+        }
+        fn progress(&mut self) -> Option<String> {
+            Some(if self.0 <= 3 {
+                "Cassandra starting (starting up, 1.0 MiB of disk I/O so far)".into()
+            } else {
+                format!(
+                    "Cassandra starting (replaying the commit log, {} writes applied)",
+                    self.0
+                )
+            })
+        }
+    }
+
+    #[test]
+    fn a_new_phase_is_named_between_extensions() {
+        use std::os::unix::net::UnixDatagram;
+        let dir = std::env::temp_dir().join(format!("cqlready-phase-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("notify.sock");
+        let rx = UnixDatagram::bind(&path).unwrap();
+        rx.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let notifier = Arc::new(Notifier::new(
+            Some(path.to_string_lossy().into_owned()),
+            None,
+            None,
+            1,
+        ));
+        let shared = Shared::new(Snapshot::new(1, Default::default()));
+        let (n, s) = (notifier.clone(), shared.clone());
+        let thread = std::thread::spawn(move || run(&mut Replaying(0), pace(), n, s));
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !seen
+            .iter()
+            .any(|m: &String| m.contains("replaying the commit log"))
+        {
+            let len = rx.recv(&mut buf).expect("a datagram within 10 s");
+            seen.push(String::from_utf8_lossy(&buf[..len]).into_owned());
+        }
+        // 200 ms more of 1 ms checks, each with a new count: nothing new.
+        rx.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        while let Ok(len) = rx.recv(&mut buf) {
+            seen.push(String::from_utf8_lossy(&buf[..len]).into_owned());
+        }
+        stop(&notifier, &shared, "JVM shutting down");
+        let _ = thread.join();
+        let _ = std::fs::remove_dir_all(&dir);
+        // extend=60s: one extension ("starting up"), then the new phase
+        // named by a STATUS= alone, once (the counts after it are no phase).
+        let progress: Vec<&String> = seen
+            .iter()
+            .filter(|m| m.contains("Cassandra starting"))
+            .collect();
+        assert_eq!(progress.len(), 2, "{seen:?}");
+        assert!(
+            progress[0].starts_with(
+                "EXTEND_TIMEOUT_USEC=60000000\nSTATUS=Cassandra starting (starting up"
+            ),
+            "{seen:?}"
+        );
+        assert!(
+            progress[1].starts_with("STATUS=Cassandra starting (replaying the commit log, "),
+            "{seen:?}"
+        );
     }
 }
