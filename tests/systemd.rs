@@ -1344,7 +1344,8 @@ fn real_bootstrap_outlasts_a_short_start_timeout() {
             "Changed start -> running",
         ],
     );
-    assert!(!j.contains("timed out"), "{j}");
+    // (The agent's own checks may time out while the node boots: only systemd's counts.)
+    assert!(!j.contains("start operation timed out"), "{j}");
     let sock = "/run/cassandra-lab/2/cqlready.sock";
     let st = sd.exec_ok(&[
         "/opt/cqlready/cqlready",
