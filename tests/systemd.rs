@@ -37,6 +37,9 @@ const UNITS: &[&str] = &[
     "cassandra-cql.service",
     "cql-client.service",
     "cassandra-cql-socket.service",
+    "cassandra@1.service",
+    "cassandra@2.service",
+    "cassandra@3.service",
 ];
 /// Anything that should happen "now" may take this long on a busy machine.
 const WAIT: Duration = Duration::from_secs(30);
@@ -1026,6 +1029,37 @@ fn setup_script(name: &str) -> PathBuf {
     PathBuf::from(text(&o.stdout).lines().last().unwrap_or("").trim())
 }
 
+/// Cassandra 5.0 (fetched on first use) and the Python clients' venv.
+fn real_setup() -> (PathBuf, PathBuf) {
+    let lib = setup_script("fetch.sh");
+    let venv = setup_script("pyclients.sh");
+    let chome = lib.parent().expect("cassandra home").to_path_buf();
+    (chome, venv.parent().expect("venv").to_path_buf())
+}
+
+/// The venv's python and tests/cassandra/fill.py, inside.
+const PYTHON: &str = "/opt/cqlvenv/bin/python";
+const FILL: &str = "/opt/cqlready-src/tests/cassandra/fill.py";
+
+/// What a container with real Cassandra binds: the Cassandra home, this
+/// source tree and the venv at `/opt/cqlvenv`. A venv's python runs from
+/// wherever it is (pyvenv.cfg is next to it), once the interpreter it links
+/// to is there too (/usr is; a pyenv's is not).
+fn real_binds(chome: &Path, venv: &Path) -> Vec<(PathBuf, String)> {
+    let python = fs::canonicalize(venv.join("bin/python")).expect("the venv's python");
+    let prefix = python.ancestors().nth(2).expect("python's prefix");
+    let mut binds = vec![
+        (chome.to_path_buf(), "/opt/cassandra".to_string()),
+        (PathBuf::from(MANIFEST), "/opt/cqlready-src".to_string()),
+        (venv.to_path_buf(), "/opt/cqlvenv".to_string()),
+    ];
+    if !prefix.starts_with("/usr") {
+        let at = prefix.to_str().expect("utf-8 path").to_string();
+        binds.push((prefix.to_path_buf(), at));
+    }
+    binds
+}
+
 /// A real Cassandra 5.0 node that wrote ~39 MiB it has not flushed (the
 /// memtables of tests/cassandra/memtables.yaml hold it), stopped with
 /// `TimeoutStopSec=3s`: its drain on SIGTERM takes longer than that.
@@ -1037,10 +1071,7 @@ fn real_drain_outlasts_a_short_stop_timeout() {
     if skip("real_drain_outlasts_a_short_stop_timeout") {
         return;
     }
-    let lib = setup_script("fetch.sh");
-    let venv = setup_script("pyclients.sh");
-    let chome = lib.parent().expect("cassandra home").to_path_buf();
-    let venv_dir = venv.parent().expect("venv").to_path_buf();
+    let (chome, venv_dir) = real_setup();
     let (with, took) = stop_a_filled_node(&chome, &venv_dir, true);
     eprintln!("with the agent: systemctl stop took {took:?}; the drain sent ({with})");
     let without = stop_a_filled_node(&chome, &venv_dir, false).1;
@@ -1062,20 +1093,11 @@ fn stop_a_filled_node(chome: &Path, venv: &Path, agent: bool) -> (String, Durati
     if !agent {
         conf += "Type=simple\nEnvironment=JVM_EXTRA_OPTS=\n";
     }
-    // A venv's python runs from wherever it is (pyvenv.cfg is next to it),
-    // once the interpreter it links to is there too (/usr is; a pyenv's is not).
-    let venv_at = "/opt/cqlvenv";
-    let python = fs::canonicalize(venv.join("bin/python")).expect("the venv's python");
-    let prefix = python.ancestors().nth(2).expect("python's prefix");
-    let prefix_at = prefix.to_str().expect("utf-8 path");
-    let mut binds = vec![
-        (chome, "/opt/cassandra"),
-        (Path::new(MANIFEST), "/opt/cqlready-src"),
-        (venv, venv_at),
-    ];
-    if !prefix.starts_with("/usr") {
-        binds.push((prefix, prefix_at));
-    }
+    let binds = real_binds(chome, venv);
+    let binds: Vec<(&Path, &str)> = binds
+        .iter()
+        .map(|(p, at)| (p.as_path(), at.as_str()))
+        .collect();
     let name = if agent { "drain" } else { "drain-noagent" };
     let sd = Sd::up_with(name, &[("cassandra.service", &conf)], &binds);
     let t0 = Instant::now();
@@ -1086,9 +1108,7 @@ fn stop_a_filled_node(chome: &Path, venv: &Path, agent: bool) -> (String, Durati
         sd.exec(&probe).status.success().then_some(())
     });
     eprintln!("agent {agent}: CQL answers {:?} after start", t0.elapsed());
-    let python = format!("{venv_at}/bin/python");
-    let fill = "/opt/cqlready-src/tests/cassandra/fill.py";
-    let wrote = sd.exec_ok(&[&python, fill, "--port", "9042", "--rows", FILL_ROWS]);
+    let wrote = sd.exec_ok(&[PYTHON, FILL, "--port", "9042", "--rows", FILL_ROWS]);
     // Nothing of it flushed yet: no SSTable of the table, the commit log holds it.
     let on_disk = sd.exec_ok(&[
         "sh",
@@ -1159,4 +1179,200 @@ fn stop_a_filled_node(chome: &Path, venv: &Path, agent: bool) -> (String, Durati
     assert!(!j.contains("'stop-sigterm' timed out"), "{j}");
     sd.assert_no_refused_notifications();
     (sent[extended].clone(), took)
+}
+
+/// What the container lacks for the shipped template `cassandra@.service`:
+/// tests/cassandra/run.sh for /opt/cassandra/bin/cassandra (the yaml it
+/// writes has instance N's address, 127.0.0.N, and data under the unit's
+/// StateDirectory), a dynamic user for `cassandra`, the agent of this build.
+/// Node 1 is the seed; each node streams out at 512 KiB/s
+/// (`/run/slow-streaming.yaml`, written by the test), so a bootstrap of
+/// some tens of MiB takes minutes.
+const LAB_NODE: &str = "[Service]
+ExecStart=
+ExecStart=/bin/bash /opt/cqlready-src/tests/cassandra/run.sh --fast --heap 512M \
+--base /var/lib/cassandra-lab/%i --address 127.0.0.%i --jmx-port 72%i9
+Environment=CASSANDRA_LIB=/opt/cassandra/lib CQLREADY_CACHE=/var/lib/cassandra-lab/%i/cache
+Environment=CASSANDRA_SEEDS=127.0.0.1:7000 CASSANDRA_CLUSTER_NAME=cqlready-lab
+Environment=CASSANDRA_AUTO_BOOTSTRAP=true CASSANDRA_RING_DELAY_MS=15000
+Environment=CASSANDRA_YAML_EXTRA=/run/slow-streaming.yaml
+Environment=JVM_EXTRA_OPTS=-agentpath:/opt/cqlready/libcqlready.so
+DynamicUser=yes
+Restart=no
+";
+
+/// The short start timeout the joining node gets.
+const JOIN_TIMEOUT: &str = "20s";
+
+/// A monotonic timestamp property (µs) of `unit`.
+fn usec(sd: &Sd, unit: &str, name: &str) -> u64 {
+    let v = sd.prop(unit, name);
+    v.parse().unwrap_or_else(|_| panic!("{unit} {name}={v:?}"))
+}
+
+/// Two instances of the shipped `cassandra@.service`: node 1 holds ~39 MiB
+/// in an RF=2 keyspace (flushed), node 2 bootstraps with
+/// `TimeoutStartSec=20s` while node 1 streams it all at 512 KiB/s. The unit
+/// stays activating past its timeout because the agent sends
+/// `EXTEND_TIMEOUT_USEC` naming the bootstrap, turns active (READY=1) only
+/// once the node is NORMAL, and node 2 alone (node 1 stopped) serves the rows.
+#[test]
+fn real_bootstrap_outlasts_a_short_start_timeout() {
+    if skip("real_bootstrap_outlasts_a_short_start_timeout") {
+        return;
+    }
+    let (chome, venv) = real_setup();
+    let binds = real_binds(&chome, &venv);
+    let binds: Vec<(&Path, &str)> = binds
+        .iter()
+        .map(|(p, at)| (p.as_path(), at.as_str()))
+        .collect();
+    // An instance's drop-in of the same name hides the template's: repeat it.
+    let two = format!("{LAB_NODE}TimeoutStartSec={JOIN_TIMEOUT}\n");
+    let sd = Sd::up_with(
+        "bootstrap",
+        &[
+            ("cassandra@.service", LAB_NODE),
+            ("cassandra@2.service", &two),
+        ],
+        &binds,
+    );
+    sd.exec_ok(&[
+        "sh",
+        "-c",
+        "printf 'stream_throughput_outbound: 512KiB/s\\n\
+         entire_sstable_stream_throughput_outbound: 512KiB/s\\n' > /run/slow-streaming.yaml",
+    ]);
+    let t0 = Instant::now();
+    let o = sd.systemctl(&["start", "cassandra@1.service"]);
+    assert!(o.status.success(), "start cassandra@1: {}", text(&o.stderr));
+    eprintln!("cassandra@1 ready after {:?}", t0.elapsed());
+    let wrote = sd.exec_ok(&[
+        PYTHON,
+        FILL,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "9042",
+        "--rows",
+        FILL_ROWS,
+        "--rf",
+        "2",
+    ]);
+    let nodetool = |n: u32, args: &[&str]| {
+        let port = format!("72{n}9");
+        let mut cmd = vec![
+            "env",
+            "CASSANDRA_LIB=/opt/cassandra/lib",
+            "bash",
+            "/opt/cqlready-src/tests/cassandra/nodetool.sh",
+            "-p",
+            &port,
+        ];
+        cmd.extend_from_slice(args);
+        sd.exec_ok(&cmd)
+    };
+    nodetool(1, &["flush", "cqlready_fill"]);
+    let on_disk = sd.exec_ok(&[
+        "sh",
+        "-c",
+        "du -sm /var/lib/cassandra-lab/1/data/data/cqlready_fill | cut -f1",
+    ]);
+    eprintln!(
+        "node 1: {} ({} MiB in SSTables)",
+        wrote.trim(),
+        on_disk.trim()
+    );
+    let mib: u64 = on_disk.trim().parse().unwrap_or(0);
+    assert!(mib >= 30, "{mib} MiB of SSTables on node 1");
+
+    let unit = "cassandra@2.service";
+    let t0 = Instant::now();
+    let mut start = sd.spawn_start(unit);
+    let status = wait_for("systemctl start cassandra@2 to return", REAL, || {
+        start.try_wait().expect("try_wait")
+    });
+    let took = t0.elapsed();
+    let p = sd.props(
+        unit,
+        &["ActiveState", "SubState", "Result", "TimeoutStartUSec"],
+    );
+    eprintln!("systemctl start {unit} returned {status} after {took:?}: {p:?}");
+    assert!(status.success(), "start {unit}: {p:?}");
+    assert_eq!(p["TimeoutStartUSec"], JOIN_TIMEOUT, "{p:?}");
+    assert_eq!(
+        (p["ActiveState"].as_str(), p["Result"].as_str()),
+        ("active", "success")
+    );
+    // systemd's own clocks: from the JVM's start to the unit turning active.
+    let started = usec(&sd, unit, "ExecMainStartTimestampMonotonic");
+    let active = usec(&sd, unit, "ActiveEnterTimestampMonotonic");
+    let timeout = 20_000_000;
+    let activating = Duration::from_micros(active - started);
+    eprintln!("{unit} was activating for {activating:?} (TimeoutStartSec={JOIN_TIMEOUT})");
+    assert!(
+        active - started > 3 * timeout,
+        "activating only {activating:?}"
+    );
+
+    let main = sd.main_pid(unit);
+    let sent = sd.notifications(unit, main);
+    let ready = sent
+        .iter()
+        .position(|n| n.starts_with("READY=1"))
+        .unwrap_or_else(|| panic!("no READY=1 from {main}: {sent:?}"));
+    let joining: Vec<&String> = sent[..ready]
+        .iter()
+        .filter(|n| {
+            n.contains("EXTEND_TIMEOUT_USEC=")
+                && n.contains("STATUS=Cassandra JOINING (bootstrap in progress")
+        })
+        .collect();
+    eprintln!(
+        "{} bootstrap extensions before READY=1; first {:?}, last {:?}",
+        joining.len(),
+        joining.first(),
+        joining.last()
+    );
+    assert!(joining.len() >= 2, "{sent:?}");
+    let j = sd.journal(&["-u", unit]);
+    assert_in_order(
+        &j,
+        &[
+            "STATUS=Cassandra JOINING (bootstrap in progress",
+            "READY=1",
+            "Changed start -> running",
+        ],
+    );
+    // (The agent's own checks may time out while the node boots: only systemd's counts.)
+    assert!(!j.contains("start operation timed out"), "{j}");
+    let sock = "/run/cassandra-lab/2/cqlready.sock";
+    let st = sd.exec_ok(&[
+        "/opt/cqlready/cqlready",
+        "status",
+        "--json",
+        "--socket",
+        sock,
+    ]);
+    let st: Value = serde_json::from_str(&st).expect("status json");
+    assert_eq!(st["state"], "ready", "{st}");
+    assert!(st.to_string().contains("\"mode\":\"NORMAL\""), "{st}");
+
+    // Node 2 serves the rows by itself.
+    let o = sd.systemctl(&["stop", "cassandra@1.service"]);
+    assert!(o.status.success(), "stop cassandra@1: {}", text(&o.stderr));
+    let checked = sd.exec_ok(&[
+        PYTHON,
+        FILL,
+        "--host",
+        "127.0.0.2",
+        "--port",
+        "9042",
+        "--rows",
+        FILL_ROWS,
+        "--check",
+    ]);
+    eprintln!("node 2 alone: {}", checked.trim());
+    assert!(checked.contains(": ok"), "{checked}");
+    sd.assert_no_refused_notifications();
 }

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Writes rows a node has not flushed yet, or checks that they are there.
 
-Usage: <venv>/bin/python tests/cassandra/fill.py --port P [--host H] --rows N [--size B] [--check]
+Usage: <venv>/bin/python tests/cassandra/fill.py --port P [--host H] --rows N [--size B] [--rf R] [--check]
 
-Without --check: creates keyspace cqlready_fill (RF=1) and table rows (id int, payload blob),
+Without --check: creates keyspace cqlready_fill (RF=R, default 1) and table rows (id int, payload blob),
 then inserts ids 0..N-1, each with B bytes (default 1024) that depend only on the id and do not
 compress, 64 at a time. With --check: reads every 97th id and the last one back and compares.
 Prints one line, "wrote N rows, M MiB, in S s" or "checked K rows: ok"; exits 1 on a mismatch.
@@ -28,6 +28,7 @@ def main():
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--rows", type=int, required=True)
     ap.add_argument("--size", type=int, default=1024)
+    ap.add_argument("--rf", type=int, default=1)
     ap.add_argument("--check", action="store_true")
     args = ap.parse_args()
     logging.getLogger("cassandra").setLevel(logging.CRITICAL)
@@ -45,7 +46,7 @@ def main():
         print(f"checked {len(ids)} rows: ok")
         return 0
     session.execute("CREATE KEYSPACE IF NOT EXISTS cqlready_fill WITH replication = "
-                    "{'class': 'SimpleStrategy', 'replication_factor': 1}")
+                    f"{{'class': 'SimpleStrategy', 'replication_factor': {args.rf}}}")
     session.execute("CREATE TABLE IF NOT EXISTS cqlready_fill.rows (id int PRIMARY KEY, payload blob)")
     put = session.prepare("INSERT INTO cqlready_fill.rows (id, payload) VALUES (?, ?)")
     for start in range(0, args.rows, 1000):
