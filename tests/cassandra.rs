@@ -1461,4 +1461,8 @@ fn commit_log_replay_extends_the_start() {
     let check = fill(rig, &node, ROWS, true);
     println!("after the restart: {check}");
     assert!(check.ends_with(": ok"), "{check}");
+    // The node is killed, so its agent's default socket directory stays.
+    let pid = node.pid;
+    drop(node);
+    common::remove_agent_dir(pid);
 }
