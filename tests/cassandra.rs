@@ -104,12 +104,16 @@ fn rig() -> Option<&'static Rig> {
             return None;
         }
         let java = java.expect("checked above");
-        let lib = script_last_line("tests/cassandra/fetch.sh", &java);
+        let lib = common::script_last_line("tests/cassandra/fetch.sh", Some(&java), &[]);
         assert!(
             Path::new(&lib).join("cassandra-all-5.0.9.jar").is_file(),
             "fetch.sh gave {lib}, which has no cassandra-all-5.0.9.jar"
         );
-        let venv = PathBuf::from(script_last_line("tests/cassandra/pyclients.sh", &java));
+        let venv = PathBuf::from(common::script_last_line(
+            "tests/cassandra/pyclients.sh",
+            Some(&java),
+            &[],
+        ));
         assert!(
             venv.join("python").is_file(),
             "no python in {}",
@@ -118,11 +122,6 @@ fn rig() -> Option<&'static Rig> {
         Some(Rig { java, venv })
     })
     .as_ref()
-}
-
-/// Runs a setup script and returns the last line of its stdout.
-fn script_last_line(script: &str, java: &Path) -> String {
-    script_last_line_env(script, java, &[])
 }
 
 // ---------------------------------------------------------------------------
@@ -1159,12 +1158,16 @@ fn wire_setup(
 /// what the TLS check reached).
 fn row(version: &str, major: u32, wire: Wire) -> (f64, String) {
     let java = java_for(major);
-    let lib = script_last_line_env(
+    let lib = common::script_last_line(
         "tests/cassandra/fetch.sh",
-        &java,
+        Some(&java),
         &[("CASSANDRA_VERSION", version)],
     );
-    let venv = PathBuf::from(script_last_line("tests/cassandra/pyclients.sh", &java));
+    let venv = PathBuf::from(common::script_last_line(
+        "tests/cassandra/pyclients.sh",
+        Some(&java),
+        &[],
+    ));
     let rig = Rig {
         java: java.clone(),
         venv,
@@ -1270,28 +1273,6 @@ fn row(version: &str, major: u32, wire: Wire) -> (f64, String) {
         notify.describe()
     );
     (t_ready - first_ok.end, reached)
-}
-
-/// Runs a setup script (with more environment) and returns the last line of
-/// its stdout.
-fn script_last_line_env(script: &str, java: &Path, env: &[(&str, &str)]) -> String {
-    let mut cmd = Command::new("bash");
-    cmd.arg(root().join(script))
-        .env("JAVA", java)
-        .stderr(Stdio::inherit());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {script}: {e}"));
-    assert!(out.status.success(), "{script} failed: {}", out.status);
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .last()
-        .unwrap_or_else(|| panic!("{script} printed nothing"))
-        .trim()
-        .to_string()
 }
 
 /// Every row of README's version table, on real Cassandra.

@@ -84,27 +84,6 @@ fn java17() -> Option<PathBuf> {
     .then_some(candidate)
 }
 
-/// The last stdout line of a set-up script.
-fn setup(script: &str, java: &Path, version: Option<&str>) -> String {
-    let mut cmd = Command::new("bash");
-    cmd.arg(root().join(script)).env("JAVA", java);
-    match version {
-        Some(v) => cmd.env("CASSANDRA_VERSION", v),
-        None => cmd.env_remove("CASSANDRA_VERSION"),
-    };
-    let out = cmd
-        .stderr(Stdio::inherit())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {script}: {e}"));
-    assert!(out.status.success(), "{script} failed: {}", out.status);
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .last()
-        .unwrap_or_default()
-        .trim()
-        .to_string()
-}
-
 /// Ends a process group we created: SIGKILL, then reap the leader.
 fn kill_group(child: &mut Child) {
     if let Ok(None) = child.try_wait() {
@@ -154,16 +133,24 @@ struct Cluster {
 static ONE_CLUSTER: Mutex<()> = Mutex::new(());
 
 impl Cluster {
-    /// Fetches Cassandra `version` (`None`: fetch.sh's pinned one) and the
+    /// Fetches Cassandra `version` and the
     /// Python clients, then starts the nodes one at a time, the seed first,
     /// as Cassandra wants: two nodes joining at once see the same ring,
     /// allocate the same tokens, and one of them ends up owning no range
     /// (then it is rightly "safe to stop at ALL", which this test once saw).
     /// Returns once every node sees every node UP and NORMAL.
-    fn boot(java: PathBuf, version: Option<&str>) -> Cluster {
-        let lib = setup("tests/cassandra/fetch.sh", &java, version);
+    fn boot(java: PathBuf, version: &str) -> Cluster {
+        let lib = common::script_last_line(
+            "tests/cassandra/fetch.sh",
+            Some(&java),
+            &[("CASSANDRA_VERSION", version)],
+        );
         assert!(Path::new(&lib).is_dir(), "fetch.sh gave {lib}");
-        let venv = PathBuf::from(setup("tests/cassandra/pyclients.sh", &java, None));
+        let venv = PathBuf::from(common::script_last_line(
+            "tests/cassandra/pyclients.sh",
+            Some(&java),
+            &[],
+        ));
         let mut c = Cluster::new(java, PathBuf::from(lib), venv);
         for i in 0..NODES {
             c.start(i);
@@ -522,7 +509,7 @@ fn nodes_of(view: &Value) -> Vec<(String, String, String, String)> {
 fn three_nodes_through_a_gated_rolling_restart() {
     let Some(java) = java17() else { return };
     let started = Instant::now();
-    let mut c = Cluster::boot(java, None);
+    let mut c = Cluster::boot(java, NEW);
     let (code, body) = c.get(1, "/ready?scope=cluster&x=1").unwrap();
     assert_eq!(code, 400, "{body}");
     assert!(body.contains("scope=node|cluster, wait=DURATION"), "{body}");
@@ -708,9 +695,13 @@ fn a_rolling_upgrade_from_4_1_to_5_0_under_quorum_load() {
         return;
     }
     let Some(java11) = java11 else { return };
-    let lib50 = PathBuf::from(setup("tests/cassandra/fetch.sh", &java17, None));
+    let lib50 = PathBuf::from(common::script_last_line(
+        "tests/cassandra/fetch.sh",
+        Some(&java17),
+        &[("CASSANDRA_VERSION", NEW)],
+    ));
     let started = Instant::now();
-    let mut c = Cluster::boot(java11, Some(OLD));
+    let mut c = Cluster::boot(java11, OLD);
     let load = Load::start(&c);
     let versions = |c: &Cluster, from: usize| -> Result<Vec<String>, String> {
         let (code, body) = c.get(from, "/cluster?cl=QUORUM")?;

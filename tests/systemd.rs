@@ -1019,20 +1019,18 @@ const FILL_ROWS: &str = "40000";
 /// A start of real Cassandra, or its stop, on a busy machine.
 const REAL: Duration = Duration::from_secs(600);
 
-/// The last stdout line of a setup script of tests/cassandra/.
-fn setup_script(name: &str) -> PathBuf {
-    let o = Command::new("bash")
-        .arg(Path::new(MANIFEST).join("tests/cassandra").join(name))
-        .output()
-        .unwrap_or_else(|e| panic!("run {name}: {e}"));
-    assert!(o.status.success(), "{name}: {}", text(&o.stderr));
-    PathBuf::from(text(&o.stdout).lines().last().unwrap_or("").trim())
-}
-
 /// Cassandra 5.0 (fetched on first use) and the Python clients' venv.
 fn real_setup() -> (PathBuf, PathBuf) {
-    let lib = setup_script("fetch.sh");
-    let venv = setup_script("pyclients.sh");
+    let lib = PathBuf::from(common::script_last_line(
+        "tests/cassandra/fetch.sh",
+        None,
+        &[],
+    ));
+    let venv = PathBuf::from(common::script_last_line(
+        "tests/cassandra/pyclients.sh",
+        None,
+        &[],
+    ));
     let chome = lib.parent().expect("cassandra home").to_path_buf();
     (chome, venv.parent().expect("venv").to_path_buf())
 }

@@ -54,6 +54,31 @@ fn profile_dir() -> PathBuf {
     }
 }
 
+/// Runs a set-up script of this tree (`bash SCRIPT`, with `JAVA` when
+/// given and `env`), its stderr passed through, and returns the last line of
+/// its stdout (fetch.sh's jar directory, pyclients.sh's python, ...).
+pub fn script_last_line(script: &str, java: Option<&Path>, env: &[(&str, &str)]) -> String {
+    let mut cmd = Command::new("bash");
+    cmd.arg(manifest_dir().join(script))
+        .stderr(std::process::Stdio::inherit());
+    if let Some(java) = java {
+        cmd.env("JAVA", java);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {script}: {e}"));
+    assert!(out.status.success(), "{script} failed: {}", out.status);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap_or_else(|| panic!("{script} printed nothing"))
+        .trim()
+        .to_string()
+}
+
 /// `target/`.
 pub(crate) fn target_dir() -> PathBuf {
     profile_dir()
