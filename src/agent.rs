@@ -81,7 +81,9 @@ pub fn start(
         timeout: options.timeout,
     };
     let pace = Pace::from_options(options, tls.subject, target.to_string());
-    let probe = node_probe(options, Prober::with_tls(target, tls.client), prop, mbeans);
+    let mut prober = Prober::with_tls(target, tls.client);
+    prober.keep = options.tls_keep;
+    let probe = node_probe(options, prober, prop, mbeans);
     let running = Running {
         shared: shared.clone(),
         notifier: notifier.clone(),

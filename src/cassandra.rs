@@ -272,8 +272,8 @@ pub fn why_not(
     }
 }
 
-impl Probe for NodeProbe {
-    fn check(&mut self) -> Result<Option<u8>, String> {
+impl NodeProbe {
+    fn check_node(&mut self) -> Result<Option<u8>, String> {
         let cql = Prober::check(&mut self.cql);
         self.read();
         let transport = self.last.as_ref().and_then(|c| c.native_transport);
@@ -323,11 +323,26 @@ impl Probe for NodeProbe {
         }
         Ok(Some(answer.version))
     }
+}
+
+impl Probe for NodeProbe {
+    fn check(&mut self) -> Result<Option<u8>, String> {
+        let result = self.check_node();
+        // Cassandra keeps its clients' connections when the transport is
+        // switched off (4.0 to 5.0): after a failed check the next one
+        // opens a new connection, so a closed port is seen as closed.
+        if result.is_err() {
+            self.cql.forget_connection();
+        }
+        result
+    }
 
     fn annotate(&self, snap: &mut Snapshot) {
         snap.cassandra = self.last.clone();
         if let Some(tls) = snap.cql.tls.as_mut() {
             tls.reached = self.cql.reached.map(String::from);
+            tls.resumed = self.cql.tls.as_ref().and_then(|c| c.last_resumed());
+            tls.kept = self.cql.on_kept;
         }
         snap.cluster = self.cluster_view.clone();
     }

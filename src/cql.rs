@@ -1,4 +1,7 @@
 //! The CQL readiness check: one short connection, `OPTIONS` out, `SUPPORTED` back.
+//! Over TLS the connection may be kept between checks for `keep` (a
+//! handshake costs the server far more than an `OPTIONS`), and a new one is
+//! opened after that, or at once when the kept one fails.
 //!
 //! A port that accepts TCP is not enough: Cassandra binds the native port
 //! before it serves, and something else may hold the port. Only a well-formed
@@ -234,7 +237,44 @@ pub struct Prober {
     pub tls: Option<Arc<crate::tls::Client>>,
     /// Over TLS: how far the last check got.
     pub reached: Option<&'static str>,
+    /// Over TLS: how long a connection that answered is kept for later
+    /// checks (zero: a new connection every check).
+    pub keep: Duration,
+    /// Over TLS: whether the last check ran on a connection kept from an
+    /// earlier one.
+    pub on_kept: bool,
+    kept: Kept,
     addresses: Resolver,
+}
+
+type TlsStream = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+/// A TLS connection that answered an earlier check: the stream, when it
+/// was opened and the protocol version it speaks (boxed: a TLS session is
+/// about a kilobyte). A clone of the prober starts without one.
+#[derive(Default)]
+struct Kept(Option<Box<(TlsStream, Instant, u8)>>);
+
+impl Clone for Kept {
+    fn clone(&self) -> Self {
+        Kept(None)
+    }
+}
+
+impl fmt::Debug for Kept {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.as_deref() {
+            Some((_, opened, version)) => write!(f, "Kept(v{version}, {:?} old)", opened.elapsed()),
+            None => f.write_str("Kept(none)"),
+        }
+    }
+}
+
+/// Ends a TLS session politely; nothing waits on it.
+fn close(mut session: TlsStream) {
+    session.conn.send_close_notify();
+    let _ = session.conn.complete_io(&mut session.sock);
+    let _ = session.sock.shutdown(std::net::Shutdown::Both);
 }
 
 impl Prober {
@@ -244,6 +284,9 @@ impl Prober {
             version: MAX_VERSION,
             tls: None,
             reached: None,
+            keep: Duration::ZERO,
+            on_kept: false,
+            kept: Kept::default(),
             addresses: Resolver::default(),
         }
     }
@@ -272,17 +315,65 @@ impl Prober {
         result
     }
 
+    /// Closes the kept connection: the next check opens a new one.
+    pub fn forget_connection(&mut self) {
+        if let Some(kept) = self.kept.0.take() {
+            close(kept.0);
+        }
+    }
+
+    /// `OPTIONS` on the kept TLS connection, if there is one young enough:
+    /// `None` when a new connection must be tried instead (none kept, too
+    /// old, or it failed at once: closed, reset, refused).
+    fn on_kept_connection(&mut self, deadline: Instant) -> Option<Result<Answer, ProbeError>> {
+        let (mut session, opened, version) = *self.kept.0.take()?;
+        let client = self.tls.clone()?;
+        if opened.elapsed() >= self.keep || version != self.version {
+            close(session);
+            return None;
+        }
+        let answer = talk(
+            &mut session,
+            version,
+            deadline,
+            |e, stage| client.error(e, stage),
+            || client.closed(),
+        );
+        match answer {
+            Ok(Response::Supported { options, .. }) => {
+                self.kept.0 = Some(Box::new((session, opened, version)));
+                Some(Ok(Answer { version, options }))
+            }
+            // A server that does not answer in time is what the check is for.
+            Err(e @ ProbeError::Timeout(_)) => Some(Err(e)),
+            _ => {
+                close(session);
+                None
+            }
+        }
+    }
+
     fn check_once(&mut self) -> Result<Answer, ProbeError> {
         let deadline = Instant::now() + self.target.timeout;
+        self.on_kept = false;
+        if let Some(answer) = self.on_kept_connection(deadline) {
+            self.on_kept = answer.is_ok();
+            return answer;
+        }
+        let keep = self.tls.is_some() && !self.keep.is_zero();
         loop {
             let addrs = self.addresses.get(&self.target, deadline)?;
-            let result = exchange(
+            let (result, session) = exchange(
                 &self.target,
                 &addrs,
                 self.tls.as_deref(),
                 self.version,
                 deadline,
+                keep,
             );
+            if let Some(session) = session {
+                self.kept.0 = Some(Box::new((session, Instant::now(), self.version)));
+            }
             if matches!(
                 result,
                 Err(ProbeError::Connect(_) | ProbeError::Timeout("connecting"))
@@ -455,15 +546,20 @@ pub fn tcp_check(target: &Target) -> Result<(), ProbeError> {
 }
 
 /// One connection: connect (and handshake), send `OPTIONS`, read one
-/// response, close.
+/// response, close; over TLS with `keep`, a connection that answered
+/// `SUPPORTED` is handed back open instead.
 fn exchange(
     target: &Target,
     addrs: &[SocketAddr],
     tls: Option<&crate::tls::Client>,
     version: u8,
     deadline: Instant,
-) -> Result<Response, ProbeError> {
-    let stream = connect(addrs, deadline)?;
+    keep: bool,
+) -> (Result<Response, ProbeError>, Option<TlsStream>) {
+    let stream = match connect(addrs, deadline) {
+        Ok(s) => s,
+        Err(e) => return (Err(e), None),
+    };
     let _ = stream.set_nodelay(true);
     match tls {
         None => {
@@ -472,10 +568,13 @@ fn exchange(
                 ProbeError::Closed
             });
             let _ = plain.0.shutdown(std::net::Shutdown::Both);
-            r
+            (r, None)
         }
         Some(client) => {
-            let mut session = client.connect(stream, &target.host, deadline)?;
+            let mut session = match client.connect(stream, &target.host, deadline) {
+                Ok(s) => s,
+                Err(e) => return (Err(e), None),
+            };
             let r = talk(
                 &mut session,
                 version,
@@ -483,10 +582,11 @@ fn exchange(
                 |e, stage| client.error(e, stage),
                 || client.closed(),
             );
-            session.conn.send_close_notify();
-            let _ = session.conn.complete_io(&mut session.sock);
-            let _ = session.sock.shutdown(std::net::Shutdown::Both);
-            r
+            if keep && matches!(r, Ok(Response::Supported { .. })) {
+                return (r, Some(session));
+            }
+            close(session);
+            (r, None)
         }
     }
 }

@@ -65,6 +65,8 @@ pub struct Options {
     /// The client certificate chain and its key, for require_client_auth.
     pub tls_cert: Option<crate::tls::Certs>,
     pub tls_key: Option<crate::tls::Key>,
+    /// Over TLS: how long a connection is kept for later checks.
+    pub tls_keep: Duration,
     /// The cluster view: auto reads it while someone asked within a minute.
     pub cluster: Toggle,
 }
@@ -264,6 +266,15 @@ pub const KEYS: &[Key] = &[
         },
     },
     Key {
+        name: "tls_keep",
+        default: "1m",
+        help: "over TLS, keep a connection that answered for the next checks this long, then open a new one (and at once when it fails); 0s: a new connection every check",
+        set: |o, v| {
+            o.tls_keep = duration_in(v, Duration::ZERO, Duration::from_secs(3600))?;
+            Ok(())
+        },
+    },
+    Key {
         name: "cluster",
         default: "auto",
         help: "Cassandra's view of the cluster (/cluster, /ready?scope=cluster); auto: read at the check period while asked for within the last minute; on: always; off: never",
@@ -346,6 +357,7 @@ impl Default for Options {
             tls_ca: None,
             tls_cert: None,
             tls_key: None,
+            tls_keep: Duration::from_secs(60),
             cluster: Toggle::Auto,
         };
         for key in KEYS {

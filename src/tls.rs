@@ -26,11 +26,11 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::sign::CertifiedKey;
 use rustls::{CertificateError, ClientConfig, ClientConnection, DigitallySignedStruct};
-use rustls::{RootCertStore, SignatureScheme};
+use rustls::{HandshakeKind, RootCertStore, SignatureScheme};
 use std::fmt;
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -163,6 +163,8 @@ pub struct Client {
     config: Arc<ClientConfig>,
     /// Set when the server asks for a client certificate.
     asked: Arc<AtomicBool>,
+    /// How the last completed handshake went: 0 none yet, 1 full, 2 resumed.
+    handshake: AtomicU8,
     has_identity: bool,
 }
 
@@ -255,6 +257,7 @@ impl Client {
         Ok(Client {
             config: Arc::new(config),
             asked,
+            handshake: AtomicU8::new(0),
             has_identity,
         })
     }
@@ -284,7 +287,23 @@ impl Client {
                 return Err(self.error(e, "in the TLS handshake"));
             }
         }
+        let kind = match stream.conn.handshake_kind() {
+            Some(HandshakeKind::Resumed) => 2,
+            _ => 1,
+        };
+        self.handshake.store(kind, Ordering::Relaxed);
         Ok(stream)
+    }
+
+    /// Whether the last completed handshake resumed an earlier session
+    /// (no certificate exchange, a fraction of a full handshake's cost for
+    /// the server); `None` before the first.
+    pub fn last_resumed(&self) -> Option<bool> {
+        match self.handshake.load(Ordering::Relaxed) {
+            1 => Some(false),
+            2 => Some(true),
+            _ => None,
+        }
     }
 
     /// Whether the server asked for a client certificate that the check
@@ -527,6 +546,8 @@ pub fn choose(
             ca: ca.map(|c| c.path.display().to_string()),
             client_cert: identity.is_some(),
             reached: None,
+            resumed: None,
+            kept: false,
         }),
         subject: subject.into(),
         warnings,

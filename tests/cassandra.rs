@@ -1252,12 +1252,28 @@ fn row(version: &str, major: u32, wire: Wire) -> (f64, String) {
                 "client_encryption_options enabled",
                 "{st}"
             );
+            // Checks after the first ride on its connection (tls_keep): this
+            // Cassandra answers one OPTIONS after another on it.
+            wait_status(&mut node, &sock, "a check on a kept TLS connection", |v| {
+                v.pointer("/cql/tls/kept").and_then(Value::as_bool) == Some(true)
+            });
         }
     }
     node.nodetool(&["disablebinary"]);
     wait_status(&mut node, &sock, "degraded after disablebinary", |v| {
         s(v, "/state") == "degraded"
     });
+    if matches!(wire, Wire::Tls | Wire::TlsVerified | Wire::Mutual) {
+        // Cassandra keeps its clients' connections open when the transport
+        // is switched off; after the failed check the agent drops its kept
+        // one, and the next check, on a new connection, finds CQL closed.
+        let st = wait_status(&mut node, &sock, "a new connection refused", |v| {
+            v.pointer("/cql/tls/kept").and_then(Value::as_bool) == Some(false)
+                && v.pointer("/last_check/ok").and_then(Value::as_bool) == Some(false)
+        });
+        let error = s(&st, "/last_check/error");
+        assert!(!error.contains("CQL answers"), "{st}");
+    }
     node.nodetool(&["enablebinary"]);
     wait_status(&mut node, &sock, "ready again", |v| {
         s(v, "/state") == "ready"

@@ -169,47 +169,115 @@ fn the_agent_speaks_tls_and_says_so() {
     let dir = TempDir::new("tls-agent");
     let pki = Pki::new(dir.path());
     let server = serve(spec(&pki, Mode::Cql, false, false));
-    for java in jvms() {
-        let n = NotifySocket::new();
-        let mut jvm = agent(
-            &java,
-            &n,
-            server.port,
-            &["tls=on".into(), format!("tls_ca={}", pki.path("ca.pem"))],
-        );
-        let pid = jvm.pid as i32;
-        let ready = n.wait_msg("READY=1", deadline(), |m| {
-            m.pid == pid && m.has_line("READY=1")
-        });
-        assert!(
-            ready.has_line_starting(&format!(
-                "STATUS=CQL over TLS ready on 127.0.0.1:{}",
-                server.port
-            )),
-            "{}",
-            n.describe()
-        );
-        let s = jvm.wait_status("TLS reached SUPPORTED", deadline(), |s| {
-            s.pointer("/cql/tls/reached").and_then(Value::as_str) == Some("SUPPORTED over TLS")
-        });
-        assert_eq!(json_str(&s, "/cql/tls/why"), "option");
-        assert_eq!(json_str(&s, "/cql/tls/ca"), pki.path("ca.pem"));
-        assert_eq!(s["cql"]["tls"]["client_cert"], false);
-        let out = cli()
-            .args(["status", "--socket"])
-            .arg(jvm.socket())
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            text.contains(&format!(
-                "TLS      from option, certificate verified against {}",
-                pki.path("ca.pem")
-            )),
-            "{text}"
-        );
-        jvm.exit(0);
+    let counts = || {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            server.handshakes.load(Relaxed),
+            server.requests.load(Relaxed),
+        )
+    };
+    for (i, java) in jvms().iter().enumerate() {
+        // A kept connection (tls_keep=1h) on every JVM, then on the first
+        // a new connection every check (tls_keep=0s).
+        for keep in ["1h", "0s"].into_iter().take(if i == 0 { 2 } else { 1 }) {
+            let before = counts();
+            let n = NotifySocket::new();
+            let mut jvm = agent(
+                java,
+                &n,
+                server.port,
+                &[
+                    "tls=on".into(),
+                    format!("tls_ca={}", pki.path("ca.pem")),
+                    "check=100ms".into(),
+                    format!("tls_keep={keep}"),
+                ],
+            );
+            let pid = jvm.pid as i32;
+            let ready = n.wait_msg("READY=1", deadline(), |m| {
+                m.pid == pid && m.has_line("READY=1")
+            });
+            assert!(
+                ready.has_line_starting(&format!(
+                    "STATUS=CQL over TLS ready on 127.0.0.1:{}",
+                    server.port
+                )),
+                "{}",
+                n.describe()
+            );
+            let s = jvm.wait_status("TLS reached SUPPORTED", deadline(), |s| {
+                s.pointer("/cql/tls/reached").and_then(Value::as_str) == Some("SUPPORTED over TLS")
+            });
+            assert_eq!(json_str(&s, "/cql/tls/why"), "option");
+            assert_eq!(json_str(&s, "/cql/tls/ca"), pki.path("ca.pem"));
+            assert_eq!(s["cql"]["tls"]["client_cert"], false);
+            let s = if keep == "1h" {
+                // Checks after the first ride on its connection: one handshake.
+                jvm.wait_status("five checks on a kept connection", deadline(), |s| {
+                    s.pointer("/cql/tls/kept").and_then(Value::as_bool) == Some(true)
+                        && counts().1 - before.1 >= 5
+                })
+            } else {
+                // A new connection every check; with one TLS client
+                // configuration kept, later handshakes resume the session.
+                jvm.wait_status("a resumed TLS session", deadline(), |s| {
+                    s.pointer("/cql/tls/resumed").and_then(Value::as_bool) == Some(true)
+                })
+            };
+            let out = cli()
+                .args(["status", "--socket"])
+                .arg(jvm.socket())
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                text.contains(&format!(
+                    "TLS      from option, certificate verified against {}",
+                    pki.path("ca.pem")
+                )),
+                "{text}"
+            );
+            jvm.exit(0);
+            let (handshakes, requests) = (counts().0 - before.0, counts().1 - before.1);
+            if keep == "1h" {
+                assert_eq!(handshakes, 1, "{requests} checks: {s}");
+                assert!(
+                    text.contains("SUPPORTED over TLS on a kept connection"),
+                    "{text}"
+                );
+            } else {
+                assert_eq!(handshakes, requests, "one handshake per check: {s}");
+                assert_eq!(s["cql"]["tls"]["kept"], false, "{s}");
+                assert!(text.contains("(handshake resumed a session)"), "{text}");
+            }
+        }
     }
+}
+
+/// A server that closes each connection after one answer: the check on the
+/// kept connection finds it closed and opens a new one at once, so no check
+/// fails.
+#[test]
+fn a_kept_connection_that_the_server_closed_is_replaced_at_once() {
+    let dir = TempDir::new("tls-closed");
+    let pki = Pki::new(dir.path());
+    let server = serve(spec(&pki, Mode::CqlOnce, false, false));
+    let n = NotifySocket::new();
+    let mut jvm = agent(
+        &jvms()[0],
+        &n,
+        server.port,
+        &["tls=on".into(), "check=50ms".into(), "tls_keep=1h".into()],
+    );
+    let s = jvm.wait_status("ten checks", deadline(), |s| {
+        s.pointer("/checks/ok").and_then(Value::as_u64) >= Some(10)
+    });
+    assert_eq!(s["checks"]["failed"], 0, "{s}");
+    assert_eq!(s["state"], "ready", "{s}");
+    assert_eq!(s["cql"]["tls"]["kept"], false, "{s}");
+    let handshakes = server.handshakes.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(handshakes >= 10, "{handshakes} handshakes: {s}");
+    jvm.exit(0);
 }
 
 #[test]

@@ -179,6 +179,9 @@ struct WatchArgs {
     /// TLS for the CQL port (the first --port).
     #[command(flatten)]
     tls: TlsArgs,
+    /// Over TLS, how long a connection that answered is kept for the next checks (0s: a new one every check).
+    #[arg(long, default_value = default_of("tls_keep"), value_parser = duration, requires = "tls")]
+    tls_keep: Duration,
 }
 
 impl WatchArgs {
@@ -400,7 +403,7 @@ fn summary(s: &Snapshot) -> String {
     );
     if let Some(t) = &s.cql.tls {
         out += &format!(
-            "TLS      from {}, certificate {}{}{}\n",
+            "TLS      from {}, certificate {}{}{}{}\n",
             t.why,
             t.ca.as_deref()
                 .map(|ca| format!("verified against {ca}"))
@@ -413,7 +416,14 @@ fn summary(s: &Snapshot) -> String {
             t.reached
                 .as_deref()
                 .map(|r| format!("; last check reached: {r}"))
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            match (t.kept, t.resumed) {
+                (true, Some(true)) => " on a kept connection (its handshake resumed a session)",
+                (true, _) => " on a kept connection",
+                (false, Some(true)) => " (handshake resumed a session)",
+                (false, Some(false)) => " (full handshake)",
+                (false, None) => "",
+            }
         );
     }
     if let Some(c) = &s.cassandra {
@@ -764,7 +774,9 @@ fn watch(a: WatchArgs) -> u8 {
             let choice = tls.take().map(|c| (c.client, c.info, c.subject));
             let (client, info, what) = choice.unwrap_or((None, None, subject.clone()));
             (tls_info, subject) = (info, what);
-            watched.push(Watched::Cql(Prober::with_tls(t, client)));
+            let mut prober = Prober::with_tls(t, client);
+            prober.keep = a.tls_keep;
+            watched.push(Watched::Cql(prober));
         } else {
             labels.push(format!("{t} (TCP)"));
             watched.push(Watched::Tcp(t));

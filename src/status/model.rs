@@ -62,6 +62,14 @@ pub struct Tls {
     /// How far the last check got: "SUPPORTED over TLS", or
     /// "TLS handshake; client certificate required".
     pub reached: Option<String>,
+    /// Whether the last handshake resumed an earlier session (the server
+    /// skips the certificate and key exchange) or was a full one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumed: Option<bool>,
+    /// Whether the last check ran on a connection kept from an earlier one
+    /// (`tls_keep`).
+    #[serde(default)]
+    pub kept: bool,
 }
 
 /// Cassandra's own view, from its StorageService MBean.

@@ -81,11 +81,16 @@ pub enum Mode {
     Cql,
     /// Answer anything with an HTTP error: TLS, but not CQL.
     NotCql,
+    /// Answer one OPTIONS per connection, then close it.
+    CqlOnce,
 }
 
 pub struct Server {
     pub port: u16,
+    /// Connections whose handshake completed and that sent a request.
     pub handshakes: Arc<AtomicU64>,
+    /// Requests answered, on any connection.
+    pub requests: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
 }
 
@@ -144,14 +149,16 @@ pub fn serve(spec: ServerSpec<'_>) -> Server {
     let port = listener.local_addr().unwrap().port();
     let stop = Arc::new(AtomicBool::new(false));
     let handshakes = Arc::new(AtomicU64::new(0));
-    let (stop2, count, mode) = (stop.clone(), handshakes.clone(), spec.mode);
+    let requests = Arc::new(AtomicU64::new(0));
+    let (stop2, mode) = (stop.clone(), spec.mode);
+    let (count, asked) = (handshakes.clone(), requests.clone());
     std::thread::spawn(move || {
         for conn in listener.incoming() {
             if stop2.load(Ordering::Relaxed) {
                 break;
             }
             let Ok(tcp) = conn else { continue };
-            let (config, count) = (config.clone(), count.clone());
+            let (config, count, asked) = (config.clone(), count.clone(), asked.clone());
             std::thread::spawn(move || {
                 let _ = tcp.set_read_timeout(Some(Duration::from_secs(5)));
                 let Ok(conn) = rustls::ServerConnection::new(config) else {
@@ -159,31 +166,40 @@ pub fn serve(spec: ServerSpec<'_>) -> Server {
                 };
                 let mut tls = rustls::StreamOwned::new(conn, tcp);
                 let mut buf = [0u8; 64];
-                let mut got = Vec::new();
-                while got.len() < 9 {
-                    match tls.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                // Like Cassandra: one answer per request, until the client goes.
+                for n in 0u64.. {
+                    let mut got = Vec::new();
+                    while got.len() < 9 {
+                        match tls.read(&mut buf) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => got.extend_from_slice(&buf[..n]),
+                        }
                     }
-                    if !tls.conn.is_handshaking() && got.is_empty() {
-                        continue;
+                    if n == 0 {
+                        count.fetch_add(1, Ordering::Relaxed);
+                    }
+                    asked.fetch_add(1, Ordering::Relaxed);
+                    let reply = match mode {
+                        Mode::Cql | Mode::CqlOnce => {
+                            supported(got[0] & 0x7f, i16::from_be_bytes([got[2], got[3]]))
+                        }
+                        Mode::NotCql => b"HTTP/1.1 400 Bad Request\r\n\r\n".to_vec(),
+                    };
+                    let _ = tls.write_all(&reply);
+                    let _ = tls.flush();
+                    if mode != Mode::Cql {
+                        tls.conn.send_close_notify();
+                        let _ = tls.conn.complete_io(&mut tls.sock);
+                        return;
                     }
                 }
-                count.fetch_add(1, Ordering::Relaxed);
-                let reply = match mode {
-                    Mode::Cql => supported(got[0] & 0x7f, i16::from_be_bytes([got[2], got[3]])),
-                    Mode::NotCql => b"HTTP/1.1 400 Bad Request\r\n\r\n".to_vec(),
-                };
-                let _ = tls.write_all(&reply);
-                let _ = tls.flush();
-                tls.conn.send_close_notify();
-                let _ = tls.conn.complete_io(&mut tls.sock);
             });
         }
     });
     Server {
         port,
         handshakes,
+        requests,
         stop,
     }
 }
