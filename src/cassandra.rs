@@ -11,7 +11,8 @@
 //! plus `Count` of `org.apache.cassandra.metrics:type=Storage,name=Load`
 //! (bytes on disk) and, while joining,
 //! `org.apache.cassandra.net:type=StreamManager`'s `CurrentStreams`: their
-//! changes are the signs of bootstrap progress. When the
+//! changes are the signs of bootstrap progress, and their bytes received of
+//! the total are named in `STATUS=`. When the
 //! MBean is absent (not Cassandra, or too early) readiness is CQL alone.
 
 pub mod cluster;
@@ -194,6 +195,10 @@ impl NodeProbe {
                 let mut h = DefaultHasher::new();
                 v.hash(&mut h);
                 signals.streams = h.finish();
+                signals.streamed = v
+                    .first()
+                    .and_then(|t| t.as_deref())
+                    .and_then(progress::stream_bytes);
             }
         }
         // The signs of start-up and drain progress cost nothing while NORMAL.

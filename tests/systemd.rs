@@ -1202,36 +1202,36 @@ Restart=no
 /// The short start timeout the joining node gets.
 const JOIN_TIMEOUT: &str = "20s";
 
+/// The MiB received and to receive in a `STATUS=... streaming R/T MiB` text.
+fn streamed(text: &str) -> Option<(f64, f64)> {
+    let (_, after) = text.split_once(", streaming ")?;
+    let (rx, after) = after.split_once('/')?;
+    let (total, _) = after.split_once(" MiB")?;
+    Some((rx.parse().ok()?, total.parse().ok()?))
+}
+
 /// A monotonic timestamp property (µs) of `unit`.
 fn usec(sd: &Sd, unit: &str, name: &str) -> u64 {
     let v = sd.prop(unit, name);
     v.parse().unwrap_or_else(|_| panic!("{unit} {name}={v:?}"))
 }
 
-/// Two instances of the shipped `cassandra@.service`: node 1 holds ~39 MiB
-/// in an RF=2 keyspace (flushed), node 2 bootstraps with
-/// `TimeoutStartSec=20s` while node 1 streams it all at 512 KiB/s. The unit
-/// stays activating past its timeout because the agent sends
-/// `EXTEND_TIMEOUT_USEC` naming the bootstrap, turns active (READY=1) only
-/// once the node is NORMAL, and node 2 alone (node 1 stopped) serves the rows.
-#[test]
-fn real_bootstrap_outlasts_a_short_start_timeout() {
-    if skip("real_bootstrap_outlasts_a_short_start_timeout") {
-        return;
-    }
+/// Two instances of the shipped `cassandra@.service` in a container for
+/// `test`, `node2` the second's drop-in (which hides the template's, so it
+/// repeats [`LAB_NODE`]); node 1 started and holding ~39 MiB of flushed
+/// SSTables in an RF=2 keyspace, streamed out at 512 KiB/s.
+fn lab_with_data(test: &str, node2: &str) -> Sd {
     let (chome, venv) = real_setup();
     let binds = real_binds(&chome, &venv);
     let binds: Vec<(&Path, &str)> = binds
         .iter()
         .map(|(p, at)| (p.as_path(), at.as_str()))
         .collect();
-    // An instance's drop-in of the same name hides the template's: repeat it.
-    let two = format!("{LAB_NODE}TimeoutStartSec={JOIN_TIMEOUT}\n");
     let sd = Sd::up_with(
-        "bootstrap",
+        test,
         &[
             ("cassandra@.service", LAB_NODE),
-            ("cassandra@2.service", &two),
+            ("cassandra@2.service", node2),
         ],
         &binds,
     );
@@ -1284,6 +1284,24 @@ fn real_bootstrap_outlasts_a_short_start_timeout() {
     let mib: u64 = on_disk.trim().parse().unwrap_or(0);
     assert!(mib >= 30, "{mib} MiB of SSTables on node 1");
 
+    sd
+}
+
+/// Two instances of the shipped `cassandra@.service`: node 1 holds ~39 MiB
+/// in an RF=2 keyspace (flushed), node 2 bootstraps with
+/// `TimeoutStartSec=20s` while node 1 streams it all at 512 KiB/s. The unit
+/// stays activating past its timeout because the agent sends
+/// `EXTEND_TIMEOUT_USEC` naming the bootstrap, turns active (READY=1) only
+/// once the node is NORMAL, and node 2 alone (node 1 stopped) serves the rows.
+#[test]
+fn real_bootstrap_outlasts_a_short_start_timeout() {
+    if skip("real_bootstrap_outlasts_a_short_start_timeout") {
+        return;
+    }
+    let sd = lab_with_data(
+        "bootstrap",
+        &format!("{LAB_NODE}TimeoutStartSec={JOIN_TIMEOUT}\n"),
+    );
     let unit = "cassandra@2.service";
     let t0 = Instant::now();
     let mut start = sd.spawn_start(unit);
@@ -1333,6 +1351,13 @@ fn real_bootstrap_outlasts_a_short_start_timeout() {
         joining.last()
     );
     assert!(joining.len() >= 2, "{sent:?}");
+    // The extensions name the bytes streamed of the total, from the streams' own counts.
+    assert!(
+        joining
+            .iter()
+            .any(|n| streamed(n).is_some_and(|(rx, total)| rx > 0.0 && rx <= total)),
+        "no extension names bytes streamed: {joining:?}"
+    );
     let j = sd.journal(&["-u", unit]);
     assert_in_order(
         &j,
@@ -1372,5 +1397,75 @@ fn real_bootstrap_outlasts_a_short_start_timeout() {
     ]);
     eprintln!("node 2 alone: {}", checked.trim());
     assert!(checked.contains(": ok"), "{checked}");
+    sd.assert_no_refused_notifications();
+}
+
+/// The same two instances, and the bootstrap stalls: once node 2's
+/// `STATUS=` names bytes streamed, node 1 (its only source) is frozen with
+/// SIGSTOP. Node 2's agent (`extend=10s`) stops extending once nothing
+/// moves, and systemd ends the start at `TimeoutStartSec=20s` as it should
+/// (`Result=timeout`) instead of waiting for ever. (Cassandra does not end
+/// on SIGTERM while its bootstrap waits on a frozen peer, so the unit gets
+/// `TimeoutStopSec=10s` and is killed then.)
+#[test]
+fn real_stalled_bootstrap_times_out() {
+    if skip("real_stalled_bootstrap_times_out") {
+        return;
+    }
+    let sd = lab_with_data(
+        "stall",
+        &format!(
+            "{LAB_NODE}TimeoutStartSec={JOIN_TIMEOUT}\nTimeoutStopSec=10s\n\
+             Environment=JVM_EXTRA_OPTS=-agentpath:/opt/cqlready/libcqlready.so=extend=10s\n"
+        ),
+    );
+    let unit = "cassandra@2.service";
+    let mut start = sd.spawn_start(unit);
+    let streaming = wait_for("node 2 to name bytes streamed", REAL, || {
+        if let Some(status) = start.try_wait().expect("try_wait") {
+            panic!("systemctl start {unit} returned {status} before streaming began");
+        }
+        let j = sd.journal(&["-u", unit]);
+        let line = j.lines().find(|l| {
+            l.contains("EXTEND_TIMEOUT_USEC=") && streamed(l).is_some_and(|(rx, _)| rx > 0.0)
+        });
+        line.map(str::to_string)
+    });
+    let source = sd.main_pid("cassandra@1.service");
+    sd.exec_ok(&["kill", "-STOP", &source.to_string()]);
+    let frozen = Instant::now();
+    eprintln!("froze node 1 ({source}) once node 2 said: {streaming}");
+    let status = wait_for("systemctl start cassandra@2 to return", REAL, || {
+        start.try_wait().expect("try_wait")
+    });
+    eprintln!(
+        "systemctl start {unit} returned {status} {:?} after the freeze",
+        frozen.elapsed()
+    );
+    sd.exec_ok(&["kill", "-CONT", &source.to_string()]);
+    let p = sd.props(unit, &["Result", "ActiveState"]);
+    assert!(!status.success(), "a stalled bootstrap became ready: {p:?}");
+    assert_eq!(p["Result"], "timeout", "{p:?}");
+    let j = sd.journal(&["-u", unit]);
+    assert!(j.contains("start operation timed out"), "{j}");
+    assert!(!j.contains("READY=1"), "{j}");
+    // Extensions were sent while the bytes moved, and then no more.
+    let extensions: Vec<&str> = j
+        .lines()
+        .filter(|l| l.contains("Got notification message") && l.contains("EXTEND_TIMEOUT_USEC="))
+        .collect();
+    eprintln!(
+        "{} extensions; last {:?}",
+        extensions.len(),
+        extensions.last()
+    );
+    assert!(!extensions.is_empty(), "{j}");
+    assert_in_order(
+        &j,
+        &[
+            "STATUS=Cassandra JOINING (bootstrap in progress, streaming ",
+            "start operation timed out",
+        ],
+    );
     sd.assert_no_refused_notifications();
 }

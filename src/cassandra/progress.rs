@@ -30,6 +30,8 @@ pub struct Signals {
     pub load_bytes: Option<f64>,
     /// A digest of the current streams (0 when not read).
     pub streams: u64,
+    /// Bytes received and to receive across the current streams.
+    pub streamed: Option<(u64, u64)>,
     pub writes: Option<u64>,
     pub sstables: Option<u64>,
     pub io_bytes: Option<u64>,
@@ -71,6 +73,30 @@ pub fn io_bytes(text: &str) -> Option<u64> {
     Some(field("read_bytes:")?.saturating_add(field("write_bytes:")?))
 }
 
+/// Bytes received and to receive across the streams in the text of
+/// StreamManager's `CurrentStreams`: the sum of each stream's
+/// `currentRxBytes=` and `totalRxBytes=` (so Cassandra 4.0 to 5.0 name them
+/// in the composite data's `toString`). `None` when no stream names a total.
+pub fn stream_bytes(text: &str) -> Option<(u64, u64)> {
+    let sum = |key: &str| {
+        let mut found = false;
+        let mut total = 0u64;
+        for (at, _) in text.match_indices(key) {
+            let digits: &str = &text[at + key.len()..];
+            let end = digits
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(digits.len());
+            if let Ok(n) = digits[..end].parse::<u64>() {
+                found = true;
+                total = total.saturating_add(n);
+            }
+        }
+        found.then_some(total)
+    };
+    let total = sum("totalRxBytes=")?;
+    Some((sum("currentRxBytes=").unwrap_or(0).min(total), total))
+}
+
 fn mib(b: f64) -> String {
     format!("{:.1} MiB", b / (1024.0 * 1024.0))
 }
@@ -104,6 +130,7 @@ impl Progress {
             Some(p)
                 if s.joining()
                     && (p.streams != s.streams
+                        || p.streamed != s.streamed
                         || p.load_bytes.map(f64::to_bits) != s.load_bytes.map(f64::to_bits)) =>
             {
                 Some(Moved::Streaming)
@@ -145,10 +172,18 @@ impl Progress {
         let mode = s.mode.as_deref();
         Some(match mode {
             _ if s.joining() => {
+                let streaming = match s.streamed {
+                    Some((rx, total)) if total > 0 => format!(
+                        ", streaming {:.1}/{}",
+                        rx as f64 / (1024.0 * 1024.0),
+                        mib(total as f64)
+                    ),
+                    _ => String::new(),
+                };
                 let load = s
                     .load_bytes
-                    .map(|b| format!(", {} on disk", mib(b)))
-                    .unwrap_or_default();
+                    .map(|b| format!("{streaming}, {} on disk", mib(b)))
+                    .unwrap_or(streaming);
                 let what = if s.bootstrap == Some(true) {
                     "bootstrap in progress"
                 } else {
@@ -292,6 +327,64 @@ mod tests {
         p.observe(t0 + Duration::from_secs(2), join(2097152.0, 2));
         p.observe(t0 + Duration::from_secs(4), join(2097152.0, 2));
         assert_eq!(p.status(t0 + Duration::from_secs(4)), None);
+    }
+
+    /// The shape of `CurrentStreams`' text (a set of `CompositeDataSupport`s,
+    /// their contents sorted by key, arrays written out in full).
+    const STREAMS: &str = "[javax.management.openmbean.CompositeDataSupport(compositeType=\
+javax.management.openmbean.CompositeType(name=org.apache.cassandra.streaming.StreamState,items=(\
+(itemName=currentRxBytes,itemType=javax.management.openmbean.SimpleType(name=java.lang.Long)))),\
+contents={currentRxBytes=327155712, currentTxBytes=0, description=Bootstrap, planId=3b1c, \
+rxPercentage=39.0, sessions=[javax.management.openmbean.CompositeDataSupport(compositeType=x,\
+contents={receivingFiles=[javax.management.openmbean.CompositeDataSupport(compositeType=y,\
+contents={currentBytes=1024, totalBytes=2048})]})], totalRxBytes=838860800, totalTxBytes=0, \
+txPercentage=0.0})]";
+
+    #[test]
+    fn streamed_bytes_from_current_streams() {
+        assert_eq!(stream_bytes(STREAMS), Some((327_155_712, 838_860_800)));
+        let two = format!("{STREAMS}, {STREAMS}");
+        assert_eq!(stream_bytes(&two), Some((654_311_424, 1_677_721_600)));
+        assert_eq!(stream_bytes("[]"), None, "no streams");
+        for bad in [
+            "totalRxBytes=",
+            "totalRxBytes=x",
+            "currentRxBytes=5",
+            "totalRxBytes=99999999999999999999999",
+            "totalRxBytes=-1",
+        ] {
+            assert_eq!(stream_bytes(bad), None, "{bad}");
+        }
+        assert_eq!(
+            stream_bytes("currentRxBytes=9, totalRxBytes=4"),
+            Some((4, 4)),
+            "never more received than the total"
+        );
+        assert_eq!(
+            stream_bytes("totalRxBytes=18446744073709551615 totalRxBytes=1"),
+            Some((0, u64::MAX))
+        );
+        // Any prefix of the text, cut anywhere (also inside a char), is not a panic.
+        let text = format!("{STREAMS}é");
+        for i in 0..text.len() {
+            if text.is_char_boundary(i) {
+                let _ = stream_bytes(&text[..i]);
+            }
+        }
+        let mut p = Progress::new(Duration::from_secs(60));
+        let t0 = Instant::now();
+        let joining = Signals {
+            mode: Some("JOINING".into()),
+            bootstrap: Some(true),
+            load_bytes: Some(104857.6),
+            streamed: stream_bytes(STREAMS),
+            ..Signals::default()
+        };
+        p.observe(t0, joining);
+        assert_eq!(
+            p.status(t0).as_deref(),
+            Some("Cassandra JOINING (bootstrap in progress, streaming 312.0/800.0 MiB, 0.1 MiB on disk)")
+        );
     }
 
     #[test]
