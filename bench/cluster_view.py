@@ -4,8 +4,9 @@
     python3 bench/cluster_view.py --socket PATH [--requests 300] [--cpu-seconds 60]
     python3 bench/cluster_view.py --boot [...]   # boots its own 3-node 5.0 cluster
 
-0. (--boot) Starts three Cassandra 5.0 nodes on 127.0.0.1-.3 one at a time
-   with bench/cluster.py's set-up, measures node 2, and removes it all.
+0. (--boot) Builds the release agent and command (or takes CQLREADY_LIB and
+   CQLREADY_CLI), starts three Cassandra 5.0 nodes on 127.0.0.1-.3 one at a
+   time with bench/cluster.py's set-up, measures node 2, and removes it all.
 
 1. Latency of `GET /cluster?cl=QUORUM` and `GET /ready?scope=cluster` over the
    status socket (one connection per request, as the command makes them),
@@ -25,7 +26,7 @@ import shutil
 import tempfile
 import time
 
-from _common import http_get
+from _common import AGENT_LIB, CLI, build, http_get
 
 
 def get(path, sock_path):
@@ -92,10 +93,15 @@ def main():
     ap.add_argument("--boot", action="store_true", help="boot a 3-node cluster and measure node 2")
     ap.add_argument("--requests", type=int, default=300)
     ap.add_argument("--cpu-seconds", type=float, default=60.0)
+    ap.add_argument("--no-build", action="store_true", help="with --boot: use the release build as it is")
     args = ap.parse_args()
     if args.boot == bool(args.socket):
         ap.error("give exactly one of --socket PATH and --boot")
     if args.boot:
+        # The release agent and command (what operators run), unless told.
+        if not os.environ.get("CQLREADY_LIB"):
+            build(args.no_build)
+            os.environ.update(CQLREADY_LIB=AGENT_LIB, CQLREADY_CLI=CLI)
         c, tmp = boot_three()
         try:
             # The boot asked every node for its view: let that minute pass.

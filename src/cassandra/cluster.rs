@@ -476,18 +476,43 @@ pub fn counted(keyspace: &str) -> bool {
 #[derive(Default)]
 pub struct Reader {
     names: Names,
+    host_id: Option<String>,
     keyspaces: Vec<(String, Result<Vec<Range>, String>)>,
     ranges_at: Option<Instant>,
     ranges_key: Vec<String>,
 }
 
 fn text(m: &mut dyn MBeans, object: &str, attr: &str) -> Result<String, String> {
-    m.attributes(object, &[attr])?
-        .into_iter()
-        .next()
-        .flatten()
-        .ok_or_else(|| format!("{attr} is missing"))
+    texts(m, object, &[attr]).remove(0)
 }
+
+/// Several attributes of one object in one read (one object name, one
+/// local frame): one result per attribute, in order.
+fn texts(m: &mut dyn MBeans, object: &str, attrs: &[&str]) -> Vec<Result<String, String>> {
+    match m.attributes(object, attrs) {
+        Ok(values) => attrs
+            .iter()
+            .enumerate()
+            .map(|(i, attr)| {
+                values
+                    .get(i)
+                    .cloned()
+                    .flatten()
+                    .ok_or_else(|| format!("{attr} is missing"))
+            })
+            .collect(),
+        Err(e) => attrs.iter().map(|_| Err(e.clone())).collect(),
+    }
+}
+
+/// StorageService's attributes read every time, and the host ID until known.
+const RING_LISTS: [&str; 5] = [
+    "JoiningNodes",
+    "LeavingNodes",
+    "MovingNodes",
+    "NonSystemKeyspaces",
+    "LocalHostId",
+];
 
 impl Reader {
     /// One read of the view. Never fails: what cannot be read is in
@@ -495,7 +520,10 @@ impl Reader {
     pub fn read(&mut self, m: &mut dyn MBeans) -> ClusterView {
         let started = Instant::now();
         let mut errors = Vec::new();
-        let gossip = match text(m, FAILURE_DETECTOR, "AllEndpointStates") {
+        // Two reads: the failure detector's two attributes, then StorageService's.
+        let mut fd = texts(m, FAILURE_DETECTOR, &["AllEndpointStates", "SimpleStates"]).into_iter();
+        let (states, simple) = (fd.next(), fd.next());
+        let gossip = match states.unwrap_or_else(|| Err("not read".into())) {
             Ok(t) => endpoint_states(&t),
             Err(e) => {
                 errors.push(format!(
@@ -506,7 +534,10 @@ impl Reader {
             }
         };
         let mut up: HashMap<String, bool> = HashMap::new();
-        match text(m, FAILURE_DETECTOR, "SimpleStates").and_then(|t| map(&t)) {
+        match simple
+            .unwrap_or_else(|| Err("not read".into()))
+            .and_then(|t| map(&t))
+        {
             Ok(states) => {
                 for (k, v) in states {
                     up.insert(address(&k), v == "UP");
@@ -530,8 +561,11 @@ impl Reader {
                 errors.push(format!("SimpleStates: {}", crate::notify::sanitize(&e)));
             }
         }
-        let mut read_list = |attr: &str| match text(m, STORAGE_SERVICE, attr).and_then(|t| list(&t))
-        {
+        // The host ID never changes while the JVM runs: read until known.
+        let wanted = if self.host_id.is_some() { 4 } else { 5 };
+        let mut ss = texts(m, STORAGE_SERVICE, &RING_LISTS[..wanted]).into_iter();
+        let mut next = || ss.next().unwrap_or_else(|| Err("not read".into()));
+        let mut read_list = |attr: &str, t: Result<String, String>| match t.and_then(|t| list(&t)) {
             Ok(l) => Some(l.iter().map(|a| address(a)).collect()),
             Err(e) => {
                 errors.push(format!("{attr}: {}", crate::notify::sanitize(&e)));
@@ -539,11 +573,15 @@ impl Reader {
             }
         };
         let lists = Lists {
-            joining: read_list("JoiningNodes"),
-            leaving: read_list("LeavingNodes"),
-            moving: read_list("MovingNodes"),
+            joining: read_list("JoiningNodes", next()),
+            leaving: read_list("LeavingNodes", next()),
+            moving: read_list("MovingNodes", next()),
         };
-        let host_id = text(m, STORAGE_SERVICE, "LocalHostId").ok();
+        let keyspaces = next();
+        if self.host_id.is_none() {
+            self.host_id = next().ok();
+        }
+        let host_id = self.host_id.clone();
         let mut nodes: Vec<Node> = gossip
             .iter()
             .filter_map(|g| {
@@ -564,7 +602,7 @@ impl Reader {
                 })
             })
             .collect();
-        self.refresh_ranges(m, &nodes, &mut errors);
+        self.refresh_ranges(m, keyspaces, &nodes, &mut errors);
         // Replicas gossip does not know are nodes too, of unknown status.
         for (i, name) in self.names.all.iter().enumerate() {
             let replica = self.keyspaces.iter().any(|(_, r)| {
@@ -621,9 +659,14 @@ impl Reader {
 
     /// Reads the keyspaces' ranges again when the keyspaces or the ring's
     /// members changed, or [`RANGES_EVERY`] passed.
-    fn refresh_ranges(&mut self, m: &mut dyn MBeans, nodes: &[Node], errors: &mut Vec<String>) {
-        let keyspaces = match text(m, STORAGE_SERVICE, "NonSystemKeyspaces").and_then(|t| list(&t))
-        {
+    fn refresh_ranges(
+        &mut self,
+        m: &mut dyn MBeans,
+        keyspaces: Result<String, String>,
+        nodes: &[Node],
+        errors: &mut Vec<String>,
+    ) {
+        let keyspaces = match keyspaces.and_then(|t| list(&t)) {
             Ok(k) => k.into_iter().filter(|k| counted(k)).collect::<Vec<_>>(),
             Err(e) => {
                 errors.push(format!("keyspaces: {}", crate::notify::sanitize(&e)));
@@ -850,12 +893,17 @@ mod tests {
             object: &str,
             attrs: &[&str],
         ) -> Result<Vec<Option<String>>, String> {
-            let v = self.0.get(&format!("{object}/{}", attrs[0]));
-            match v {
-                Some(Ok(t)) => Ok(vec![Some(t.clone())]),
-                Some(Err(e)) => Err(e.clone()),
-                None => Ok(vec![None]),
+            // Like the JVM's reads: an absent object fails the read, an
+            // attribute that throws is missing.
+            let mut out = Vec::new();
+            for attr in attrs {
+                out.push(match self.0.get(&format!("{object}/{attr}")) {
+                    Some(Ok(t)) => Some(t.clone()),
+                    Some(Err(e)) if e.contains("InstanceNotFound") => return Err(e.clone()),
+                    Some(Err(_)) | None => None,
+                });
             }
+            Ok(out)
         }
         fn invoke(&mut self, _: &str, op: &str, args: &[&str]) -> Result<Option<String>, String> {
             match self.0.get(&format!("{op}/{}", args[0])) {
@@ -886,6 +934,44 @@ mod tests {
                 Ok("{[1, 2]=[127.0.0.2, 127.0.0.3, 127.0.0.1], [2, 3]=[127.0.0.3, 127.0.0.1, 127.0.0.2], [3, 1]=[127.0.0.1, 127.0.0.2, 127.0.0.3]}".into()),
             ),
         ]))
+    }
+
+    /// Counts the attribute reads and what they asked for.
+    struct Counting(Fake, Vec<Vec<String>>);
+
+    impl MBeans for Counting {
+        fn attributes(
+            &mut self,
+            object: &str,
+            attrs: &[&str],
+        ) -> Result<Vec<Option<String>>, String> {
+            self.1.push(attrs.iter().map(|a| a.to_string()).collect());
+            self.0.attributes(object, attrs)
+        }
+        fn invoke(&mut self, o: &str, op: &str, args: &[&str]) -> Result<Option<String>, String> {
+            self.0.invoke(o, op, args)
+        }
+    }
+
+    #[test]
+    fn a_view_is_two_attribute_reads() {
+        let mut m = Counting(
+            three_nodes("{/127.0.0.1=UP, /127.0.0.2=UP, /127.0.0.3=UP}"),
+            vec![],
+        );
+        let mut r = Reader::default();
+        let first = r.read(&mut m);
+        assert_eq!(m.1.len(), 2, "{:?}", m.1);
+        assert!(m.1[1].contains(&"LocalHostId".to_string()));
+        m.1.clear();
+        let second = r.read(&mut m);
+        assert_eq!(m.1.len(), 2, "{:?}", m.1);
+        assert!(
+            !m.1[1].contains(&"LocalHostId".to_string()),
+            "the host ID is kept"
+        );
+        assert_eq!(first.local, second.local);
+        assert_eq!(second.local.as_deref(), Some("127.0.0.2"));
     }
 
     #[test]
