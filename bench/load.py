@@ -114,7 +114,10 @@ class Worker:
         self.proc.wait(timeout=600)
         self.t.join(5)
         self.err.seek(0)
-        return self.total, self.err.read()
+        text = self.err.read()
+        self.err.close()
+        os.unlink(self.err.name)
+        return self.total, text
 
 
 # ---------------------------------------------------------------------------
