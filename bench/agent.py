@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """What the cqlready agent costs a JVM, and how fast it says READY=1.
 
-    python3 bench/agent.py [--quick] [--out FILE] [--no-build] [--no-temurin]
+    python3 bench/agent.py [--quick] [--out FILE] [--no-build] [--no-temurin] [--baseline OLD.so]
 
 Figures, for `java` on PATH and for Temurin 25 when installed:
   1. JVM start-to-exit of a trivial main, with and without the agent (ratio, goal <= 1.03)
@@ -36,7 +36,7 @@ def ms(x):
 
 # --------------------------------------------------------------- 1. start-up
 
-def bench_startup(sess, java, n):
+def bench_startup(sess, java, n, baseline=None):
     port = c.closed_port()
     sock = sess.path("start.sock")
     lib = "-agentpath:%s=" % c.AGENT_LIB
@@ -46,6 +46,9 @@ def bench_startup(sess, java, n):
         "with": common[:2] + [lib + "port=%d,socket=%s" % (port, sock)] + common[2:] + ["Trivial"],
         "with, socket=none": common[:2] + [lib + "port=%d,socket=none" % port] + common[2:] + ["Trivial"],
     }
+    if baseline:
+        variants["baseline"] = (common[:2] + ["-agentpath:%s=port=%d,socket=%s" % (baseline, port, sess.path("base.sock"))]
+                                + common[2:] + ["Trivial"])
     events = build_events_agent(sess, java)
     if events:
         variants["events only"] = common[:2] + ["-agentpath:" + events] + common[2:] + ["Trivial"]
@@ -105,6 +108,12 @@ def bench_startup(sess, java, n):
              ratio, lo, hi, c.median(paired) * 1000, s / w, min(times["with"]) / min(times["without"]),
              c.median(cpu["with"]) / c.median(cpu["without"])), c.verdict(ratio <= 1.03)),
     ]
+    if baseline:
+        b = c.median(times["baseline"])
+        blo, bhi = c.bootstrap_ci(lambda x, y: c.median(y) / c.median(x), [times["without"], times["baseline"]])
+        rows.append(("Start-to-exit with the `--baseline` library `%s` (same options)" % os.path.basename(baseline),
+                     "—", "%s; ratio to without %.3f (bootstrap 95%% CI %.3f–%.3f); this build / baseline %.3f" % (
+                         spread("baseline"), b / w, blo, bhi, a / b), "context"))
     if leftovers:
         rows.append(("status socket left behind after exit", "0", "%d of %d runs" % (leftovers, n), "**MISS**"))
     return rows
@@ -457,6 +466,7 @@ def main():
     ap.add_argument("--out", default=os.path.join(c.ROOT, "bench", "results-agent.md"))
     ap.add_argument("--no-build", action="store_true", help="skip cargo build --release")
     ap.add_argument("--no-temurin", action="store_true", help="only `java` on PATH")
+    ap.add_argument("--baseline", metavar="LIB", help="another libcqlready.so (an earlier build) to start beside this one")
     args = ap.parse_args()
     c.install_signal_handlers()
 
@@ -477,7 +487,7 @@ def main():
         for label, java in jvm_list:
             log("=== %s (%s)" % (label, java))
             rows, load = [], []
-            for name, fn in (("start", lambda: bench_startup(sess, java, start_runs)),
+            for name, fn in (("start", lambda: bench_startup(sess, java, start_runs, args.baseline)),
                              ("RSS", lambda: bench_rss(sess, java, rss_runs)),
                              ("lag 100ms", lambda: bench_latency(sess, java, notify, None, 100, lat_runs)),
                              ("lag 10ms", lambda: bench_latency(sess, java, notify, "10ms", 10, lat_runs)),

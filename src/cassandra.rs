@@ -295,9 +295,11 @@ impl NodeProbe {
             return Ok(None);
         }
         // Someone else on the port is worth naming only while Cassandra's
-        // own transport does not run (it would be Cassandra's otherwise).
+        // own transport does not run (it would be Cassandra's otherwise),
+        // and only when something listens: reading the kernel's socket
+        // tables costs milliseconds, and a refused connection has no holder.
         let held = match (&cql, transport) {
-            (_, Some(true)) => None,
+            (_, Some(true)) | (Err(crate::cql::ProbeError::Refused(_)), _) => None,
             (Err(_), _) | (Ok(_), Some(false)) => self.holder(),
             _ => None,
         };
@@ -596,6 +598,32 @@ mod tests {
             snap.notify
         );
         assert!(!snap.notify.stopping_sent, "a drain is not a stop");
+    }
+
+    #[test]
+    fn a_refused_connection_reads_no_socket_tables() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let closed = Prober::new(crate::cql::Target {
+            host: "127.0.0.1".into(),
+            port,
+            timeout: Duration::from_millis(500),
+        });
+        let mut p = NodeProbe::new(
+            closed,
+            Some(Box::new(Table(vec![row("STARTING", false)]))),
+            true,
+            Duration::from_secs(60),
+        );
+        let e = p.check().unwrap_err();
+        assert!(e.contains("refused"), "{e}");
+        assert_eq!(p.holder_at, None, "nothing listens: no holder to look for");
+        // Something listens and does not speak CQL: who holds the port is looked for.
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+        let _ = p.check().unwrap_err();
+        assert!(p.holder_at.is_some());
+        drop(listener);
     }
 
     #[test]

@@ -70,6 +70,8 @@ pub enum Response {
 pub enum ProbeError {
     Resolve(String),
     Connect(String),
+    /// Nothing listens on the address and port.
+    Refused(String),
     Io(String),
     Timeout(&'static str),
     Closed,
@@ -90,7 +92,7 @@ impl fmt::Display for ProbeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ProbeError::Resolve(e) => write!(f, "cannot resolve host: {e}"),
-            ProbeError::Connect(e) => write!(f, "connect: {e}"),
+            ProbeError::Connect(e) | ProbeError::Refused(e) => write!(f, "connect: {e}"),
             ProbeError::Io(e) => write!(f, "i/o: {e}"),
             ProbeError::Timeout(stage) => write!(f, "timed out {stage}"),
             ProbeError::Closed => f.write_str("connection closed before a CQL response"),
@@ -376,7 +378,9 @@ impl Prober {
             }
             if matches!(
                 result,
-                Err(ProbeError::Connect(_) | ProbeError::Timeout("connecting"))
+                Err(ProbeError::Connect(_)
+                    | ProbeError::Refused(_)
+                    | ProbeError::Timeout("connecting"))
             ) {
                 // The name may now point elsewhere: look it up again next time.
                 self.addresses.forget();
@@ -529,6 +533,9 @@ fn connect(addrs: &[SocketAddr], deadline: Instant) -> Result<TcpStream, ProbeEr
             Ok(s) => return Ok(s),
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
                 last = ProbeError::Timeout("connecting")
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                last = ProbeError::Refused(e.to_string())
             }
             Err(e) => last = ProbeError::Connect(e.to_string()),
         }

@@ -1,7 +1,8 @@
 //! Who holds the CQL port when Cassandra cannot: a listening socket on it in
 //! `/proc/net/tcp` or `tcp6` that is not one of this process's descriptors,
 //! and the process whose `/proc/PID/fd` has it (when this user may look).
-//! Read only while CQL fails and Cassandra's transport is not running, and
+//! Read only while CQL fails (not refused: then nothing listens) and
+//! Cassandra's transport is not running, and
 //! at most every [`EVERY`].
 
 use std::path::Path;
