@@ -20,7 +20,7 @@ mod common;
 #[path = "support/tls_server.rs"]
 mod tls_server;
 
-use common::{free_port, http_get, NotifySocket, TempDir};
+use common::{free_port, http_get, kill_group, NotifySocket, TempDir};
 use serde_json::Value;
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader};
@@ -150,16 +150,6 @@ fn mono(at: Instant) -> f64 {
 
 // ---------------------------------------------------------------------------
 // Processes
-
-/// Ends a whole process group: SIGKILL, then reaps the leader.
-fn kill_group(child: &mut Child) {
-    // Only while the leader is unreaped: its pid (the group id) cannot be reused.
-    if let Ok(None) = child.try_wait() {
-        // SAFETY: kill(2) on the negative pid of a group we created.
-        unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
-        let _ = child.wait();
-    }
-}
 
 /// Runs a command in its own process group with a time limit.
 fn run_limited(mut cmd: Command, limit: Duration, what: &str) -> Output {

@@ -37,7 +37,7 @@
 
 mod common;
 
-use common::{deadline, free_port, http_get, Jvm, TempDir};
+use common::{deadline, free_port, http_get, kill_group, Jvm, TempDir};
 use serde_json::Value;
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader};
@@ -82,16 +82,6 @@ fn java17() -> Option<PathBuf> {
         "install openjdk-17-jre-headless (bash tests/setup.sh)",
     )
     .then_some(candidate)
-}
-
-/// Ends a process group we created: SIGKILL, then reap the leader.
-fn kill_group(child: &mut Child) {
-    if let Ok(None) = child.try_wait() {
-        // SAFETY: kill(2) on the negative pid of a group we created and
-        // whose leader is not reaped yet.
-        unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
-        let _ = child.wait();
-    }
 }
 
 /// Polls every 250 ms until `f` gives `Some`, or fails naming `what` and

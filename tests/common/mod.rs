@@ -296,6 +296,18 @@ pub fn remove_agent_dir(pid: u32) {
     }
 }
 
+/// SIGKILLs the process group `child` leads (spawned with
+/// `process_group(0)`) and reaps the leader, while it is not reaped yet:
+/// until then its pid, the group's id, cannot be reused.
+pub fn kill_group(child: &mut std::process::Child) {
+    if let Ok(None) = child.try_wait() {
+        // SAFETY: kill(2) on the negative pid of a group we created, whose
+        // leader is not reaped yet.
+        unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+        let _ = child.wait();
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Polling
 
