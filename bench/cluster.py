@@ -275,7 +275,7 @@ def main():
         "# Rolling restart gates (python3 bench/cluster.py)",
         "",
         "4 nodes (Cassandra 5.0.9, 127.0.0.1-.4, 512 MiB heaps), RF=3, "
-        + ("all 4 up during the rolling" if args.all_up else "node 4 down before the rolling"),
+        + ("all 4 up when the rolling" if args.all_up else "node 4 down before the rolling"),
         "restart of nodes 1-3 begins, QUORUM writes and read-backs from cassandra-driver (16 threads,",
         "target 150 ops/s). Two cores shared with other work.",
         "",
