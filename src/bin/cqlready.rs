@@ -419,7 +419,8 @@ fn summary(s: &Snapshot) -> String {
                 .unwrap_or_default(),
             match (t.kept, t.resumed) {
                 (true, Some(true)) => " on a kept connection (its handshake resumed a session)",
-                (true, _) => " on a kept connection",
+                (true, Some(false)) => " on a kept connection (its handshake was a full one)",
+                (true, None) => " on a kept connection",
                 (false, Some(true)) => " (handshake resumed a session)",
                 (false, Some(false)) => " (full handshake)",
                 (false, None) => "",
