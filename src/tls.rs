@@ -296,8 +296,8 @@ impl Client {
     }
 
     /// Whether the last completed handshake resumed an earlier session
-    /// (no certificate exchange, a fraction of a full handshake's cost for
-    /// the server); `None` before the first.
+    /// (no certificate sent or signed with; Cassandra still does the key
+    /// exchange); `None` before the first.
     pub fn last_resumed(&self) -> Option<bool> {
         match self.handshake.load(Ordering::Relaxed) {
             1 => Some(false),

@@ -63,7 +63,7 @@ pub struct Tls {
     /// "TLS handshake; client certificate required".
     pub reached: Option<String>,
     /// Whether the last handshake resumed an earlier session (the server
-    /// skips the certificate and key exchange) or was a full one.
+    /// skips sending and signing with its certificate) or was a full one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resumed: Option<bool>,
     /// Whether the last check ran on a connection kept from an earlier one
