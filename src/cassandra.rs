@@ -336,8 +336,8 @@ impl Probe for NodeProbe {
     fn check(&mut self) -> Result<Option<u8>, String> {
         let result = self.check_node();
         // Cassandra keeps its clients' connections when the transport is
-        // switched off (4.0 to 5.0): after a failed check the next one
-        // opens a new connection, so a closed port is seen as closed.
+        // switched off (4.0.19 and 5.0.9 do): after a failed check the next
+        // one opens a new connection, so a closed port is seen as closed.
         if result.is_err() {
             self.cql.forget_connection();
         }
