@@ -434,16 +434,19 @@ mod tests {
         ])
     }
 
+    /// A probe of 127.0.0.1:`port` with a budget of `ms` milliseconds.
+    fn local(port: u16, ms: u64) -> Prober {
+        Prober::new(crate::cql::Target {
+            host: "127.0.0.1".into(),
+            port,
+            timeout: Duration::from_millis(ms),
+        })
+    }
+
     #[test]
     fn readiness_follows_the_mode_only_when_asked() {
         // No CQL listener on this port: the CQL part fails first.
-        let dead = || {
-            Prober::new(crate::cql::Target {
-                host: "127.0.0.1".into(),
-                port: 1,
-                timeout: Duration::from_millis(200),
-            })
-        };
+        let dead = || local(1, 200);
         let mut p = NodeProbe::new(
             dead(),
             Some(Box::new(Table(vec![row("JOINING", true)]))),
@@ -528,13 +531,8 @@ mod tests {
     #[test]
     fn a_stray_listener_is_named() {
         let (mut child, port) = holder::stray_listener();
-        let prober = Prober::new(crate::cql::Target {
-            host: "127.0.0.1".into(),
-            port,
-            timeout: Duration::from_millis(300),
-        });
         let mut p = NodeProbe::new(
-            prober,
+            local(port, 300),
             Some(Box::new(Table(vec![row("STARTING", false)]))),
             true,
             Duration::from_secs(60),
@@ -605,13 +603,8 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         drop(listener);
-        let closed = Prober::new(crate::cql::Target {
-            host: "127.0.0.1".into(),
-            port,
-            timeout: Duration::from_millis(500),
-        });
         let mut p = NodeProbe::new(
-            closed,
+            local(port, 500),
             Some(Box::new(Table(vec![row("STARTING", false)]))),
             true,
             Duration::from_secs(60),
@@ -628,13 +621,8 @@ mod tests {
 
     #[test]
     fn progress_stops_when_nothing_changes() {
-        let dead = Prober::new(crate::cql::Target {
-            host: "127.0.0.1".into(),
-            port: 1,
-            timeout: Duration::from_millis(100),
-        });
         let mut p = NodeProbe::new(
-            dead,
+            local(1, 100),
             Some(Box::new(Table(vec![row("JOINING", true)]))),
             true,
             Duration::from_millis(1),

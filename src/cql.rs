@@ -334,14 +334,7 @@ impl Prober {
             close(session);
             return None;
         }
-        let answer = talk(
-            &mut session,
-            version,
-            deadline,
-            |e, stage| client.error(e, stage),
-            || client.closed(),
-        );
-        match answer {
+        match talk_tls(&mut session, &client, version, deadline) {
             Ok(Response::Supported { options, .. }) => {
                 self.kept.0 = Some(Box::new((session, opened, version)));
                 Some(Ok(Answer { version, options }))
@@ -582,13 +575,7 @@ fn exchange(
                 Ok(s) => s,
                 Err(e) => return (Err(e), None),
             };
-            let r = talk(
-                &mut session,
-                version,
-                deadline,
-                |e, stage| client.error(e, stage),
-                || client.closed(),
-            );
+            let r = talk_tls(&mut session, client, version, deadline);
             if keep && matches!(r, Ok(Response::Supported { .. })) {
                 return (r, Some(session));
             }
@@ -630,6 +617,22 @@ impl Timed for rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
     fn socket(&self) -> &TcpStream {
         &self.sock
     }
+}
+
+/// [`talk`] on a TLS session, its errors read as the TLS client reads them.
+fn talk_tls(
+    session: &mut TlsStream,
+    client: &crate::tls::Client,
+    version: u8,
+    deadline: Instant,
+) -> Result<Response, ProbeError> {
+    talk(
+        session,
+        version,
+        deadline,
+        |e, stage| client.error(e, stage),
+        || client.closed(),
+    )
 }
 
 /// `OPTIONS` out, one response back, on an open stream.
