@@ -33,8 +33,8 @@ pub fn options(data: &[u8]) {
             );
         }
     }
-    if let Some(d) = cqlready::options::parse_duration(s) {
-        let _ = cqlready::options::format_duration(d);
+    if let Some(d) = cqlready::text::parse_duration(s) {
+        let _ = cqlready::text::format_duration(d);
     }
 }
 
@@ -54,25 +54,25 @@ pub fn yaml(data: &[u8]) {
 /// `tls::feed_server_bytes`: whatever a server sends the TLS check back,
 /// fed to a fresh rustls client session.
 pub fn tls_reply(data: &[u8]) {
-    let _ = cqlready::tls::feed_server_bytes(data);
+    let _ = cqlready::probe::tls::feed_server_bytes(data);
     // PEM files named by tls_ca/tls_cert are outside input too.
-    let _ = cqlready::tls::parse_certs(data);
+    let _ = cqlready::probe::tls::parse_certs(data);
 }
 
 /// `cql::decode`: one CQL response frame (body at most 64 KiB).
 pub fn cql_frame(data: &[u8]) {
-    let r = cqlready::cql::decode(data);
+    let r = cqlready::probe::cql::decode(data);
     if let Ok(Some(ref resp)) = r {
         // More bytes after a complete frame change nothing.
         let mut longer = data.to_vec();
         longer.extend_from_slice(b"\x85\0\0\0");
-        assert_eq!(cqlready::cql::decode(&longer), r);
+        assert_eq!(cqlready::probe::cql::decode(&longer), r);
         // Every strict prefix of a complete frame is "need more", never a
         // different answer (some cut points, to keep it linear).
         let n = data.len();
         for cut in [0, 1, 4, 8, 9, n / 2, n.saturating_sub(1)] {
             if cut < n {
-                match cqlready::cql::decode(&data[..cut]) {
+                match cqlready::probe::cql::decode(&data[..cut]) {
                     Ok(None) | Err(_) => {}
                     Ok(Some(other)) => {
                         // Possible only when the frame ends before `cut`.
@@ -147,14 +147,14 @@ pub fn socket_candidates(data: &[u8]) {
     );
 }
 
-/// `notify::sanitize` and `notify::message`: outside text can never add a
+/// `text::sanitize` and `notify::message`: outside text can never add a
 /// field to a datagram.
 pub fn notify(data: &[u8]) {
     let Ok(s) = std::str::from_utf8(data) else {
         return;
     };
-    let clean = notify::sanitize(s);
-    assert!(clean.len() <= notify::MAX_STATUS);
+    let clean = cqlready::text::sanitize(s);
+    assert!(clean.len() <= cqlready::text::MAX_TEXT);
     assert!(!clean.chars().any(char::is_control));
     assert!(clean.chars().count() <= s.chars().count());
     let m = notify::message(&[

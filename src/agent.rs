@@ -1,15 +1,15 @@
 //! What the agent does when loaded and when the VM dies, with no JVM types:
 //! discover the address, open the notifier, start the status server and the
-//! monitor thread. `jvm.rs` calls [`start`] and [`stop`]; tests can too.
+//! monitor thread. `jvm/entry.rs` calls [`start`] and [`stop`]; tests can too.
 
 use crate::agent_process;
 use crate::cassandra::{self, MBeans, NodeProbe};
-use crate::cql::{Prober, Target};
 use crate::discovery;
 use crate::monitor::{self, Pace, Probe, Shared};
 use crate::notify::Notifier;
 use crate::options::Readiness;
 use crate::options::{Options, SocketChoice};
+use crate::probe::cql::{Prober, Target};
 use crate::status::model::{Cql, Snapshot};
 use crate::status::server::{self, Server};
 use std::path::{Path, PathBuf};
@@ -132,12 +132,12 @@ fn claim(pid: u32) -> bool {
 fn discover(
     options: &Options,
     prop: &dyn Fn(&str) -> Option<String>,
-) -> (discovery::Endpoint, crate::tls::Choice) {
+) -> (discovery::Endpoint, crate::probe::tls::Choice) {
     let ep = discovery::discover(options.port, options.host.as_deref(), prop);
-    let tls = crate::tls::choose(
+    let tls = crate::probe::tls::choose(
         options.tls,
         ep.tls,
-        ep.encryption.as_ref(),
+        ep.encryption.as_ref().map(|e| e.server()).as_ref(),
         options.tls_ca.as_ref(),
         options.tls_cert.as_ref().zip(options.tls_key.as_ref()),
     );

@@ -4,8 +4,9 @@
 //! that makes one agent per process (an abstract socket and its owner), and
 //! the status server's epoll and eventfd waker.
 //!
-//! Everything here runs inside the JVM. With `jvm.rs` and `process.rs` it is
-//! one of the three modules with `unsafe` (libc calls, each with `// SAFETY:`).
+//! Everything here runs inside the JVM. With `jvm/`, `process.rs` and
+//! `netif.rs` it is one of the modules with `unsafe` (libc calls, each with
+//! `// SAFETY:`).
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};

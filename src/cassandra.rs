@@ -19,8 +19,8 @@ pub mod cluster;
 pub mod holder;
 pub mod progress;
 
-use crate::cql::Prober;
 use crate::monitor::Probe;
+use crate::probe::cql::Prober;
 use crate::status::model::{Cassandra, Snapshot};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::{Duration, Instant};
@@ -37,7 +37,7 @@ const ATTRIBUTES: [&str; 4] = [
 ];
 
 /// Reads MBean attributes as text. The agent's implementation calls into
-/// the JVM through JNI (`jvm.rs`); tests use a table.
+/// the JVM through JNI (`jvm/mbeans.rs`); tests use a table.
 pub trait MBeans: Send {
     /// The attributes of `object`, `None` where one is missing. `Err` when
     /// the object itself is absent or the JVM cannot be asked.
@@ -66,8 +66,8 @@ pub trait MBeans: Send {
 
 /// Whether to ask Cassandra, from `cassandra=auto|on|off` and the JVM's
 /// main class (`sun.java.command`): Apache Cassandra's or DSE's.
-pub fn wanted(setting: crate::options::Toggle, java_command: Option<&str>) -> bool {
-    use crate::options::Toggle;
+pub fn wanted(setting: crate::text::Toggle, java_command: Option<&str>) -> bool {
+    use crate::text::Toggle;
     match setting {
         Toggle::On => true,
         Toggle::Off => false,
@@ -83,7 +83,7 @@ pub fn view(values: &[Option<String>]) -> Cassandra {
     let get = |i: usize| values.get(i).cloned().flatten();
     let flag = |i: usize| get(i).and_then(|v| v.parse::<bool>().ok());
     Cassandra {
-        mode: get(0).map(|m| crate::notify::sanitize(&m)),
+        mode: get(0).map(|m| crate::text::sanitize(&m)),
         native_transport: flag(1),
         joined: flag(2),
         bootstrap: flag(3),
@@ -108,7 +108,7 @@ pub struct NodeProbe {
     /// Whether start-up or a drain moves, and what it is doing.
     progress: progress::Progress,
     /// The cluster view: how it is wanted, its reader, its last read.
-    cluster: crate::options::Toggle,
+    cluster: crate::text::Toggle,
     reader: cluster::Reader,
     cluster_view: Option<crate::status::cluster::ClusterView>,
     /// Whether the native transport was ever seen running.
@@ -131,7 +131,7 @@ impl NodeProbe {
             require_normal,
             last: None,
             progress: progress::Progress::new(extend),
-            cluster: crate::options::Toggle::Auto,
+            cluster: crate::text::Toggle::Auto,
             reader: cluster::Reader::default(),
             cluster_view: None,
             transport_ran: false,
@@ -141,8 +141,8 @@ impl NodeProbe {
     }
 
     /// How the cluster view is read: `auto` while asked, `on` always, `off` never.
-    pub fn with_cluster(mut self, cluster: crate::options::Toggle) -> NodeProbe {
-        if cluster == crate::options::Toggle::On {
+    pub fn with_cluster(mut self, cluster: crate::text::Toggle) -> NodeProbe {
+        if cluster == crate::text::Toggle::On {
             crate::status::cluster::always();
         }
         self.cluster = cluster;
@@ -152,8 +152,8 @@ impl NodeProbe {
     /// Reads the cluster view when it is wanted; drops it when not, so no
     /// stale view is kept.
     fn read_cluster(&mut self) {
-        use crate::options::Toggle;
         use crate::status::cluster::{self as view, ClusterView};
+        use crate::text::Toggle;
         self.cluster_view = match (self.cluster, self.mbeans.as_mut()) {
             (Toggle::Off, _) => Some(ClusterView {
                 errors: vec!["nodes: the cluster view is off (cluster=off)".into()],
@@ -180,7 +180,7 @@ impl NodeProbe {
                 c
             }
             Err(e) => Cassandra {
-                error: Some(crate::notify::sanitize(&e)),
+                error: Some(crate::text::sanitize(&e)),
                 ..Cassandra::default()
             },
         };
@@ -291,7 +291,7 @@ impl NodeProbe {
         let serving = self.last.as_ref().is_some_and(|c| {
             c.mode.as_deref() == Some("NORMAL") && c.native_transport == Some(true)
         });
-        if serving && matches!(cql, Err(crate::cql::ProbeError::ClientCertRequired)) {
+        if serving && matches!(cql, Err(crate::probe::ProbeError::ClientCertRequired)) {
             return Ok(None);
         }
         // Someone else on the port is worth naming only while Cassandra's
@@ -299,7 +299,7 @@ impl NodeProbe {
         // and only when something listens: reading the kernel's socket
         // tables costs milliseconds, and a refused connection has no holder.
         let held = match (&cql, transport) {
-            (_, Some(true)) | (Err(crate::cql::ProbeError::Refused(_)), _) => None,
+            (_, Some(true)) | (Err(crate::probe::ProbeError::Refused(_)), _) => None,
             (Err(_), _) | (Ok(_), Some(false)) => self.holder(),
             _ => None,
         };
@@ -370,7 +370,7 @@ impl Probe for NodeProbe {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::options::Toggle;
+    use crate::text::Toggle;
 
     #[test]
     fn who_is_cassandra() {
@@ -436,7 +436,7 @@ mod tests {
 
     /// A probe of 127.0.0.1:`port` with a budget of `ms` milliseconds.
     fn local(port: u16, ms: u64) -> Prober {
-        Prober::new(crate::cql::Target {
+        Prober::new(crate::probe::cql::Target {
             host: "127.0.0.1".into(),
             port,
             timeout: Duration::from_millis(ms),

@@ -218,8 +218,7 @@ pub fn parse_yaml(text: &str) -> Result<YamlView, String> {
             3 if section.protocols => {
                 if let (Value::Scalar(s, _), Some(enc)) = (node, view.client_encryption.as_mut()) {
                     if enc.accepted_protocols.len() < 16 {
-                        enc.accepted_protocols
-                            .push(crate::notify::sanitize(s.trim()));
+                        enc.accepted_protocols.push(crate::text::sanitize(s.trim()));
                     }
                 }
             }
@@ -254,7 +253,7 @@ fn port_number(key: &str, s: &str) -> Result<u16, String> {
         .ok_or_else(|| {
             format!(
                 "{key} \"{}\" is not a port number",
-                crate::notify::sanitize(s)
+                crate::text::sanitize(s)
             )
         })
 }
@@ -344,9 +343,9 @@ impl ClientEncryption {
             "enabled" => self.enabled = boolean(&s, plain),
             "optional" => self.optional = boolean(&s, plain),
             "require_client_auth" => {
-                self.require_client_auth = Some(crate::notify::sanitize(s.trim()))
+                self.require_client_auth = Some(crate::text::sanitize(s.trim()))
             }
-            "protocol" => self.protocol = Some(crate::notify::sanitize(s.trim())),
+            "protocol" => self.protocol = Some(crate::text::sanitize(s.trim())),
             _ => {}
         }
         Ok(())
@@ -363,6 +362,14 @@ impl ClientEncryption {
             return self.accepted_protocols.clone();
         }
         self.protocol.iter().cloned().collect()
+    }
+
+    /// What this asks of a TLS client, for [`crate::probe::tls::choose`].
+    pub fn server(&self) -> crate::probe::tls::Server {
+        crate::probe::tls::Server {
+            protocols: self.protocols(),
+            client_auth: self.client_auth(),
+        }
     }
 }
 
@@ -470,17 +477,14 @@ pub fn discover(
                     warnings.push(format!(
                         "cannot use {}: {}",
                         path.display(),
-                        crate::notify::sanitize(&e)
+                        crate::text::sanitize(&e)
                     ));
                     YamlView::default()
                 }
             },
             Ok(None) => YamlView::default(),
             Err(e) => {
-                warnings.push(format!(
-                    "-Dcassandra.config={}",
-                    crate::notify::sanitize(&e)
-                ));
+                warnings.push(format!("-Dcassandra.config={}", crate::text::sanitize(&e)));
                 YamlView::default()
             }
         }
@@ -494,7 +498,7 @@ pub fn discover(
             _ => {
                 warnings.push(format!(
                     "-Dcassandra.native_transport_port={} is not a port number; ignored",
-                    crate::notify::sanitize(&v)
+                    crate::text::sanitize(&v)
                 ));
                 yaml_or_default(&view)
             }
@@ -518,8 +522,8 @@ pub fn discover(
                 };
                 warnings.push(format!(
                     "rpc_interface {}: {}; probing {DEFAULT_HOST}",
-                    crate::notify::sanitize(i),
-                    crate::notify::sanitize(&why)
+                    crate::text::sanitize(i),
+                    crate::text::sanitize(&why)
                 ));
                 (DEFAULT_HOST.to_string(), Source::Default)
             }
@@ -712,7 +716,7 @@ mod tests {
             &props(&[("cassandra.config", &y.display().to_string())]),
         );
         assert_eq!((e.host.as_str(), e.host_source), ("::1", Source::Yaml));
-        let t = crate::cql::Target {
+        let t = crate::probe::cql::Target {
             host: e.host.clone(),
             port: e.port,
             timeout: std::time::Duration::from_millis(50),

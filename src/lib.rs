@@ -9,7 +9,6 @@ pub mod agent;
 pub mod agent_process;
 pub mod attach;
 pub mod cassandra;
-pub mod cql;
 pub mod discovery;
 pub mod jvm;
 pub mod log;
@@ -17,9 +16,10 @@ pub mod monitor;
 pub mod netif;
 pub mod notify;
 pub mod options;
+pub mod probe;
 pub mod process;
 pub mod status;
-pub mod tls;
+pub mod text;
 
 /// One version string for the library, the command and the shim jar.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

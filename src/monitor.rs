@@ -192,7 +192,7 @@ pub fn tell(
                 _ => {}
             }
             if let Field::Status(text) = f {
-                s.notify.last_status = Some(crate::notify::sanitize(text));
+                s.notify.last_status = Some(crate::text::sanitize(text));
             }
         }
         if result.is_err() {

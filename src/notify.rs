@@ -7,6 +7,7 @@
 //! a thread of the JVM, it does. Sends never block: the socket is non-blocking
 //! and a full or missing receiver is an error to count, not to wait on.
 
+use crate::text::sanitize;
 use std::io;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,22 +31,6 @@ pub enum Field<'a> {
     /// to N microseconds from now, so a long start that makes progress can
     /// keep a finite `TimeoutStartSec=`.
     ExtendTimeout(Duration),
-}
-
-/// The longest STATUS text sent; `systemctl status` shows one line anyway.
-pub const MAX_STATUS: usize = 400;
-
-/// Makes outside text safe for a `STATUS=` line: control characters become
-/// spaces and the length is capped on a character boundary.
-pub fn sanitize(text: &str) -> String {
-    let mut out = String::with_capacity(text.len().min(MAX_STATUS));
-    for c in text.chars() {
-        if out.len() + c.len_utf8() > MAX_STATUS {
-            break;
-        }
-        out.push(if c.is_control() { ' ' } else { c });
-    }
-    out
 }
 
 /// The datagram for `fields`, one `KEY=value` line each.
@@ -220,9 +205,9 @@ pub fn watchdog_margin(timeout: Duration, check: Duration, ping: Duration) -> Op
         format!(
             "timeout={} plus check={} is not well inside WatchdogSec={}: a slow check could \
              hold WATCHDOG=1 back until systemd restarts the node; lower them or raise WatchdogSec=",
-            crate::options::format_duration(timeout),
-            crate::options::format_duration(check),
-            crate::options::format_duration(limit)
+            crate::text::format_duration(timeout),
+            crate::text::format_duration(check),
+            crate::text::format_duration(limit)
         )
     })
 }
@@ -268,8 +253,6 @@ mod tests {
         let m = message(&[Field::Status("boom\nREADY=1\r\nWATCHDOG=1\0x")]);
         assert_eq!(m, "STATUS=boom READY=1  WATCHDOG=1 x\n");
         assert_eq!(m.lines().count(), 1);
-        let long = "é".repeat(1000);
-        assert_eq!(sanitize(&long).len(), MAX_STATUS);
     }
 
     #[test]

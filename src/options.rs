@@ -8,6 +8,7 @@
 //! defaults from the table ([`default_of`]).
 
 use crate::log::Level;
+use crate::text::{format_duration, parse_duration, Toggle};
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -20,14 +21,6 @@ pub enum SocketChoice {
     /// No status socket at all.
     Disabled,
     Path(PathBuf),
-}
-
-/// `auto`, `on` or `off`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Toggle {
-    Auto,
-    On,
-    Off,
 }
 
 /// What "ready" means.
@@ -61,10 +54,10 @@ pub struct Options {
     /// says), on or off.
     pub tls: Toggle,
     /// Verify the server's certificate against these CAs.
-    pub tls_ca: Option<crate::tls::Certs>,
+    pub tls_ca: Option<crate::probe::tls::Certs>,
     /// The client certificate chain and its key, for require_client_auth.
-    pub tls_cert: Option<crate::tls::Certs>,
-    pub tls_key: Option<crate::tls::Key>,
+    pub tls_cert: Option<crate::probe::tls::Certs>,
+    pub tls_key: Option<crate::probe::tls::Key>,
     /// Over TLS: how long a connection is kept for later checks.
     pub tls_keep: Duration,
     /// The cluster view: auto reads it while someone asked within a minute.
@@ -243,7 +236,7 @@ pub const KEYS: &[Key] = &[
         default: "none",
         help: "a PEM file of CAs the server's certificate must chain to; none: the certificate is not verified",
         set: |o, v| {
-            o.tls_ca = pem(v, crate::tls::read_certs)?;
+            o.tls_ca = pem(v, crate::probe::tls::read_certs)?;
             Ok(())
         },
     },
@@ -252,7 +245,7 @@ pub const KEYS: &[Key] = &[
         default: "none",
         help: "a PEM client certificate (chain) to present when Cassandra requires client auth; needs tls_key",
         set: |o, v| {
-            o.tls_cert = pem(v, crate::tls::read_certs)?;
+            o.tls_cert = pem(v, crate::probe::tls::read_certs)?;
             Ok(())
         },
     },
@@ -261,7 +254,7 @@ pub const KEYS: &[Key] = &[
         default: "none",
         help: "the PEM private key of tls_cert",
         set: |o, v| {
-            o.tls_key = pem(v, crate::tls::read_key)?;
+            o.tls_key = pem(v, crate::probe::tls::read_key)?;
             Ok(())
         },
     },
@@ -319,7 +312,7 @@ fn pem<T>(v: &str, read: fn(&str) -> Result<T, String>) -> Result<Option<T>, Str
     // The error names the file: outside text, so sanitised like any echo.
     read(v)
         .map(Some)
-        .map_err(|e| format!("a readable PEM file: {}", crate::notify::sanitize(&e)))
+        .map_err(|e| format!("a readable PEM file: {}", crate::text::sanitize(&e)))
 }
 
 /// A bad option string: names the key or value and says what is valid.
@@ -444,39 +437,6 @@ fn duration_in(v: &str, min: Duration, max: Duration) -> Result<Duration, String
     }
 }
 
-/// `1500us`, `20ms`, `1.5s`, `2m`, `1h`. A unit is required.
-pub fn parse_duration(v: &str) -> Option<Duration> {
-    let split = v.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
-    let (number, unit) = v.split_at(split);
-    if number.is_empty() || number.len() > 12 || number.starts_with('.') {
-        return None;
-    }
-    let n: f64 = number.parse().ok()?;
-    let secs = match unit {
-        "us" => n / 1e6,
-        "ms" => n / 1e3,
-        "s" => n,
-        "m" | "min" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return None,
-    };
-    Duration::try_from_secs_f64(secs).ok()
-}
-
-/// The inverse of [`parse_duration`] for display: `100ms`, `2s`, `1.5s`.
-pub fn format_duration(d: Duration) -> String {
-    let us = d.as_micros();
-    if us % 1_000_000 == 0 {
-        format!("{}s", us / 1_000_000)
-    } else if us >= 1_000_000 {
-        format!("{}s", d.as_secs_f64())
-    } else if us % 1000 == 0 {
-        format!("{}ms", us / 1000)
-    } else {
-        format!("{us}us")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -565,32 +525,5 @@ mod tests {
             let row = format!("| `{}` | `{}` |", key.name, key.default);
             assert!(readme.contains(&row), "README's options table lacks {row}");
         }
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("20ms"), Some(Duration::from_millis(20)));
-        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("1m"), Some(Duration::from_secs(60)));
-        assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));
-        assert_eq!(parse_duration("250us"), Some(Duration::from_micros(250)));
-        for bad in [
-            "",
-            "s",
-            "ms",
-            ".5s",
-            "1..2s",
-            "1e3s",
-            "-1s",
-            "10",
-            "1 s",
-            "99999999999999s",
-        ] {
-            assert_eq!(parse_duration(bad), None, "{bad}");
-        }
-        assert_eq!(format_duration(Duration::from_millis(100)), "100ms");
-        assert_eq!(format_duration(Duration::from_secs(2)), "2s");
-        assert_eq!(format_duration(Duration::from_millis(1500)), "1.5s");
-        assert_eq!(format_duration(Duration::from_micros(1500)), "1500us");
     }
 }

@@ -5,10 +5,11 @@
 //! the fuzz targets' own invariants. A future fuzz crash goes to both: the
 //! reproducer there, its expected behaviour here.
 
-use cqlready::cql::decode;
 use cqlready::discovery::{config_path, parse_yaml};
-use cqlready::options::{parse_duration, Options};
+use cqlready::options::Options;
+use cqlready::probe::cql::decode;
 use cqlready::status::server::parse_request;
+use cqlready::text::parse_duration;
 
 fn frame_header(version: u8, len: i32) -> Vec<u8> {
     let mut f = vec![0x80 | version, 0, 0, 0x2a, 0x06];

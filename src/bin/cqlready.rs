@@ -3,13 +3,14 @@
 //! Thin: every piece of work is the library's, shared with the agent.
 
 use clap::{Args, Parser, Subcommand};
-use cqlready::cql::{self, Prober, Target};
 use cqlready::monitor::{self, Ended, Pace, Probe, Shared};
 use cqlready::notify::Notifier;
-use cqlready::options::{default_of, format_duration, parse_duration, Options};
+use cqlready::options::{default_of, Options};
+use cqlready::probe::cql::{self, Prober, Target};
 use cqlready::status::client::{self, ClientError};
 use cqlready::status::cluster::Cl;
 use cqlready::status::model::{Cql, Snapshot, State};
+use cqlready::text::{format_duration, parse_duration};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -217,28 +218,28 @@ struct TlsArgs {
 
 impl TlsArgs {
     /// The same choice the agent makes from its options.
-    fn choose(&self) -> Result<cqlready::tls::Choice, String> {
-        use cqlready::options::Toggle;
+    fn choose(&self) -> Result<cqlready::probe::tls::Choice, String> {
+        use cqlready::text::Toggle;
         let ca = self
             .tls_ca
             .as_deref()
-            .map(cqlready::tls::read_certs)
+            .map(cqlready::probe::tls::read_certs)
             .transpose()
             .map_err(|e| format!("--tls-ca: {e}"))?;
         let cert = self
             .tls_cert
             .as_deref()
-            .map(cqlready::tls::read_certs)
+            .map(cqlready::probe::tls::read_certs)
             .transpose()
             .map_err(|e| format!("--tls-cert: {e}"))?;
         let key = self
             .tls_key
             .as_deref()
-            .map(cqlready::tls::read_key)
+            .map(cqlready::probe::tls::read_key)
             .transpose()
             .map_err(|e| format!("--tls-key: {e}"))?;
         let mode = if self.tls { Toggle::On } else { Toggle::Off };
-        let choice = cqlready::tls::choose(
+        let choice = cqlready::probe::tls::choose(
             mode,
             (false, "option"),
             None,

@@ -81,7 +81,7 @@ pub fn endpoint_states(text: &str) -> Vec<Gossip> {
             Some((v, value)) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => value,
             _ => rest,
         };
-        let value = crate::notify::sanitize(value.trim());
+        let value = crate::text::sanitize(value.trim());
         match key {
             "DC" => g.dc = Some(value),
             "RACK" => g.rack = Some(value),
@@ -103,7 +103,7 @@ pub fn list(text: &str) -> Result<Vec<String>, String> {
         .trim()
         .strip_prefix('[')
         .and_then(|t| t.strip_suffix(']'))
-        .ok_or_else(|| format!("not a list: {}", crate::notify::sanitize(short(text))))?;
+        .ok_or_else(|| format!("not a list: {}", crate::text::sanitize(short(text))))?;
     Ok(inner
         .split(',')
         .map(str::trim)
@@ -118,14 +118,14 @@ pub fn map(text: &str) -> Result<Vec<(String, String)>, String> {
         .trim()
         .strip_prefix('{')
         .and_then(|t| t.strip_suffix('}'))
-        .ok_or_else(|| format!("not a map: {}", crate::notify::sanitize(short(text))))?;
+        .ok_or_else(|| format!("not a map: {}", crate::text::sanitize(short(text))))?;
     inner
         .split(", ")
         .filter(|s| !s.trim().is_empty())
         .map(|kv| {
             kv.split_once('=')
                 .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-                .ok_or_else(|| format!("not a map entry: {}", crate::notify::sanitize(short(kv))))
+                .ok_or_else(|| format!("not a map entry: {}", crate::text::sanitize(short(kv))))
         })
         .collect()
 }
@@ -177,7 +177,7 @@ pub fn range_map(text: &str, names: &mut Names) -> Result<Vec<Range>, String> {
     let bad = |at: &str| {
         format!(
             "not a range map near \"{}\"",
-            crate::notify::sanitize(short(at))
+            crate::text::sanitize(short(at))
         )
     };
     let mut rest = text
@@ -528,7 +528,7 @@ impl Reader {
             Err(e) => {
                 errors.push(format!(
                     "nodes: AllEndpointStates: {}",
-                    crate::notify::sanitize(&e)
+                    crate::text::sanitize(&e)
                 ));
                 Vec::new()
             }
@@ -553,12 +553,12 @@ impl Reader {
                         }
                     }
                     Err(e2) => {
-                        errors.push(format!("nodes: {attr}: {}", crate::notify::sanitize(&e2)))
+                        errors.push(format!("nodes: {attr}: {}", crate::text::sanitize(&e2)))
                     }
                 };
                 fallback("LiveNodes", true);
                 fallback("UnreachableNodes", false);
-                errors.push(format!("SimpleStates: {}", crate::notify::sanitize(&e)));
+                errors.push(format!("SimpleStates: {}", crate::text::sanitize(&e)));
             }
         }
         // The host ID never changes while the JVM runs: read until known.
@@ -568,7 +568,7 @@ impl Reader {
         let mut read_list = |attr: &str, t: Result<String, String>| match t.and_then(|t| list(&t)) {
             Ok(l) => Some(l.iter().map(|a| address(a)).collect()),
             Err(e) => {
-                errors.push(format!("{attr}: {}", crate::notify::sanitize(&e)));
+                errors.push(format!("{attr}: {}", crate::text::sanitize(&e)));
                 None
             }
         };
@@ -669,7 +669,7 @@ impl Reader {
         let keyspaces = match keyspaces.and_then(|t| list(&t)) {
             Ok(k) => k.into_iter().filter(|k| counted(k)).collect::<Vec<_>>(),
             Err(e) => {
-                errors.push(format!("keyspaces: {}", crate::notify::sanitize(&e)));
+                errors.push(format!("keyspaces: {}", crate::text::sanitize(&e)));
                 self.keyspaces.clear();
                 self.ranges_at = None;
                 return;
@@ -696,8 +696,8 @@ impl Reader {
                             Ok(r)
                         }
                     })
-                    .map_err(|e| crate::notify::sanitize(&e));
-                (crate::notify::sanitize(ks), ranges)
+                    .map_err(|e| crate::text::sanitize(&e));
+                (crate::text::sanitize(ks), ranges)
             })
             .collect();
         self.ranges_key = key;

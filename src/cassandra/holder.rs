@@ -101,7 +101,7 @@ pub fn owner(proc: &Path, inode: u64) -> Option<(u32, Option<String>)> {
         if has {
             let name = std::fs::read_to_string(entry.path().join("comm"))
                 .ok()
-                .map(|n| crate::notify::sanitize(n.trim()));
+                .map(|n| crate::text::sanitize(n.trim()));
             return Some((pid, name));
         }
     }

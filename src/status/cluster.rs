@@ -56,7 +56,7 @@ impl Cl {
             .ok_or_else(|| {
                 format!(
                     "consistency level \"{}\" is not one of {}",
-                    crate::notify::sanitize(v),
+                    crate::text::sanitize(v),
                     Cl::ACCEPTED
                 )
             })
@@ -239,7 +239,7 @@ fn pairs(query: Option<&str>) -> Result<Vec<(&str, &str)>, String> {
         .filter(|p| !p.is_empty())
         .map(|p| {
             p.split_once('=')
-                .ok_or_else(|| format!("\"{}\" is not key=value", crate::notify::sanitize(p)))
+                .ok_or_else(|| format!("\"{}\" is not key=value", crate::text::sanitize(p)))
         })
         .collect()
 }
@@ -279,18 +279,18 @@ fn parse_query(what: What, query: Option<&str>) -> Result<Query, String> {
             (What::Ready, "scope") => {
                 return Err(format!(
                     "scope=\"{}\" is not one of node, cluster",
-                    crate::notify::sanitize(v)
+                    crate::text::sanitize(v)
                 ))
             }
             (What::Ready, "wait") => {
-                let d = crate::options::parse_duration(v)
+                let d = crate::text::parse_duration(v)
                     .ok_or("wait= takes a duration like 500ms or 30s")?;
                 q.wait = Some(d.min(crate::status::routes::MAX_WAIT));
             }
             _ => {
                 return Err(format!(
                     "unknown query parameter \"{}\"; accepted: {accepted}",
-                    crate::notify::sanitize(k)
+                    crate::text::sanitize(k)
                 ))
             }
         }

@@ -220,7 +220,7 @@ fn ready(params: &Params<'_>, snap: &Snapshot) -> Result<Reply, String> {
     let wait = match params.get("wait") {
         None => None,
         Some(v) => Some(
-            crate::options::parse_duration(v)
+            crate::text::parse_duration(v)
                 .ok_or("wait= takes a duration like 500ms or 30s")?
                 .min(MAX_WAIT),
         ),

@@ -15,10 +15,10 @@
 //! With `require_client_auth: true` the agent presents `tls_cert`/`tls_key`
 //! when given. Without them, a server that completes its half of the
 //! handshake and then asks for a client certificate is
-//! [`ProbeError::ClientCertRequired`](crate::cql::ProbeError): CQL is served
+//! [`ProbeError::ClientCertRequired`](crate::probe::ProbeError): CQL is served
 //! over TLS, the check just cannot go further.
 
-use crate::cql::ProbeError;
+use crate::probe::ProbeError;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
 use rustls::crypto::CryptoProvider;
@@ -27,6 +27,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::sign::CertifiedKey;
 use rustls::{CertificateError, ClientConfig, ClientConnection, DigitallySignedStruct};
 use rustls::{HandshakeKind, RootCertStore, SignatureScheme};
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -203,7 +204,7 @@ fn versions(
     if out.is_empty() {
         return Err(format!(
             "Cassandra accepts only {}; the check speaks TLSv1.2 and TLSv1.3",
-            crate::notify::sanitize(&protocols.join(", "))
+            crate::text::sanitize(&protocols.join(", "))
         ));
     }
     Ok(out)
@@ -280,7 +281,7 @@ impl Client {
             .map_err(|e| ProbeError::Tls(e.to_string()))?;
         let mut stream = rustls::StreamOwned::new(conn, tcp);
         while stream.conn.is_handshaking() {
-            let left = crate::cql::remaining(deadline, "in the TLS handshake")?;
+            let left = crate::probe::remaining(deadline, "in the TLS handshake")?;
             let _ = stream.sock.set_read_timeout(Some(left));
             let _ = stream.sock.set_write_timeout(Some(left));
             if let Err(e) = stream.conn.complete_io(&mut stream.sock) {
@@ -472,29 +473,61 @@ impl ResolvesClientCert for Identity {
     }
 }
 
+/// How the check speaks TLS.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Info {
+    /// Why TLS: "option", or what in cassandra.yaml asks for it.
+    pub why: String,
+    /// The CA file the server's certificate must chain to; `None`: not verified.
+    pub ca: Option<String>,
+    /// Whether the check presents a client certificate.
+    pub client_cert: bool,
+    /// How far the last check got: "SUPPORTED over TLS", or
+    /// "TLS handshake; client certificate required".
+    pub reached: Option<String>,
+    /// Whether the last handshake resumed an earlier session (the server
+    /// skips sending and signing with its certificate) or was a full one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumed: Option<bool>,
+    /// Whether the last check ran on a connection kept from an earlier one
+    /// (`tls_keep`).
+    #[serde(default)]
+    pub kept: bool,
+}
+
 /// The TLS side of the check, decided once from `tls=` (or the command's
 /// `--tls`) and cassandra.yaml: the agent and the command share it.
 pub struct Choice {
     /// `None`: plaintext.
     pub client: Option<Client>,
     /// For `/status`.
-    pub info: Option<crate::status::model::Tls>,
+    pub info: Option<Info>,
     /// What the STATUS= lines call the check: "CQL", "CQL over TLS", ...
     pub subject: String,
     /// One line each, for the log.
     pub warnings: Vec<String>,
 }
 
+/// What the server asks of a TLS client, as its configuration says: the
+/// versions it accepts (empty: any) and whether it requires a client
+/// certificate.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Server {
+    pub protocols: Vec<String>,
+    pub client_auth: bool,
+}
+
 /// Decides whether and how to speak TLS. `yaml` is the yaml's verdict for
-/// the probed port ([`YamlView::tls_on`](crate::discovery::YamlView::tls_on)).
+/// the probed port and where it comes from; `server` what the yaml asks of
+/// clients, when it says.
 pub fn choose(
-    mode: crate::options::Toggle,
+    mode: crate::text::Toggle,
     yaml: (bool, &'static str),
-    encryption: Option<&crate::discovery::ClientEncryption>,
+    server: Option<&Server>,
     ca: Option<&Certs>,
     identity: Option<(&Certs, &Key)>,
 ) -> Choice {
-    use crate::options::Toggle;
+    use crate::text::Toggle;
     let (on, why) = match mode {
         Toggle::On => (true, "option"),
         Toggle::Off => (false, "option"),
@@ -512,7 +545,7 @@ pub fn choose(
     let mut settings = Settings {
         ca: ca.cloned(),
         identity: identity.map(|(c, k)| (c.clone(), k.clone())),
-        protocols: encryption.map(|e| e.protocols()).unwrap_or_default(),
+        protocols: server.map(|e| e.protocols.clone()).unwrap_or_default(),
     };
     let client = match Client::new(&settings) {
         Ok(c) => Some(c),
@@ -528,7 +561,7 @@ pub fn choose(
             }
         }
     };
-    let client_auth = encryption.is_some_and(|e| e.client_auth());
+    let client_auth = server.is_some_and(|e| e.client_auth);
     let subject = if client_auth && identity.is_none() {
         warnings.push(
             "Cassandra requires client certificates (require_client_auth) and no tls_cert is given: \
@@ -541,7 +574,7 @@ pub fn choose(
     };
     Choice {
         client,
-        info: Some(crate::status::model::Tls {
+        info: Some(Info {
             why: why.into(),
             ca: ca.map(|c| c.path.display().to_string()),
             client_cert: identity.is_some(),

@@ -10,6 +10,7 @@
 //! `version flags stream:i16 opcode length:i32`; v1 and v2 an 8-byte one
 //! with a one-byte stream. Before `STARTUP`, v5 uses the same legacy framing.
 
+use super::{remaining, ProbeError};
 use std::fmt;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
@@ -63,48 +64,6 @@ pub enum Response {
         code: i32,
         message: String,
     },
-}
-
-/// Why a probe did not count as CQL answering.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ProbeError {
-    Resolve(String),
-    Connect(String),
-    /// Nothing listens on the address and port.
-    Refused(String),
-    Io(String),
-    Timeout(&'static str),
-    Closed,
-    /// Bytes that are not a CQL response frame.
-    Malformed(String),
-    /// A well-formed CQL error or an unexpected frame.
-    Server(String),
-    /// TLS was expected and the server did not speak it.
-    NotTls(String),
-    /// The TLS session failed: a certificate that did not verify, an alert.
-    Tls(String),
-    /// The server finished its half of the TLS handshake and then wanted a
-    /// client certificate the check did not have: CQL is served over TLS.
-    ClientCertRequired,
-}
-
-impl fmt::Display for ProbeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ProbeError::Resolve(e) => write!(f, "cannot resolve host: {e}"),
-            ProbeError::Connect(e) | ProbeError::Refused(e) => write!(f, "connect: {e}"),
-            ProbeError::Io(e) => write!(f, "i/o: {e}"),
-            ProbeError::Timeout(stage) => write!(f, "timed out {stage}"),
-            ProbeError::Closed => f.write_str("connection closed before a CQL response"),
-            ProbeError::Malformed(e) => write!(f, "not a CQL response: {e}"),
-            ProbeError::Server(e) => write!(f, "server answered {e}"),
-            ProbeError::NotTls(e) => write!(f, "the server did not speak TLS ({e})"),
-            ProbeError::Tls(e) => write!(f, "TLS: {e}"),
-            ProbeError::ClientCertRequired => f.write_str(
-                "CQL serving TLS, client certificate required (give tls_cert and tls_key, or --tls-cert and --tls-key)",
-            ),
-        }
-    }
 }
 
 /// A cursor over a frame body with the protocol's primitive types.
@@ -236,7 +195,7 @@ pub struct Prober {
     pub target: Target,
     pub version: u8,
     /// Speak TLS (and with what settings), or plaintext.
-    pub tls: Option<Arc<crate::tls::Client>>,
+    pub tls: Option<Arc<crate::probe::tls::Client>>,
     /// Over TLS: how far the last check got.
     pub reached: Option<&'static str>,
     /// Over TLS: how long a connection that answered is kept for later
@@ -294,7 +253,7 @@ impl Prober {
     }
 
     /// The same probe over TLS.
-    pub fn with_tls(target: Target, tls: Option<crate::tls::Client>) -> Self {
+    pub fn with_tls(target: Target, tls: Option<crate::probe::tls::Client>) -> Self {
         Prober {
             tls: tls.map(Arc::new),
             ..Prober::new(target)
@@ -408,15 +367,6 @@ impl Prober {
                 }
             }
         }
-    }
-}
-
-pub(crate) fn remaining(deadline: Instant, stage: &'static str) -> Result<Duration, ProbeError> {
-    let left = deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() {
-        Err(ProbeError::Timeout(stage))
-    } else {
-        Ok(left)
     }
 }
 
@@ -551,7 +501,7 @@ pub fn tcp_check(target: &Target) -> Result<(), ProbeError> {
 fn exchange(
     target: &Target,
     addrs: &[SocketAddr],
-    tls: Option<&crate::tls::Client>,
+    tls: Option<&crate::probe::tls::Client>,
     version: u8,
     deadline: Instant,
     keep: bool,
@@ -622,7 +572,7 @@ impl Timed for rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
 /// [`talk`] on a TLS session, its errors read as the TLS client reads them.
 fn talk_tls(
     session: &mut TlsStream,
-    client: &crate::tls::Client,
+    client: &crate::probe::tls::Client,
     version: u8,
     deadline: Instant,
 ) -> Result<Response, ProbeError> {
