@@ -226,10 +226,10 @@ impl Client {
 /// most one well-formed answer; once every deadline has passed the table is
 /// empty.
 pub fn status_connections(data: &[u8]) {
+    use cqlready::status::event_loop::Access;
     use cqlready::status::event_loop::{EventLoop, PhaseKind, IO_TIMEOUT};
     use cqlready::status::model::{Cql, Snapshot, State};
     use cqlready::status::routes::MAX_WAIT;
-    use cqlready::status::server::Access;
     use cqlready::status::store::Shared;
     use std::os::linux::net::SocketAddrExt;
     use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};

@@ -10,6 +10,7 @@ use crate::notify::Notifier;
 use crate::options::Readiness;
 use crate::options::{Options, SocketChoice};
 use crate::probe::cql::{Prober, Target};
+use crate::status::event_loop;
 use crate::status::model::{Cql, Snapshot};
 use crate::status::server::{self, Server};
 use std::path::{Path, PathBuf};
@@ -97,14 +98,14 @@ pub fn start(
 }
 
 /// Who may use the status socket: the JVM's user, root and `group=`.
-fn access(options: &Options) -> Result<server::Access, String> {
+fn access(options: &Options) -> Result<event_loop::Access, String> {
     let group = match &options.group {
         None => None,
         Some(name) => Some(agent_process::group_id(name).ok_or_else(|| {
             format!("invalid value \"{name}\" for option \"group\": no such group in /etc/group")
         })?),
     };
-    Ok(server::Access {
+    Ok(event_loop::Access {
         owner: crate::process::euid(),
         group,
     })
@@ -198,7 +199,7 @@ fn first_snapshot(
 fn serve(
     path: &Path,
     private: bool,
-    access: server::Access,
+    access: event_loop::Access,
     shared: &Arc<Shared>,
 ) -> Option<Server> {
     match Server::start(path, private, access, shared.clone()) {

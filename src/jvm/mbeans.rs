@@ -40,7 +40,7 @@ fn report_lookups() {
 /// One thread's JNI calls. Not `Send` (it holds the thread's raw `JNIEnv`).
 /// The flag stops describing an exception from recursing into another one.
 pub(crate) struct Jni {
-    env: *mut JNIEnv,
+    pub(super) env: *mut JNIEnv,
     describing: Cell<bool>,
 }
 
@@ -81,7 +81,7 @@ impl Jni {
         }
     }
 
-    fn t(&self) -> &JNINativeInterface_ {
+    pub(super) fn t(&self) -> &JNINativeInterface_ {
         // SAFETY: per `new`'s contract `env` is a live JNIEnv: a pointer to
         // the JVM's function table, which lives as long as the VM.
         unsafe { &**self.env }
@@ -361,7 +361,7 @@ impl Jni {
     }
 
     /// `server.getAttribute(new ObjectName(object), a)` for each a.
-    fn attributes(
+    pub(super) fn attributes(
         &self,
         ids: &Ids,
         object: &str,
@@ -382,7 +382,7 @@ impl Jni {
     }
 
     /// `server.invoke(new ObjectName(object), operation, args, {"java.lang.String", ...})`.
-    fn invoke(
+    pub(super) fn invoke(
         &self,
         ids: &Ids,
         object: &str,
@@ -408,7 +408,7 @@ impl Jni {
     }
 
     /// Runs `f` inside a local frame of `capacity` references, with the IDs.
-    fn run<T>(
+    pub(super) fn run<T>(
         &self,
         capacity: usize,
         f: impl FnOnce(&Jni, &Ids) -> Result<T, String>,
@@ -422,7 +422,7 @@ impl Jni {
 
 /// What every read uses, looked up once per JVM. Classes and the server are
 /// global references (never deleted: they live as long as the VM).
-struct Ids {
+pub(super) struct Ids {
     server: jobject,
     object: jclass,
     string: jclass,
@@ -556,7 +556,7 @@ impl JniMBeans {
 
 /// Local references a read may hold: the name, and per value its name,
 /// its object and its text.
-fn capacity(values: usize) -> usize {
+pub(super) fn capacity(values: usize) -> usize {
     8 + 3 * values
 }
 
@@ -580,104 +580,5 @@ impl MBeans for JniMBeans {
 
     fn thread_attached(&self) -> bool {
         !THREAD_ENV.with(Cell::get).is_null()
-    }
-}
-
-/// Native methods of the test fixture (`tests/fixtures/CqlFixture.java`),
-/// in debug builds only: the same reads, from a Java thread, so tests can
-/// drive `invoke` and see the lookup count in a real JVM.
-#[cfg(debug_assertions)]
-mod fixture {
-    use super::*;
-
-    /// "ok:TEXT", "none" or "err:TEXT", as a Java string (null if even that fails).
-    fn answer(jni: &Jni, r: Result<Option<String>, String>) -> jstring {
-        let text = match r {
-            Ok(Some(t)) => format!("ok:{t}"),
-            Ok(None) => "none".into(),
-            Err(e) => format!("err:{e}"),
-        };
-        jni.new_string(&text).unwrap_or(std::ptr::null_mut())
-    }
-
-    fn strings(jni: &Jni, array: jobjectArray) -> Result<Vec<String>, String> {
-        let (len, get) = (
-            fun!(jni.t(), GetArrayLength),
-            fun!(jni.t(), GetObjectArrayElement),
-        );
-        // SAFETY: GetArrayLength on the String[] the fixture passed.
-        let n = unsafe { len(jni.env, array) };
-        (0..n)
-            .map(|i| {
-                // SAFETY: `i` is within the array.
-                let s = unsafe { get(jni.env, array, i) };
-                jni.read_string(s)
-            })
-            .collect()
-    }
-
-    /// `static native String invoke(String object, String op, String[] args)`.
-    ///
-    /// # Safety
-    /// Called by the JVM with the calling thread's live JNIEnv.
-    #[no_mangle]
-    pub unsafe extern "system" fn Java_CqlFixture_invoke(
-        env: *mut JNIEnv,
-        _class: jclass,
-        object: jstring,
-        op: jstring,
-        args: jobjectArray,
-    ) -> jstring {
-        crate::fence("CqlFixture.invoke", || {
-            // SAFETY: the JVM passed this thread's env; `jni` stays here.
-            let jni = unsafe { Jni::new(env) };
-            let r = (|| {
-                let (object, op) = (jni.read_string(object)?, jni.read_string(op)?);
-                let args = strings(&jni, args)?;
-                let args: Vec<&str> = args.iter().map(String::as_str).collect();
-                jni.run(capacity(args.len()), |jni, ids| {
-                    jni.invoke(ids, &object, &op, &args)
-                })
-            })();
-            answer(&jni, r)
-        })
-        .unwrap_or(std::ptr::null_mut())
-    }
-
-    /// `static native String attribute(String object, String attribute)`.
-    ///
-    /// # Safety
-    /// Called by the JVM with the calling thread's live JNIEnv.
-    #[no_mangle]
-    pub unsafe extern "system" fn Java_CqlFixture_attribute(
-        env: *mut JNIEnv,
-        _class: jclass,
-        object: jstring,
-        attr: jstring,
-    ) -> jstring {
-        crate::fence("CqlFixture.attribute", || {
-            // SAFETY: the JVM passed this thread's env; `jni` stays here.
-            let jni = unsafe { Jni::new(env) };
-            let r = (|| {
-                let (object, attr) = (jni.read_string(object)?, jni.read_string(attr)?);
-                jni.run(capacity(1), |jni, ids| {
-                    jni.attributes(ids, &object, &[&attr])
-                })
-            })();
-            answer(&jni, r.map(|v| v.into_iter().next().flatten()))
-        })
-        .unwrap_or(std::ptr::null_mut())
-    }
-
-    /// `static native long lookups()`.
-    ///
-    /// # Safety
-    /// Called by the JVM.
-    #[no_mangle]
-    pub unsafe extern "system" fn Java_CqlFixture_lookups(
-        _env: *mut JNIEnv,
-        _class: jclass,
-    ) -> i64 {
-        i64::try_from(lookups()).unwrap_or(i64::MAX)
     }
 }

@@ -28,6 +28,8 @@ pub use jni_sys::{
 };
 
 pub mod entry;
+#[cfg(debug_assertions)]
+pub mod fixture;
 pub mod mbeans;
 
 pub use mbeans::JniMBeans;

@@ -23,7 +23,6 @@ use crate::agent_process::{self, Epoll, EventFd, HANGUP, READABLE, WRITABLE};
 use crate::status::cluster::{self, Query as ClusterQuery};
 use crate::status::model::Snapshot;
 use crate::status::routes::{self, Answer, Reply, MAX_REQUEST};
-use crate::status::server::Access;
 use crate::status::store::Shared;
 use std::collections::BTreeMap;
 use std::io::{self, Read};
@@ -131,6 +130,39 @@ struct Conn {
 enum Next {
     Keep(Conn),
     Close,
+}
+
+/// Who may use the socket besides root: the JVM's user, and the members of
+/// an optional group. Checked on every connection with SO_PEERCRED and
+/// SO_PEERGROUPS, on top of the file's mode 0660 and its directory's mode.
+#[derive(Debug, Clone, Copy)]
+pub struct Access {
+    pub owner: u32,
+    pub group: Option<u32>,
+}
+
+impl Access {
+    /// Whether the peer (uid, primary gid, supplementary groups) may ask.
+    /// `groups` is only called when the answer depends on it.
+    pub fn allows(&self, uid: u32, gid: u32, groups: impl FnOnce() -> Vec<u32>) -> bool {
+        uid == 0
+            || uid == self.owner
+            || self
+                .group
+                .is_some_and(|g| gid == g || groups().contains(&g))
+    }
+
+    /// The check on a connected socket: the kernel's record of its peer.
+    /// `Err` carries the peer's (uid, pid) for the log.
+    pub fn check(&self, stream: &UnixStream) -> Result<(), Option<(u32, u32)>> {
+        let (pid, uid, gid) = agent_process::peer_credentials(stream).map_err(|_| None)?;
+        let groups = || agent_process::peer_groups(stream).unwrap_or_default();
+        if self.allows(uid, gid, groups) {
+            Ok(())
+        } else {
+            Err(Some((uid, pid)))
+        }
+    }
 }
 
 /// The connection table and the descriptors it watches.
@@ -657,6 +689,27 @@ fn drain(stream: &mut UnixStream, seen: &mut dyn FnMut(&[u8])) -> Drained {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn who_may_ask() {
+        let a = Access {
+            owner: 999,
+            group: None,
+        };
+        let none = Vec::new;
+        assert!(a.allows(0, 0, none), "root");
+        assert!(a.allows(999, 5, none), "the JVM's user");
+        assert!(!a.allows(1000, 999, none), "another user");
+        let g = Access {
+            owner: 999,
+            group: Some(4242),
+        };
+        assert!(g.allows(1000, 4242, || panic!("not needed")), "primary gid");
+        assert!(g.allows(1000, 1, || vec![7, 4242]), "a supplementary group");
+        assert!(!g.allows(1000, 1000, || vec![7]));
+        assert!(a.allows(999, 1, || panic!("no group option, no lookup")));
+    }
+
     use crate::status::model::{Cql, Snapshot, State};
     use std::io::Write;
     use std::os::linux::net::SocketAddrExt;

@@ -1,11 +1,12 @@
 //! The status server: HTTP/1.1 over a Unix stream socket, never TCP. This
-//! file places the socket safely and checks who may ask ([`Access`]);
+//! file places the socket safely; `event_loop.rs` checks who may ask
+//! ([`Access`](crate::status::event_loop::Access));
 //! `routes.rs` decides the answers (a pure function of the snapshot) and
 //! `event_loop.rs` serves them from one thread with a bounded table of
 //! connections: no thread per connection, none that touches the JVM.
 
 use crate::agent_process;
-use crate::status::event_loop::EventLoop;
+use crate::status::event_loop::{Access, EventLoop};
 use crate::status::store::Shared;
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
@@ -35,39 +36,6 @@ pub fn default_path(pid: u32, runtime_directory: Option<&str>) -> PathBuf {
 /// `/tmp/cqlready-<pid>`: mode 0700, owned by the JVM's user.
 pub fn private_dir(pid: u32) -> PathBuf {
     PathBuf::from(format!("/tmp/cqlready-{pid}"))
-}
-
-/// Who may use the socket besides root: the JVM's user, and the members of
-/// an optional group. Checked on every connection with SO_PEERCRED and
-/// SO_PEERGROUPS, on top of the file's mode 0660 and its directory's mode.
-#[derive(Debug, Clone, Copy)]
-pub struct Access {
-    pub owner: u32,
-    pub group: Option<u32>,
-}
-
-impl Access {
-    /// Whether the peer (uid, primary gid, supplementary groups) may ask.
-    /// `groups` is only called when the answer depends on it.
-    pub fn allows(&self, uid: u32, gid: u32, groups: impl FnOnce() -> Vec<u32>) -> bool {
-        uid == 0
-            || uid == self.owner
-            || self
-                .group
-                .is_some_and(|g| gid == g || groups().contains(&g))
-    }
-
-    /// The check on a connected socket: the kernel's record of its peer.
-    /// `Err` carries the peer's (uid, pid) for the log.
-    pub fn check(&self, stream: &UnixStream) -> Result<(), Option<(u32, u32)>> {
-        let (pid, uid, gid) = agent_process::peer_credentials(stream).map_err(|_| None)?;
-        let groups = || agent_process::peer_groups(stream).unwrap_or_default();
-        if self.allows(uid, gid, groups) {
-            Ok(())
-        } else {
-            Err(Some((uid, pid)))
-        }
-    }
 }
 
 /// A serving socket; [`Server::remove`] unlinks it if it is still ours.
@@ -242,26 +210,6 @@ impl Server {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn who_may_ask() {
-        let a = Access {
-            owner: 999,
-            group: None,
-        };
-        let none = Vec::new;
-        assert!(a.allows(0, 0, none), "root");
-        assert!(a.allows(999, 5, none), "the JVM's user");
-        assert!(!a.allows(1000, 999, none), "another user");
-        let g = Access {
-            owner: 999,
-            group: Some(4242),
-        };
-        assert!(g.allows(1000, 4242, || panic!("not needed")), "primary gid");
-        assert!(g.allows(1000, 1, || vec![7, 4242]), "a supplementary group");
-        assert!(!g.allows(1000, 1000, || vec![7]));
-        assert!(a.allows(999, 1, || panic!("no group option, no lookup")));
-    }
 
     #[test]
     fn default_paths() {
