@@ -110,95 +110,128 @@ struct Section {
 pub fn parse_yaml(text: &str) -> Result<YamlView, String> {
     use yaml_rust2::parser::{Event, Parser};
     let mut parser = Parser::new_from_str(text);
-    let mut view = YamlView::default();
-    // Nesting of the next event: 0 outside the top-level mapping, 1 inside it.
-    let mut depth = 0usize;
-    // At depth 1, whether the next node is a key, and the wanted key whose
-    // value comes next.
-    let mut at_key = true;
-    let mut wanted: Option<String> = None;
-    let mut section = Section::default();
+    let mut walk = Walk::default();
     loop {
         let (event, mark) = parser.next_token().map_err(|e| e.to_string())?;
         let node = match event {
             Event::StreamEnd | Event::DocumentEnd => break,
             Event::Nothing | Event::StreamStart | Event::DocumentStart => continue,
-            Event::MappingStart(..) if depth == 0 => {
-                depth = 1;
+            Event::MappingStart(..) if walk.depth == 0 => {
+                walk.depth = 1;
                 continue;
             }
-            Event::SequenceStart(..) if depth == 0 => {
+            Event::SequenceStart(..) if walk.depth == 0 => {
                 return Err("the top level is not a mapping".into())
             }
             Event::MappingStart(..) | Event::SequenceStart(..) => {
-                let mapping = matches!(event, Event::MappingStart(..));
-                if depth == 1 {
-                    if !at_key {
-                        match wanted.take() {
-                            Some(key) if key == "client_encryption_options" && mapping => {
-                                section = Section {
-                                    encryption: true,
-                                    at_key: true,
-                                    ..Section::default()
-                                };
-                                view.client_encryption.get_or_insert_with(Default::default);
-                            }
-                            Some(key) => view.set(&key, Value::Collection)?,
-                            None => {}
-                        }
-                    }
-                    wanted = None;
-                } else if depth == 2 && section.encryption && !section.at_key {
-                    section.protocols =
-                        !mapping && section.wanted.as_deref() == Some("accepted_protocols");
-                    section.wanted = None;
-                }
-                depth += 1;
-                if depth > MAX_DEPTH {
-                    return Err(format!(
-                        "nested more than {MAX_DEPTH} levels deep (line {})",
-                        mark.line()
-                    ));
-                }
+                walk.open(matches!(event, Event::MappingStart(..)), mark.line())?;
                 continue;
             }
             Event::MappingEnd | Event::SequenceEnd => {
-                depth = depth.saturating_sub(1);
-                match depth {
-                    0 => break,
-                    // A whole collection key or value ended.
-                    1 => {
-                        at_key = !at_key;
-                        section.encryption = false;
-                    }
-                    2 if section.encryption => {
-                        section.at_key = !section.at_key;
-                        section.protocols = false;
-                    }
-                    _ => {}
+                if walk.close() {
+                    break;
                 }
                 continue;
             }
             Event::Scalar(s, style, ..) => Value::Scalar(s, style),
             Event::Alias(_) => Value::Alias,
         };
-        match depth {
+        if walk.node(node)? {
+            break;
+        }
+    }
+    Ok(walk.view)
+}
+
+/// Where [`parse_yaml`] is in the event stream, and what it found so far.
+#[derive(Default)]
+struct Walk {
+    view: YamlView,
+    /// Nesting of the next event: 0 outside the top-level mapping, 1 inside it.
+    depth: usize,
+    /// At depth 1, whether the next node is a value (not a key), and the
+    /// wanted key whose value comes next.
+    at_value: bool,
+    wanted: Option<String>,
+    section: Section,
+}
+
+impl Walk {
+    /// A mapping or sequence starts below the top level.
+    fn open(&mut self, mapping: bool, line: usize) -> Result<(), String> {
+        if self.depth == 1 {
+            if self.at_value {
+                match self.wanted.take() {
+                    Some(key) if key == "client_encryption_options" && mapping => {
+                        self.section = Section {
+                            encryption: true,
+                            at_key: true,
+                            ..Section::default()
+                        };
+                        self.view
+                            .client_encryption
+                            .get_or_insert_with(Default::default);
+                    }
+                    Some(key) => self.view.set(&key, Value::Collection)?,
+                    None => {}
+                }
+            }
+            self.wanted = None;
+        } else if self.depth == 2 && self.section.encryption && !self.section.at_key {
+            self.section.protocols =
+                !mapping && self.section.wanted.as_deref() == Some("accepted_protocols");
+            self.section.wanted = None;
+        }
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(format!(
+                "nested more than {MAX_DEPTH} levels deep (line {line})"
+            ));
+        }
+        Ok(())
+    }
+
+    /// A mapping or sequence ends; `true` when it was the top level.
+    fn close(&mut self) -> bool {
+        self.depth = self.depth.saturating_sub(1);
+        match self.depth {
+            0 => return true,
+            // A whole collection key or value ended.
+            1 => {
+                self.at_value = !self.at_value;
+                self.section.encryption = false;
+            }
+            2 if self.section.encryption => {
+                self.section.at_key = !self.section.at_key;
+                self.section.protocols = false;
+            }
+            _ => {}
+        }
+        false
+    }
+
+    /// A scalar or an alias; `Ok(true)` for an empty (null) document.
+    fn node(&mut self, node: Value) -> Result<bool, String> {
+        let section = &mut self.section;
+        match self.depth {
             0 => match node {
-                Value::Scalar(s, yaml_rust2::scanner::TScalarStyle::Plain) if is_null(&s) => break,
+                Value::Scalar(s, yaml_rust2::scanner::TScalarStyle::Plain) if is_null(&s) => {
+                    return Ok(true)
+                }
                 _ => return Err("the top level is not a mapping".into()),
             },
-            1 if at_key => {
-                wanted = match node {
+            1 if !self.at_value => {
+                self.wanted = match node {
                     Value::Scalar(s, _) if YamlView::KEYS.contains(&s.as_str()) => Some(s),
                     _ => None,
                 };
-                at_key = false;
+                self.at_value = true;
             }
             1 => {
-                if let Some(key) = wanted.take() {
-                    view.set(&key, node)?;
+                if let Some(key) = self.wanted.take() {
+                    self.view.set(&key, node)?;
                 }
-                at_key = true;
+                self.at_value = false;
             }
             2 if section.encryption && section.at_key => {
                 section.wanted = match node {
@@ -209,14 +242,16 @@ pub fn parse_yaml(text: &str) -> Result<YamlView, String> {
             }
             2 if section.encryption => {
                 if let (Some(key), Some(enc)) =
-                    (section.wanted.take(), view.client_encryption.as_mut())
+                    (section.wanted.take(), self.view.client_encryption.as_mut())
                 {
                     enc.set(&key, node)?;
                 }
                 section.at_key = true;
             }
             3 if section.protocols => {
-                if let (Value::Scalar(s, _), Some(enc)) = (node, view.client_encryption.as_mut()) {
+                if let (Value::Scalar(s, _), Some(enc)) =
+                    (node, self.view.client_encryption.as_mut())
+                {
                     if enc.accepted_protocols.len() < 16 {
                         enc.accepted_protocols.push(crate::text::sanitize(s.trim()));
                     }
@@ -224,8 +259,8 @@ pub fn parse_yaml(text: &str) -> Result<YamlView, String> {
             }
             _ => {}
         }
+        Ok(false)
     }
-    Ok(view)
 }
 
 /// A value in the yaml, as far as `parse_yaml` looks at it.
@@ -464,72 +499,15 @@ pub fn discover(
     prop: &dyn Fn(&str) -> Option<String>,
 ) -> Endpoint {
     let mut warnings = Vec::new();
-    let mut yaml_path = None;
     // Always read: even with host and port given, TLS comes from the yaml.
-    let view = {
-        match find_yaml(prop) {
-            Ok(Some(path)) => match read_yaml(&path) {
-                Ok(v) => {
-                    yaml_path = Some(path);
-                    v
-                }
-                Err(e) => {
-                    warnings.push(format!(
-                        "cannot use {}: {}",
-                        path.display(),
-                        crate::text::sanitize(&e)
-                    ));
-                    YamlView::default()
-                }
-            },
-            Ok(None) => YamlView::default(),
-            Err(e) => {
-                warnings.push(format!("-Dcassandra.config={}", crate::text::sanitize(&e)));
-                YamlView::default()
-            }
-        }
+    let (view, yaml_path) = yaml_of(prop, &mut warnings);
+    let (port, port_source) = match port {
+        Some(p) => (p, Source::Option),
+        None => port_of(&view, prop, &mut warnings),
     };
-
-    let (port, port_source) = if let Some(p) = port {
-        (p, Source::Option)
-    } else if let Some(v) = prop("cassandra.native_transport_port") {
-        match v.trim().parse::<u16>() {
-            Ok(p) if p > 0 => (p, Source::Property),
-            _ => {
-                warnings.push(format!(
-                    "-Dcassandra.native_transport_port={} is not a port number; ignored",
-                    crate::text::sanitize(&v)
-                ));
-                yaml_or_default(&view)
-            }
-        }
-    } else {
-        yaml_or_default(&view)
-    };
-
-    let (host, host_source) = if let Some(h) = host {
-        (h.to_string(), Source::Option)
-    } else if let Some(a) = view.rpc_address.clone() {
-        (a, Source::Yaml)
-    } else if let Some(i) = &view.rpc_interface {
-        let prefer_v6 = view.rpc_interface_prefer_ipv6 == Some(true);
-        match crate::netif::addresses(i).map(|a| crate::netif::pick(&a, prefer_v6)) {
-            Ok(Some(ip)) => (ip.to_string(), Source::Interface),
-            outcome => {
-                let why = match outcome {
-                    Err(e) => e,
-                    _ => "it has no address".into(),
-                };
-                warnings.push(format!(
-                    "rpc_interface {}: {}; probing {DEFAULT_HOST}",
-                    crate::text::sanitize(i),
-                    crate::text::sanitize(&why)
-                ));
-                (DEFAULT_HOST.to_string(), Source::Default)
-            }
-        }
-    } else {
-        (DEFAULT_HOST.to_string(), Source::Default)
+    let (host, host_source) = match host {
+        Some(h) => (h.to_string(), Source::Option),
+        None => host_of(&view, &mut warnings),
     };
     if view.start_native_transport == Some(false) {
         warnings.push(
@@ -545,6 +523,80 @@ pub fn discover(
         port_source,
         yaml: yaml_path,
         warnings,
+    }
+}
+
+/// The yaml Cassandra reads and what it says, or an empty view and a warning.
+fn yaml_of(
+    prop: &dyn Fn(&str) -> Option<String>,
+    warnings: &mut Vec<String>,
+) -> (YamlView, Option<PathBuf>) {
+    match find_yaml(prop) {
+        Ok(Some(path)) => match read_yaml(&path) {
+            Ok(v) => (v, Some(path)),
+            Err(e) => {
+                warnings.push(format!(
+                    "cannot use {}: {}",
+                    path.display(),
+                    crate::text::sanitize(&e)
+                ));
+                (YamlView::default(), None)
+            }
+        },
+        Ok(None) => (YamlView::default(), None),
+        Err(e) => {
+            warnings.push(format!("-Dcassandra.config={}", crate::text::sanitize(&e)));
+            (YamlView::default(), None)
+        }
+    }
+}
+
+/// The port as Cassandra picks it: `-Dcassandra.native_transport_port`, the
+/// yaml, the default.
+fn port_of(
+    view: &YamlView,
+    prop: &dyn Fn(&str) -> Option<String>,
+    warnings: &mut Vec<String>,
+) -> (u16, Source) {
+    let Some(v) = prop("cassandra.native_transport_port") else {
+        return yaml_or_default(view);
+    };
+    match v.trim().parse::<u16>() {
+        Ok(p) if p > 0 => (p, Source::Property),
+        _ => {
+            warnings.push(format!(
+                "-Dcassandra.native_transport_port={} is not a port number; ignored",
+                crate::text::sanitize(&v)
+            ));
+            yaml_or_default(view)
+        }
+    }
+}
+
+/// The host as Cassandra binds it: `rpc_address`, `rpc_interface`'s
+/// address, the default.
+fn host_of(view: &YamlView, warnings: &mut Vec<String>) -> (String, Source) {
+    if let Some(a) = view.rpc_address.clone() {
+        return (a, Source::Yaml);
+    }
+    let Some(i) = &view.rpc_interface else {
+        return (DEFAULT_HOST.to_string(), Source::Default);
+    };
+    let prefer_v6 = view.rpc_interface_prefer_ipv6 == Some(true);
+    match crate::netif::addresses(i).map(|a| crate::netif::pick(&a, prefer_v6)) {
+        Ok(Some(ip)) => (ip.to_string(), Source::Interface),
+        outcome => {
+            let why = match outcome {
+                Err(e) => e,
+                _ => "it has no address".into(),
+            };
+            warnings.push(format!(
+                "rpc_interface {}: {}; probing {DEFAULT_HOST}",
+                crate::text::sanitize(i),
+                crate::text::sanitize(&why)
+            ));
+            (DEFAULT_HOST.to_string(), Source::Default)
+        }
     }
 }
 
