@@ -517,13 +517,4 @@ mod tests {
             err.contains("valid keys: port, host, interval, check, timeout, failures, socket, log")
         );
     }
-
-    #[test]
-    fn the_readme_table_is_this_table() {
-        let readme = include_str!("../README.md");
-        for key in KEYS {
-            let row = format!("| `{}` | `{}` |", key.name, key.default);
-            assert!(readme.contains(&row), "README's options table lacks {row}");
-        }
-    }
 }

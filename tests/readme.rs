@@ -1,7 +1,8 @@
-//! What README.md quotes is what the code does: the agent's error line for
-//! a bad option, and the doubly quoted `jcmd` line that loads the agent.
-//! (The release sizes are written and checked by
-//! tests/tools/release_sizes.sh, which needs a release build.)
+//! What README.md and docs/command.md quote is what the code does: the
+//! agent's error line for a bad option, and the doubly quoted `jcmd` line
+//! that loads the agent. (The release sizes are written and checked by
+//! tests/tools/release_sizes.sh, which needs a release build; the generated
+//! tables by tests/docs.rs.)
 
 mod common;
 
@@ -60,11 +61,11 @@ fn the_jcmd_line_loads_the_agent() {
     ) {
         return;
     }
-    let text = readme();
+    let text = fs::read_to_string(manifest_dir().join("docs/command.md")).expect("docs/command.md");
     let shown = text
         .lines()
         .find(|l| l.starts_with("jcmd 4242 JVMTI.agent_load "))
-        .expect("README.md shows the jcmd line");
+        .expect("docs/command.md shows the jcmd line");
     let port = free_port();
     let mut jvm = Jvm::builder(&jvms()[0]).no_agent().spawn();
     jvm.fixture_pid();

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The release artefacts' sizes in README.md ("a stripped `libcqlready.so` of
+# The release artefacts' sizes in docs/numbers.md ("a stripped `libcqlready.so` of
 # N bytes and a `cqlready` of M bytes"), measured from `cargo build
-# --release`. Writes them into README.md, or with --check (tests/run.sh)
+# --release`. Writes them into docs/numbers.md, or with --check (tests/run.sh)
 # fails when the README's numbers are not this build's.
 #
 #   bash tests/tools/release_sizes.sh [--check]
@@ -13,16 +13,16 @@ lib=$(size libcqlready.so)
 cli=$(size cqlready)
 want="a stripped \`libcqlready.so\` of $lib bytes and a \`cqlready\` of $cli bytes"
 pattern='a stripped `libcqlready.so` of [0-9,]* bytes and a `cqlready` of [0-9,]* bytes'
-have=$(grep -o "$pattern" README.md || true)
-[ -n "$have" ] || { echo "release_sizes.sh: README.md has no line like: $pattern" >&2; exit 1; }
+have=$(grep -o "$pattern" docs/numbers.md || true)
+[ -n "$have" ] || { echo "release_sizes.sh: docs/numbers.md has no line like: $pattern" >&2; exit 1; }
 if [ "${1:-}" = --check ]; then
     if [ "$have" != "$want" ]; then
-        echo "release_sizes.sh: README.md says \"$have\"; this build: \"$want\"" >&2
+        echo "release_sizes.sh: docs/numbers.md says \"$have\"; this build: \"$want\"" >&2
         echo "release_sizes.sh: run bash tests/tools/release_sizes.sh to update it" >&2
         exit 1
     fi
-    echo "release_sizes.sh: README.md's sizes are this build's ($lib and $cli bytes)"
+    echo "release_sizes.sh: docs/numbers.md's sizes are this build's ($lib and $cli bytes)"
 else
-    sed -i "s/$pattern/$want/" README.md
-    echo "release_sizes.sh: README.md now says: $want"
+    sed -i "s/$pattern/$want/" docs/numbers.md
+    echo "release_sizes.sh: docs/numbers.md now says: $want"
 fi
