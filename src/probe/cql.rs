@@ -94,6 +94,23 @@ impl<'a> Body<'a> {
         String::from_utf8(b.to_vec())
             .map_err(|_| ProbeError::Malformed("string is not UTF-8".into()))
     }
+
+    /// `[string multimap]`: a `[short]` n, then n pairs of `[string]` and
+    /// `[string list]`.
+    fn string_multimap(&mut self) -> Result<Vec<(String, Vec<String>)>, ProbeError> {
+        let n = self.short()?;
+        let mut options = Vec::with_capacity(n.min(64));
+        for _ in 0..n {
+            let key = self.string()?;
+            let m = self.short()?;
+            let mut values = Vec::with_capacity(m.min(64));
+            for _ in 0..m {
+                values.push(self.string()?);
+            }
+            options.push((key, values));
+        }
+        Ok(options)
+    }
 }
 
 /// Decodes one complete response frame from `buf`. `Ok(None)`: more bytes
@@ -133,20 +150,10 @@ pub fn decode(buf: &[u8]) -> Result<Option<Response>, ProbeError> {
     };
     let mut body = Body(body);
     match opcode {
-        OPCODE_SUPPORTED => {
-            let n = body.short()?;
-            let mut options = Vec::with_capacity(n.min(64));
-            for _ in 0..n {
-                let key = body.string()?;
-                let m = body.short()?;
-                let mut values = Vec::with_capacity(m.min(64));
-                for _ in 0..m {
-                    values.push(body.string()?);
-                }
-                options.push((key, values));
-            }
-            Ok(Some(Response::Supported { version, options }))
-        }
+        OPCODE_SUPPORTED => Ok(Some(Response::Supported {
+            version,
+            options: body.string_multimap()?,
+        })),
         OPCODE_ERROR => {
             let code = body.int()?;
             let message = body.string()?;
@@ -307,6 +314,26 @@ impl Prober {
         }
     }
 
+    /// The server refused this protocol version: try the one it named (or
+    /// the next lower one) on the next round, or give up with its error.
+    fn step_down(&mut self, version: u8, code: i32, message: &str) -> Result<(), ProbeError> {
+        let lower = if version < self.version {
+            version
+        } else {
+            self.version - 1
+        };
+        if code == ERROR_PROTOCOL && lower >= 1 && self.version > 1 {
+            crate::debug!(
+                "{} does not speak CQL v{}; trying v{lower}",
+                self.target,
+                self.version
+            );
+            self.version = lower;
+            return Ok(());
+        }
+        Err(ProbeError::Server(format!("error 0x{code:04x}: {message}")))
+    }
+
     fn check_once(&mut self) -> Result<Answer, ProbeError> {
         let deadline = Instant::now() + self.target.timeout;
         self.on_kept = false;
@@ -348,23 +375,7 @@ impl Prober {
                     version,
                     code,
                     message,
-                } => {
-                    let lower = if version < self.version {
-                        version
-                    } else {
-                        self.version - 1
-                    };
-                    if code == ERROR_PROTOCOL && lower >= 1 && self.version > 1 {
-                        crate::debug!(
-                            "{} does not speak CQL v{}; trying v{lower}",
-                            self.target,
-                            self.version
-                        );
-                        self.version = lower;
-                        continue;
-                    }
-                    return Err(ProbeError::Server(format!("error 0x{code:04x}: {message}")));
-                }
+                } => self.step_down(version, code, &message)?,
             }
         }
     }

@@ -542,25 +542,14 @@ pub fn choose(
             warnings,
         };
     }
-    let mut settings = Settings {
-        ca: ca.cloned(),
-        identity: identity.map(|(c, k)| (c.clone(), k.clone())),
-        protocols: server.map(|e| e.protocols.clone()).unwrap_or_default(),
-    };
-    let client = match Client::new(&settings) {
-        Ok(c) => Some(c),
-        Err(e) => {
-            warnings.push(format!("{e}; offering TLSv1.2 and TLSv1.3 anyway"));
-            settings.protocols.clear();
-            match Client::new(&settings) {
-                Ok(c) => Some(c),
-                Err(e) => {
-                    warnings.push(format!("cannot set up TLS: {e}; CQL will not be checked"));
-                    None
-                }
-            }
-        }
-    };
+    let client = client_for(
+        Settings {
+            ca: ca.cloned(),
+            identity: identity.map(|(c, k)| (c.clone(), k.clone())),
+            protocols: server.map(|e| e.protocols.clone()).unwrap_or_default(),
+        },
+        &mut warnings,
+    );
     let client_auth = server.is_some_and(|e| e.client_auth);
     let subject = if client_auth && identity.is_none() {
         warnings.push(
@@ -584,6 +573,26 @@ pub fn choose(
         }),
         subject: subject.into(),
         warnings,
+    }
+}
+
+/// The client for `settings`; when the server's protocol list cannot be
+/// offered, one offering TLS 1.2 and 1.3; `None` (with a warning) when not
+/// even that can be set up.
+fn client_for(mut settings: Settings, warnings: &mut Vec<String>) -> Option<Client> {
+    match Client::new(&settings) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            warnings.push(format!("{e}; offering TLSv1.2 and TLSv1.3 anyway"));
+            settings.protocols.clear();
+            match Client::new(&settings) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    warnings.push(format!("cannot set up TLS: {e}; CQL will not be checked"));
+                    None
+                }
+            }
+        }
     }
 }
 

@@ -83,15 +83,8 @@ fn get_once(socket: &Path, target: &str, timeout: Duration) -> Result<Response, 
         _ => ClientError::Io(format!("{shown}: {e}")),
     })?;
     let deadline = Instant::now() + timeout;
-    let timed_out = || ClientError::Timeout(format!("{shown} did not answer within {timeout:?}"));
-    let left = |d: Instant| {
-        Some(
-            d.saturating_duration_since(Instant::now())
-                .max(Duration::from_millis(1)),
-        )
-    };
     stream
-        .set_write_timeout(left(deadline))
+        .set_write_timeout(Some(left(deadline)))
         .map_err(|e| ClientError::Io(e.to_string()))?;
     stream
         .write_all(
@@ -99,34 +92,14 @@ fn get_once(socket: &Path, target: &str, timeout: Duration) -> Result<Response, 
                 .as_bytes(),
         )
         .map_err(|e| ClientError::Io(format!("{shown}: {e}")))?;
-    let mut bytes = Vec::new();
-    let mut chunk = [0u8; 8192];
-    loop {
-        if Instant::now() >= deadline {
-            return Err(timed_out());
-        }
-        stream
-            .set_read_timeout(left(deadline))
-            .map_err(|e| ClientError::Io(e.to_string()))?;
-        match stream.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) if bytes.len() + n > MAX_RESPONSE => {
-                return Err(ClientError::Protocol(format!(
-                    "{shown}: answer larger than {MAX_RESPONSE} bytes"
-                )))
-            }
-            Ok(n) => bytes.extend_from_slice(&chunk[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Err(timed_out())
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(ClientError::Io(format!("{shown}: {e}"))),
-        }
+    let bytes = read_answer(&mut stream, deadline).map_err(|e| match e {
+        None => ClientError::Timeout(format!("{shown} did not answer within {timeout:?}")),
+        Some(e) => ClientError::Io(format!("{shown}: {e}")),
+    })?;
+    if bytes.len() > MAX_RESPONSE {
+        return Err(ClientError::Protocol(format!(
+            "{shown}: answer larger than {MAX_RESPONSE} bytes"
+        )));
     }
     let r = parse_response(&bytes).map_err(|e| ClientError::Protocol(format!("{shown}: {e}")))?;
     match r.code {
@@ -139,6 +112,47 @@ fn get_once(socket: &Path, target: &str, timeout: Duration) -> Result<Response, 
             "the agent at {shown} stayed busy (every connection slot sending an answer); try again"
         ))),
         _ => Ok(r),
+    }
+}
+
+/// The time to `deadline`, at least a millisecond (a zero socket timeout
+/// would mean none).
+fn left(deadline: Instant) -> Duration {
+    deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(1))
+}
+
+/// Reads until the server closes, before `deadline`, at most one byte past
+/// `MAX_RESPONSE`. `Err(None)` when the deadline passed.
+fn read_answer(stream: &mut UnixStream, deadline: Instant) -> Result<Vec<u8>, Option<io::Error>> {
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        if Instant::now() >= deadline {
+            return Err(None);
+        }
+        stream
+            .set_read_timeout(Some(left(deadline)))
+            .map_err(Some)?;
+        match stream.read(&mut chunk) {
+            Ok(0) => return Ok(bytes),
+            Ok(n) if bytes.len() + n > MAX_RESPONSE => {
+                bytes.extend_from_slice(&chunk[..n]);
+                return Ok(bytes);
+            }
+            Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(None)
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Some(e)),
+        }
     }
 }
 

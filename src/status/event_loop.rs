@@ -473,35 +473,7 @@ impl EventLoop {
                 Got::More => Next::Keep(c),
                 Got::Gone => Next::Close,
                 Got::Bad(code) => answer_with(c, &Answer::error(code), false, now),
-                Got::Request(req) => {
-                    let snap = self.shared.snapshot();
-                    match routes::route(&req, &snap) {
-                        Reply::Now(a) => answer_with(c, &a, req.head_only(), now),
-                        Reply::Wait(d) => {
-                            c.phase = Phase::Waiting {
-                                head_only: req.head_only(),
-                                input_closed: false,
-                                cluster: None,
-                            };
-                            c.deadline = now + d;
-                            Next::Keep(c)
-                        }
-                        Reply::Cluster(q) => {
-                            let since = cluster::ask();
-                            if cluster::settled(&q, &snap, since) {
-                                let a = waiter_answer(Some(&(q, since)), &snap);
-                                return answer_with(c, &a, req.head_only(), now);
-                            }
-                            c.deadline = now + cluster::deadline(&q);
-                            c.phase = Phase::Waiting {
-                                head_only: req.head_only(),
-                                input_closed: false,
-                                cluster: Some(Box::new((q, since))),
-                            };
-                            Next::Keep(c)
-                        }
-                    }
-                }
+                Got::Request(req) => self.answer(c, &req, now),
             },
             Phase::Waiting { input_closed, .. } => {
                 if revents & HANGUP != 0 {
@@ -531,6 +503,38 @@ impl EventLoop {
                     Drained::Open if !done && *read < MAX_REQUEST => Next::Keep(c),
                     _ => Next::Close,
                 }
+            }
+        }
+    }
+
+    /// A whole request came in: answer it now, or park it as a long-poll.
+    fn answer(&mut self, mut c: Conn, req: &routes::Request, now: Instant) -> Next {
+        let snap = self.shared.snapshot();
+        let head_only = req.head_only();
+        match routes::route(req, &snap) {
+            Reply::Now(a) => answer_with(c, &a, head_only, now),
+            Reply::Wait(d) => {
+                c.phase = Phase::Waiting {
+                    head_only,
+                    input_closed: false,
+                    cluster: None,
+                };
+                c.deadline = now + d;
+                Next::Keep(c)
+            }
+            Reply::Cluster(q) => {
+                let since = cluster::ask();
+                if cluster::settled(&q, &snap, since) {
+                    let a = waiter_answer(Some(&(q, since)), &snap);
+                    return answer_with(c, &a, head_only, now);
+                }
+                c.deadline = now + cluster::deadline(&q);
+                c.phase = Phase::Waiting {
+                    head_only,
+                    input_closed: false,
+                    cluster: Some(Box::new((q, since))),
+                };
+                Next::Keep(c)
             }
         }
     }

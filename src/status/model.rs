@@ -160,10 +160,7 @@ impl Snapshot {
     pub fn to_prometheus(&self) -> String {
         let mut m = String::with_capacity(1024);
         let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, f64)]| {
-            let _ = writeln!(m, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for (labels, v) in samples {
-                let _ = writeln!(m, "{name}{labels} {v}");
-            }
+            prometheus_metric(&mut m, name, kind, help, samples)
         };
         metric(
             "cqlready_up",
@@ -218,6 +215,21 @@ impl Snapshot {
             &[(String::new(), self.notify.watchdog_pings as f64)],
         );
         m
+    }
+}
+
+/// One metric in Prometheus' text format: its help, its type, its samples
+/// (`labels` is `{k="v"}` or empty).
+pub fn prometheus_metric(
+    m: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    samples: &[(String, f64)],
+) {
+    let _ = writeln!(m, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for (labels, v) in samples {
+        let _ = writeln!(m, "{name}{labels} {v}");
     }
 }
 
