@@ -93,9 +93,15 @@ impl Drop for Jvm {
 }
 
 /// Starts a sleeping JVM, optionally as nobody and in new PID and mount
-/// namespaces with a private /tmp (like a container). None to skip.
+/// namespaces with a private /tmp (like a container). None only for a skip
+/// recorded by tests/common/skip.rs; a JVM that cannot be started fails.
 fn start_jvm(java: &str, nobody: bool, container: bool, flags: &str) -> Option<Jvm> {
-    if java.contains('/') && !common::require_file(Path::new(java), "see tests/setup.sh") {
+    let present = if java.contains('/') {
+        common::require_file(Path::new(java), "see tests/setup.sh")
+    } else {
+        common::require_cmd(java, "bash tests/setup.sh")
+    };
+    if !present {
         return None;
     }
     if (nobody || container) && !common::require_root() {
@@ -109,7 +115,8 @@ fn start_jvm(java: &str, nobody: bool, container: bool, flags: &str) -> Option<J
     }
     let cp = classes()
         .expect("javac could not compile Sleeper.java")
-        .to_str()?
+        .to_str()
+        .expect("the class directory is UTF-8")
         .to_string();
     let user = if nobody {
         "setpriv --reuid=65534 --regid=65534 --clear-groups "
@@ -144,8 +151,11 @@ fn start_jvm(java: &str, nobody: bool, container: bool, flags: &str) -> Option<J
         });
         c
     };
-    let mut child = cmd.stdout(Stdio::piped()).spawn().ok()?;
-    let stdout = child.stdout.take()?;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {java}: {e}"));
+    let stdout = child.stdout.take().expect("the JVM's stdout is piped");
     let mut pid = child.id();
     if container {
         // The JVM is unshare's only child.
@@ -323,18 +333,10 @@ fn load_agents(java: &str, nobody: bool, container: bool) {
         Err(e @ AttachError::AgentFailed { code: 7, .. }) => eprintln!("{java}: {e}"),
         other => panic!("expected Agent_OnAttach to fail with 7, got {other:?}"),
     }
-    // The lead's agent, once it exists.
-    let ours = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/debug/libcqlready.so");
-    let exports = Command::new("nm")
-        .arg("-D")
-        .arg(&ours)
-        .output()
-        .map(|o| o.stdout)
-        .unwrap_or_default();
-    if String::from_utf8_lossy(&exports).contains("Agent_OnAttach") {
-        let msg = attach::load_agent(jvm.pid, &ours, "", T).expect("load libcqlready.so");
-        eprintln!("{java}: {msg}");
-    }
+    // The agent itself attaches.
+    let ours = common::agent_lib();
+    let msg = attach::load_agent(jvm.pid, &ours, "", T).expect("load libcqlready.so");
+    eprintln!("{java}: {msg}");
 }
 
 /// Under /tmp, so that a container's private /tmp hides it.
