@@ -7,12 +7,15 @@
 #![allow(dead_code)]
 
 mod http;
+mod image;
 mod jvm;
 mod notify;
 mod skip;
 
 #[allow(unused_imports)]
 pub use http::*;
+#[allow(unused_imports)]
+pub use image::*;
 #[allow(unused_imports)]
 pub use jvm::*;
 #[allow(unused_imports)]
