@@ -19,6 +19,8 @@
 #   + CONTAINERS_CONF with keyring = false (nspawn denies services a session keyring)
 #   + --ulimit nofile=1024:1024 --ulimit nproc=1000:1000, the ports and a 512M heap
 #     (JVM_EXTRA_OPTS, MAX_HEAP_SIZE), so that it runs beside other Cassandras.
+#     No address settings: the image picks them on its defaults, as the unit
+#     leaves them to it.
 # One instance at a time per machine (they share the image store): `up` waits.
 # Needs: podman, crun, systemd-container (systemd-nspawn), the image (docker/test-image.sh).
 set -euo pipefail
@@ -95,7 +97,7 @@ mkdir -p "$units"
 pod="/usr/bin/podman --root /srv/pod/storage --runroot /run/pod --network-config-dir /run/pod/net --runtime crun --cgroup-manager cgroupfs"
 jvm="-Dcassandra.native_transport_port=$native -Dcassandra.storage_port=$storage -Dcassandra.jmx.local.port=$jmx -Dcassandra.ring_delay_ms=0 -Dcassandra.skip_wait_for_gossip_to_settle=0"
 sed -e "s|/usr/bin/podman|$pod|g" \
-    -e "s|--cgroups=no-conmon|--cgroups=disabled --ulimit nofile=1024:1024 --ulimit nproc=1000:1000 \"--env=JVM_EXTRA_OPTS=$jvm\" --env=MAX_HEAP_SIZE=512M --env=CASSANDRA_LISTEN_ADDRESS=127.0.0.1 --env=CASSANDRA_RPC_ADDRESS=127.0.0.1|" \
+    -e "s|--cgroups=no-conmon|--cgroups=disabled --ulimit nofile=1024:1024 --ulimit nproc=1000:1000 \"--env=JVM_EXTRA_OPTS=$jvm\" --env=MAX_HEAP_SIZE=512M|" \
     -e 's|^Environment=PODMAN_SYSTEMD_UNIT=%n|&\nEnvironment=CONTAINERS_CONF=/srv/pod/containers.conf|' \
     "$here/systemd/cassandra-podman.service" > "$units/cassandra-podman.service"
 # nspawn refuses a service the kernel keyring crun would make per container.

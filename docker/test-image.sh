@@ -84,7 +84,7 @@ import_rootfs() {
 }
 
 t0=$(now)
-import_rootfs bookworm-jre openjdk-17-jre-headless,gosu,procps
+import_rootfs bookworm-jre openjdk-17-jre-headless,gosu,procps,iproute2
 import_rootfs bookworm-gcc gcc,libc6-dev,ca-certificates
 step "root filesystems ready ($(took "$t0")s)"
 
