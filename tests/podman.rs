@@ -31,12 +31,10 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -56,68 +54,15 @@ fn text(o: &Output) -> String {
     )
 }
 
-/// Whether Podman is here; without it the test fails, or with
-/// CQLREADY_ALLOW_SKIP=1 records the skip for tests/run.sh to list.
-fn have_podman() -> bool {
-    let ok = Command::new("podman")
-        .arg("--version")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    require(
-        ok,
-        "podman",
-        "apt-get install podman runc mmdebstrap (tests/setup.sh does)",
-    )
-}
-
-fn podman() -> Command {
-    let mut c = Command::new("podman");
-    c.args(["--runtime", "runc"]);
-    c
-}
-
-fn podman_out(args: &[&str]) -> Output {
-    podman()
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("podman {args:?}: {e}"))
-}
-
 /// The 5.0 product image.
 fn image() -> String {
     image_of(VERSION)
 }
 
-/// The product image for Cassandra `version`, built once per test binary by
-/// docker/test-image.sh. One build at a time: the versions share the stand-in
-/// Rust image and the build stage's layers.
+/// The product image for Cassandra `version` (tests/common/image.rs: built
+/// once, shared with tests/docker.rs through Podman's layer cache).
 fn image_of(version: &str) -> String {
-    static IMAGES: Mutex<Option<HashMap<String, String>>> = Mutex::new(None);
-    let mut images = IMAGES.lock().unwrap_or_else(|e| e.into_inner());
-    let images = images.get_or_insert_with(HashMap::new);
-    if let Some(tag) = images.get(version) {
-        return tag.clone();
-    }
-    let o = Command::new("bash")
-        .arg(manifest_dir().join("docker/test-image.sh"))
-        .arg(version)
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run docker/test-image.sh");
-    assert!(
-        o.status.success(),
-        "docker/test-image.sh {version} failed: {}",
-        text(&o)
-    );
-    let tag = String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .last()
-        .unwrap_or_default()
-        .to_string();
-    assert_eq!(tag, format!("localhost/cqlready-cassandra:{version}"));
-    images.insert(version.to_string(), tag.clone());
-    tag
+    product_image(version)
 }
 
 /// One Cassandra container from the product image, removed on drop.
@@ -228,7 +173,9 @@ impl<'a> Spec<'a> {
         let name = format!("cqlready-test-{}-{}", self.tag, std::process::id());
         let _ = podman_out(&["rm", "-f", "-t", "0", &name]);
         // Ports through the official mechanisms: system properties in
-        // JVM_EXTRA_OPTS (later -D flags win over cassandra-env.sh's).
+        // JVM_EXTRA_OPTS (later -D flags win over cassandra-env.sh's). No
+        // address settings: the image picks its addresses as on an
+        // operator's `podman run --network=host`.
         let jvm = format!(
             "{} -Dcassandra.native_transport_port={native} -Dcassandra.storage_port={storage} \
              -Dcassandra.jmx.local.port={jmx} -Dcassandra.ring_delay_ms=0 \
@@ -244,8 +191,6 @@ impl<'a> Spec<'a> {
                 "nproc=1000:1000",
             ])
             .args(["--env", "MAX_HEAP_SIZE=512M"])
-            .args(["--env", "CASSANDRA_LISTEN_ADDRESS=127.0.0.1"])
-            .args(["--env", "CASSANDRA_RPC_ADDRESS=127.0.0.1"])
             .args([
                 "--env",
                 &format!("CASSANDRA_CLUSTER_NAME=cqlready-{native}"),
@@ -259,7 +204,7 @@ impl<'a> Spec<'a> {
             None => cmd.env_remove("NOTIFY_SOCKET"),
         };
         cmd.args(&self.args).arg(image_of(self.version));
-        let o = cmd.output().expect("podman run");
+        let o = podman_output(&mut cmd);
         assert!(o.status.success(), "podman run: {}", text(&o));
         Node {
             name,
@@ -402,6 +347,29 @@ impl Node {
         assert_eq!(json_u64(&v, "/cql/port"), u64::from(self.native), "{v}");
     }
 
+    /// Run with no address settings (as `podman run --network=host IMAGE`
+    /// is), the entrypoint wrote what the official one writes: rpc_address
+    /// 0.0.0.0, and the first non-loopback address of `ip address` (the
+    /// host's, with the host's network) as listen_address,
+    /// broadcast_rpc_address and seed.
+    fn has_the_official_default_addresses(&self) {
+        let want = first_non_loopback_address();
+        let o = self.exec(&["cat", "/etc/cassandra/cassandra.yaml"]);
+        let yaml = String::from_utf8_lossy(&o.stdout);
+        for line in [
+            "rpc_address: 0.0.0.0".to_string(),
+            format!("listen_address: {want}"),
+            format!("broadcast_address: {want}"),
+            format!("broadcast_rpc_address: {want}"),
+            format!("- seeds: \"{want}\""),
+        ] {
+            assert!(
+                yaml.lines().any(|l| l.trim() == line),
+                "no `{line}` in the container's cassandra.yaml:\n{yaml}"
+            );
+        }
+    }
+
     fn nodetool(&self, cmd: &str) -> Output {
         let port = self.jmx.to_string();
         self.exec(&["nodetool", "-p", &port, cmd])
@@ -426,6 +394,30 @@ impl Drop for Node {
             let _ = podman_out(&["volume", "rm", "-f", v]);
         }
     }
+}
+
+/// What the official entrypoint takes for "auto": the first `inet` line of
+/// `ip address` whose interface is not `lo`.
+fn first_non_loopback_address() -> String {
+    let o = Command::new("ip")
+        .arg("address")
+        .output()
+        .expect("ip address (apt-get install iproute2)");
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|w| w.first() == Some(&"inet") && w.last() != Some(&"lo"))
+        .and_then(|w| {
+            w.get(1)
+                .and_then(|a| a.split('/').next())
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no non-loopback IPv4 address on this machine:\n{}",
+                String::from_utf8_lossy(&o.stdout)
+            )
+        })
 }
 
 fn cli_bin() -> &'static str {
@@ -466,6 +458,7 @@ fn health_follows_cql_and_the_host_reaches_the_agent() {
         .short_start_period()
         .run();
     node.starting_then_healthy();
+    node.has_the_official_default_addresses();
 
     // The entrypoint handed the root-owned host directory to uid 999, and
     // the agent (as uid 999) made its socket there.
@@ -769,6 +762,8 @@ struct SystemdPodman {
 impl SystemdPodman {
     fn up(native: u16, storage: u16, jmx: u16) -> SystemdPodman {
         let name = format!("cqlpod-{}", std::process::id());
+        // It saves the image from this binary's store: one Podman command.
+        let _one = podman_lock();
         let o = Command::new("bash")
             .arg(manifest_dir().join("docker/systemd-podman.sh"))
             .args(["up", &name])

@@ -9,7 +9,11 @@
 #
 # Every step runs even when an earlier one fails; the run ends with each
 # step's time, the five slowest tests, the skips (only with
-# CQLREADY_ALLOW_SKIP=1, see tests/common/skip.rs) and the failures.
+# CQLREADY_ALLOW_SKIP=1, see tests/common/skip.rs) and the failures, and
+# writes them machine-readable to target/test-summary.tsv (tab-separated,
+# one header line: kind, name, seconds, result; kind is `run` for the
+# whole run, `step` for each step, `test` for each test as
+# `<source> <test>`, `skip` for each skip) for the docs' scripts.
 #
 #   bash tests/run.sh            # needs root (attach, security, systemd tests)
 set -uo pipefail
@@ -20,9 +24,11 @@ touch "$marker"
 log=target/test-output.log
 skips=target/cqlready-skips.txt
 rm -f "$skips"
+summary=target/test-summary.tsv
 run_start=$(date +%s)
 failed=()
 timings=()
+rows=() # kind<TAB>name<TAB>seconds<TAB>result
 
 step() { # step NAME COMMAND...: runs it, records its time and whether it failed
     local name=$1 t0 rc
@@ -31,8 +37,10 @@ step() { # step NAME COMMAND...: runs it, records its time and whether it failed
     t0=$(date +%s)
     "$@"
     rc=$?
-    timings+=("$(printf '%5d s  %s' $(($(date +%s) - t0)) "$name")")
-    [ $rc -eq 0 ] || failed+=("$name (exit $rc)")
+    local took=$(($(date +%s) - t0)) result=ok
+    timings+=("$(printf '%5d s  %s' "$took" "$name")")
+    [ $rc -eq 0 ] || { failed+=("$name (exit $rc)"); result="exit $rc"; }
+    rows+=("$(printf 'step\t%s\t%d\t%s' "$name" "$took" "$result")")
     return 0
 }
 
@@ -68,13 +76,34 @@ if [ ${#failed[@]} -eq 0 ]; then
 fi
 step leftovers bash tests/tools/leftovers.sh "$marker"
 
+# test_rows LOG: one `test` row per test libtest timed (--report-time):
+# `test NAME ... RESULT <1.234s>` under `Running SOURCE (...)`.
+test_rows() {
+    awk -v OFS='\t' '
+        /^ *Running /{bin = ($2 == "unittests") ? $3 : $2}
+        /^test .* \.\.\. .*<[0-9.]+s>$/{
+            t = $NF; gsub(/[<>s]/, "", t)
+            result = $0; sub(/^.* \.\.\. /, "", result); sub(/ <[0-9.]+s>$/, "", result)
+            print "test", bin " " $2, t, result
+        }' "$1"
+}
+
+total=$(($(date +%s) - run_start))
+{
+    printf 'kind\tname\tseconds\tresult\n'
+    printf 'run\ttests/run.sh\t%d\t%s\n' "$total" "$([ ${#failed[@]} -eq 0 ] && echo ok || echo failed)"
+    printf '%s\n' "${rows[@]}"
+    if [ -f "$log" ]; then test_rows "$log"; fi
+    if [ -s "$skips" ]; then sort -u "$skips" | awk -v OFS='\t' '{print "skip", $0, 0, "skipped"}'; fi
+} >"$summary.tmp"
+mv "$summary.tmp" "$summary"
+
 echo
-echo "=== summary: $(($(date +%s) - run_start)) s in all"
+echo "=== summary: $total s in all (machine-readable: $summary)"
 printf '%s\n' "${timings[@]}"
 if [ -f "$log" ]; then
     echo "the five slowest tests:"
-    awk '/^ *Running /{bin=$2} / \.\.\. .*<[0-9.]+s>$/{t=$NF; gsub(/[<>s]/,"",t); printf "%8.1f s  %s %s\n", t, bin, $2}' "$log" \
-        | sort -rn | head -5
+    awk -F'\t' '$1 == "test" {printf "%8.1f s  %s\n", $3, $2}' "$summary" | sort -rn | head -5
 fi
 if [ -s "$skips" ]; then
     echo "SKIPPED (CQLREADY_ALLOW_SKIP=1): $(sort -u "$skips" | wc -l)"

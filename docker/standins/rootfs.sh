@@ -34,7 +34,11 @@ mmdebstrap --variant=minbase --include="$packages" \
     --essential-hook='mkdir -p "$1/usr/share/man/man1"' \
     --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin' \
     --format=tar bookworm "$tar.tmp" "$mirror" >&2
+# The package list first, then the tarball: a run interrupted in between
+# leaves no tarball, or one whose list says what it holds.
+rm -f "$tar"
+echo "$packages" > "$dir/$name.packages.tmp"
+mv "$dir/$name.packages.tmp" "$dir/$name.packages"
 mv "$tar.tmp" "$tar"
-echo "$packages" > "$dir/$name.packages"
 echo "rootfs.sh: $tar in $(( $(date +%s) - start ))s, $(du -h "$tar" | cut -f1)" >&2
 echo "$tar"

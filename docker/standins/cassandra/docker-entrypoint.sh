@@ -7,14 +7,23 @@
 #     $CASSANDRA_CONF to the cassandra user, then re-run this script as that
 #     user (gosu);
 #   * CASSANDRA_CLUSTER_NAME, CASSANDRA_NUM_TOKENS, CASSANDRA_LISTEN_ADDRESS
-#     (default: this host's address), CASSANDRA_BROADCAST_ADDRESS,
-#     CASSANDRA_RPC_ADDRESS (default 0.0.0.0), CASSANDRA_BROADCAST_RPC_ADDRESS,
-#     CASSANDRA_SEEDS (default: the broadcast address), CASSANDRA_ENDPOINT_SNITCH,
-#     CASSANDRA_DC / CASSANDRA_RACK written into $CASSANDRA_CONF/cassandra.yaml
-#     and cassandra-rackdc.properties, in place as the official script does it
-#     (a temporary file from mktemp, so in /tmp, copied back over the file:
-#     the conf directory must be writable, /tmp too);
+#     (default, and `auto`: the first non-loopback IPv4 address of `ip address`,
+#     as the official script scrapes it), CASSANDRA_BROADCAST_ADDRESS (default:
+#     the listen address), CASSANDRA_RPC_ADDRESS (default 0.0.0.0),
+#     CASSANDRA_BROADCAST_RPC_ADDRESS (default: the broadcast address),
+#     CASSANDRA_SEEDS (default: the broadcast address; "cassandra" when
+#     CASSANDRA_NAME is set), CASSANDRA_ENDPOINT_SNITCH, CASSANDRA_DC /
+#     CASSANDRA_RACK written into $CASSANDRA_CONF/cassandra.yaml and
+#     cassandra-rackdc.properties, in place as the official script does it:
+#     a `KEY:` line, commented (`# KEY:`) or not, gets the value, so the
+#     yaml must have the official file's lines (`# broadcast_rpc_address:
+#     1.2.3.4`); through a temporary file from mktemp (in /tmp) copied back
+#     over the file (the conf directory must be writable, /tmp too);
 #   * then `exec "$@"`.
+#
+# On its defaults (no CASSANDRA_* set) it therefore behaves as the official
+# image does: rpc_address 0.0.0.0 with broadcast_rpc_address, listen_address
+# and seeds the container's (with --network=host: the host's) first address.
 set -e
 
 if [ "${1:0:1}" = '-' ]; then
@@ -28,11 +37,9 @@ if [ "$1" = cassandra ] && [ "$(id -u)" = 0 ]; then
 fi
 
 first_address() {
-    # The address the official script takes from `hostname --ip-address`.
-    local a
-    a=$(hostname --ip-address 2>/dev/null || :)
-    a=${a%% *}
-    echo "${a:-127.0.0.1}"
+    # The official script's choice: the first `inet` address whose interface
+    # is not `lo` (iproute2's `ip address`, installed in both images).
+    ip address | awk '$1 == "inet" && $NF != "lo" { sub(/\/.*$/, "", $2); print $2; exit }'
 }
 
 # sed_in_place FILE SED-ARGS...: the official script's _sed-in-place.
@@ -51,14 +58,15 @@ set_yaml() {
 }
 
 if [ "$1" = cassandra ]; then
-    : "${CASSANDRA_RPC_ADDRESS:=0.0.0.0}"
-    : "${CASSANDRA_LISTEN_ADDRESS:=auto}"
+    # Unset (not empty) takes the default, as in the official script.
+    : "${CASSANDRA_RPC_ADDRESS=0.0.0.0}"
+    : "${CASSANDRA_LISTEN_ADDRESS=auto}"
     [ "$CASSANDRA_LISTEN_ADDRESS" = auto ] && CASSANDRA_LISTEN_ADDRESS=$(first_address)
-    : "${CASSANDRA_BROADCAST_ADDRESS:=$CASSANDRA_LISTEN_ADDRESS}"
+    : "${CASSANDRA_BROADCAST_ADDRESS=$CASSANDRA_LISTEN_ADDRESS}"
     [ "$CASSANDRA_BROADCAST_ADDRESS" = auto ] && CASSANDRA_BROADCAST_ADDRESS=$(first_address)
     : "${CASSANDRA_BROADCAST_RPC_ADDRESS:=$CASSANDRA_BROADCAST_ADDRESS}"
     if [ -n "${CASSANDRA_NAME:-}" ]; then
-        : "${CASSANDRA_SEEDS:=$(getent hosts "$CASSANDRA_NAME" | awk '{print $1}')}"
+        : "${CASSANDRA_SEEDS:=cassandra}"
     fi
     : "${CASSANDRA_SEEDS:=$CASSANDRA_BROADCAST_ADDRESS}"
     sed_in_place "$CASSANDRA_CONF/cassandra.yaml" -r 's/(- seeds:).*/\1 "'"$CASSANDRA_SEEDS"'"/'
@@ -68,14 +76,14 @@ if [ "$1" = cassandra ]; then
         var="CASSANDRA_${key^^}"
         val="${!var:-}"
         if [ -n "$val" ]; then
-            set_yaml "$key" "'$val'"
+            set_yaml "$key" "$val"
         fi
     done
     for key in dc rack; do
         var="CASSANDRA_${key^^}"
         val="${!var:-}"
         if [ -n "$val" ]; then
-            sed_in_place "$CASSANDRA_CONF/cassandra-rackdc.properties" -r 's/^('"$key"'=).*/\1'"$val"'/'
+            sed_in_place "$CASSANDRA_CONF/cassandra-rackdc.properties" -r 's/^('"$key"'=).*/\1 '"$val"'/'
         fi
     done
 fi
