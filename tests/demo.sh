@@ -9,6 +9,8 @@
 #   bash tests/demo.sh              # real Cassandra 5.0 (jars fetched on first run)
 #   bash tests/demo.sh --fixture    # a small CQL-speaking JVM instead of Cassandra
 #   bash tests/demo.sh --systemd    # real Cassandra under a real systemd (docker/systemd/cassandra.service)
+#   bash tests/demo.sh --record     # the real-Cassandra demo, its story also written to
+#                                   # bench/results-demo.md (shown in docs/testing.md)
 #
 # Ports: CQL 19042, storage 17000, JMX 17199 (override with DEMO_CQL_PORT etc.).
 set -euo pipefail
@@ -18,8 +20,25 @@ mode=cassandra
 case "${1:-}" in
     --fixture) mode=fixture ;;
     --systemd) mode=systemd ;;
+    --record)
+        out="$root/bench/results-demo.md"
+        log=$(mktemp)
+        trap 'rm -f "$log"' EXIT
+        bash "$0" | tee "$log"
+        {
+            echo "# The demo: a real Cassandra with the agent"
+            echo
+            echo "\`bash tests/demo.sh --record\`, $(date -u '+%Y-%m-%d %H:%M UTC'), git $(git -C "$root" rev-parse --short HEAD); the story after the build:"
+            echo
+            echo '```'
+            sed -n '/^\[notify /,$p' "$log"
+            echo '```'
+        } >"$out.tmp"
+        mv "$out.tmp" "$out"
+        echo "demo.sh: wrote $out" >&2
+        exit 0 ;;
     "" | --cassandra) ;;
-    -h | --help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "demo.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
 esac
 if [[ $mode == systemd ]]; then

@@ -2,7 +2,8 @@
 //! someone typed once:
 //!
 //! - every `<!-- tables of bench/results-X.md ... -->` block in README.md and
-//!   docs/ is the tables of that results file, as its script last wrote it;
+//!   docs/ is the tables of that results file, as its script last wrote it,
+//!   and every `<!-- text of F ... -->` block the whole of F;
 //! - README.md's options table is rendered from the options code;
 //! - docs/design.md's module figures are tools/structure.py's, with no
 //!   import circle, no import from a lower layer up, no function over its limit;
@@ -76,32 +77,46 @@ fn fill(doc: &Path, text: &mut String, begin: &str, end: &str, want: &str) -> Ve
     )]
 }
 
+/// The blocks `<!-- KIND F ...-->` … `<!-- end of F -->` in `text`: (F, begin marker).
+fn blocks(text: &str, kind: &str) -> Vec<(String, String)> {
+    let opening = format!("<!-- {kind} ");
+    text.match_indices(&opening)
+        .map(|(i, m)| {
+            let rest = &text[i + m.len()..];
+            let name = rest[..rest.find(' ').expect("a file name")].to_string();
+            let begin = format!("{opening}{name} ");
+            (name, begin)
+        })
+        .collect()
+}
+
 #[test]
 fn result_tables_are_the_results_files() {
     let root = manifest_dir();
     let mut problems = Vec::new();
-    let mut blocks = 0;
+    let mut count = 0;
     for doc in documents() {
         let mut text = fs::read_to_string(&doc).expect("read a document");
-        let names: Vec<String> = text
-            .match_indices("<!-- tables of ")
-            .map(|(i, m)| {
-                let rest = &text[i + m.len()..];
-                rest[..rest.find(' ').expect("a file name")].to_string()
-            })
-            .collect();
-        for name in names {
-            blocks += 1;
-            let begin = format!("<!-- tables of {name} ");
-            let end = format!("<!-- end of {name} -->");
-            let want = tables_of(&root.join(&name));
-            problems.extend(fill(&doc, &mut text, &begin, &end, &want));
+        for kind in ["tables of", "text of"] {
+            for (name, begin) in blocks(&text.clone(), kind) {
+                count += 1;
+                let end = format!("<!-- end of {name} -->");
+                let file = root.join(&name);
+                let want = if kind == "tables of" {
+                    tables_of(&file)
+                } else {
+                    let t = fs::read_to_string(&file)
+                        .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+                    t.trim_end().to_string()
+                };
+                problems.extend(fill(&doc, &mut text, &begin, &end, &want));
+            }
         }
         if writing() {
             fs::write(&doc, &text).expect("write a document");
         }
     }
-    assert!(blocks >= 8, "only {blocks} generated tables found");
+    assert!(count >= 10, "only {count} generated blocks found");
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
