@@ -9,7 +9,8 @@
 # run from it), or target/release of a build. It installs
 #   PREFIX/lib/cqlready/<version>/libcqlready.so   (new version: new directory)
 #   PREFIX/lib/cqlready/libcqlready.so             (a link to it, replaced by rename)
-#   PREFIX/lib/cqlready/cqlready-shim.jar, PREFIX/bin/cqlready
+#   PREFIX/lib/cqlready/cqlready-shim.jar, PREFIX/bin/cqlready (and the
+#   tarball's cassandra-start and cassandra-stop, which its cassandra.service runs)
 # each written beside its destination under a temporary name, then renamed
 # over it: a JVM that loaded the old library keeps its mapping intact
 # (copying over a loaded .so, even with the same bytes, kills that JVM with
@@ -49,5 +50,8 @@ dir=$prefix/lib/cqlready
 put "$from/libcqlready.so" "$dir/$version/libcqlready.so" 0644
 link "$version/libcqlready.so" "$dir/libcqlready.so"
 [ -f "$from/cqlready-shim.jar" ] && put "$from/cqlready-shim.jar" "$dir/cqlready-shim.jar" 0644
+for script in cassandra-start cassandra-stop; do   # the tarball's, for its cassandra.service
+    [ -f "$from/$script" ] && put "$from/$script" "$dir/$script" 0755
+done
 put "$from/cqlready" "$prefix/bin/cqlready" 0755
 echo "install.sh: cqlready $version in $dir/$version (linked from $dir/libcqlready.so) and $prefix/bin/cqlready"

@@ -79,7 +79,8 @@ nfpm package --config "$stage/nfpm.yaml" --packager rpm --target "$stage/$rpm" >
 tree="$stage/tar/cqlready-${version}-x86_64-linux-gnu"
 mkdir -p "$tree"
 cp -r "$stage/libcqlready.so" "$stage/cqlready" "$stage/cqlready-shim.jar" "$stage/help" "$tree/"
-cp "$root/tools/install.sh" "$root/packaging/cassandra.service" "$root/packaging/cassandra-start" "$tree/"
+cp "$root/tools/install.sh" "$root/packaging/cassandra.service" "$root/packaging/cassandra-start" \
+    "$root/packaging/cassandra-stop" "$tree/"
 cp "$root/packaging/README.host" "$tree/README"
 tar --sort=name --owner=0 --group=0 --numeric-owner --mtime="@$SOURCE_DATE_EPOCH" \
     -C "$stage/tar" -czf "$stage/$tgz" "$(basename "$tree")"
