@@ -3,7 +3,8 @@
 # systemd-nspawn (tests/systemd/harness.sh), a STAND-IN for Apache's
 # cassandra .deb (standin-deb.sh), and the cqlready .deb of tools/package.sh:
 #
-#   bash tests/package/proof.sh DEB UPGRADE_DEB [--docs]
+#   bash tests/package/proof.sh DEB UPGRADE_DEB
+#   bash tests/package/proof.sh --docs    the last run's numbers into docs/packages.md
 #
 #   1. dpkg -i --force-depends without Cassandra: a clear message, a unit that
 #      fails at once with one, and a purge that leaves nothing;
@@ -18,15 +19,30 @@
 #   5. `apt remove` while it runs: it keeps running, /etc/init.d/cassandra
 #      stops it and starts it again; `apt purge`: nothing of cqlready left,
 #      nothing of the operator's changed.
-# Each check that fails says what it saw and exits 1. The measured times go
-# to target/package/proof-results.md, and with --docs into docs/packages.md
-# (between its proof markers). Needs root, systemd-nspawn, mmdebstrap.
+# Each check that fails says what it saw and exits 1. The measured times and
+# the packages' sizes go to target/package/proof-results.md; --docs copies
+# that file between docs/packages.md's proof markers. Needs root,
+# systemd-nspawn, mmdebstrap.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
-deb=$(realpath "${1:?usage: proof.sh DEB UPGRADE_DEB [--docs]}")
-up_deb=$(realpath "${2:?usage: proof.sh DEB UPGRADE_DEB [--docs]}")
-docs=${3:-}
+results="$root/target/package/proof-results.md"
+if [ "${1:-}" = --docs ]; then
+    [ -s "$results" ] || { echo "proof.sh: no $results: run the proof first" >&2; exit 1; }
+    python3 - "$root/docs/packages.md" "$results" <<'PY'
+import re, sys
+doc, results = sys.argv[1], open(sys.argv[2]).read()
+block = "<!-- proof:begin (tests/package/proof.sh --docs writes this block) -->\n" + results + "<!-- proof:end -->"
+s, n = re.subn(r"<!-- proof:begin.*?<!-- proof:end -->", lambda m: block, open(doc).read(), flags=re.S)
+if n != 1:
+    sys.exit("proof.sh: docs/packages.md has no proof markers")
+open(doc, "w").write(s)
+PY
+    echo "proof.sh: docs/packages.md has the numbers of $results" >&2
+    exit 0
+fi
+deb=$(realpath "${1:?usage: proof.sh DEB UPGRADE_DEB, or proof.sh --docs}")
+up_deb=$(realpath "${2:?usage: proof.sh DEB UPGRADE_DEB, or proof.sh --docs}")
 H="$root/tests/systemd/harness.sh"
 name=pkg-$$
 now() { local t=${EPOCHREALTIME/[.,]/}; echo $(( t / 1000 )); }
@@ -166,10 +182,10 @@ left=$(inside find / -xdev -name '*cqlready*' -not -path '/pkgs/*' 2>/dev/null |
 say "5. removed while running (it kept serving), SysV stop and start again, purged: nothing left, nothing of the operator's changed"
 
 t_end=$(now)
-results="$root/target/package/proof-results.md"
 mkdir -p "$(dirname "$results")"
+size() { stat -c %s "$1" | sed ':a;s/\B[0-9]\{3\}\>/,&/;ta'; }
 {
-    echo "| what (\`bash tests/package/proof.sh\`, $(date -u +%Y-%m-%d)) | time |"
+    echo "| what (\`bash tests/package/proof.sh\`, $(date -u +%Y-%m-%d), load average $(cut -d' ' -f1 /proc/loadavg) on $(nproc) cores) | time |"
     echo "|---|---|"
     echo "| \`apt install ./cqlready_*.deb\` while Cassandra runs (starts nothing) | $(( t_installed - t_install )) ms |"
     echo "| \`systemctl stop cassandra\` of the SysV-started JVM (its drain) | $(( t_stop_sysv )) ms |"
@@ -177,19 +193,12 @@ mkdir -p "$(dirname "$results")"
     echo "| from \`apt install\` to a started Cassandra under cassandra.service | $(( t_started - t_install )) ms |"
     echo "| \`systemctl restart cassandra\` after the upgrade (drain, then start to CQL) | $t_restart ms |"
     echo "| the whole proof: root, boot, five stages (booted after $(( t_booted - t_start )) ms) | $(( (t_end - t_start) / 1000 )) s |"
-} > "$results"
+    echo
+    echo "| package | bytes |"
+    echo "|---|---|"
+    for f in "$deb" "$(dirname "$deb")"/cqlready-*.rpm "$(dirname "$deb")"/cqlready-*.tar.gz; do
+        [ -f "$f" ] && echo "| \`$(basename "$f")\` | $(size "$f") |"
+    done
+} > "$results.tmp"
+mv "$results.tmp" "$results"
 say "results: $results"
-if [ "$docs" = --docs ]; then
-    sizes=$(for f in "$deb" "$(dirname "$deb")"/cqlready-*.rpm "$(dirname "$deb")"/cqlready-*.tar.gz; do
-        printf '| `%s` | %s bytes |\n' "$(basename "$f")" "$(stat -c %s "$f" | sed ':a;s/\B[0-9]\{3\}\>/,&/;ta')"; done)
-    python3 - "$root/docs/packages.md" "$results" "$sizes" <<'PY'
-import sys, re
-doc, results, sizes = sys.argv[1], open(sys.argv[2]).read(), sys.argv[3]
-s = open(doc).read()
-block = "<!-- proof:begin (written by tests/package/proof.sh --docs) -->\n" + results + "\n| package | size |\n|---|---|\n" + sizes + "\n<!-- proof:end -->"
-s, n = re.subn(r"<!-- proof:begin.*?<!-- proof:end -->", lambda m: block, s, flags=re.S)
-if n != 1: sys.exit("proof.sh: docs/packages.md has no proof markers")
-open(doc, "w").write(s)
-PY
-    say "docs/packages.md: numbers written"
-fi
