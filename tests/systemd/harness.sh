@@ -29,6 +29,9 @@
 #       --timeout SECS        boot deadline (default 60, env
 #                             CQLREADY_SD_BOOT_TIMEOUT)
 #       --nspawn-arg ARG      any extra systemd-nspawn argument (repeatable)
+#       --directory DIR       boot the root filesystem in DIR instead of the
+#                             host's (read-only underneath: what the container
+#                             writes goes to a tmpfs overlay, --volatile=overlay)
 #   harness.sh exec <name> [-e K=V]... [--] CMD...
 #                                          run CMD inside (clean environment,
 #                                          PATH=/usr/local/sbin:...:/bin), with
@@ -283,7 +286,7 @@ cleanup_nspawn_dirs() {
 cmd_up() {
     need_root
     local name=${1:-}; check_name "$name"; shift
-    local unit_dir='' target=basic.target wait_mode=running timeout=${CQLREADY_SD_BOOT_TIMEOUT:-60} host_net=0
+    local unit_dir='' directory='' target=basic.target wait_mode=running timeout=${CQLREADY_SD_BOOT_TIMEOUT:-60} host_net=0
     local -a extra=()
     local src dst spec
     while [ $# -gt 0 ]; do
@@ -307,6 +310,7 @@ cmd_up() {
             --wait=*) wait_mode=${1#*=}; shift ;;
             --timeout) timeout=${2:?}; shift 2 ;;
             --timeout=*) timeout=${1#*=}; shift ;;
+            --directory) directory=${2:?--directory needs a directory}; shift 2 ;;
             --nspawn-arg) extra+=("${2:?}"); shift 2 ;;
             --nspawn-arg=*) extra+=("${1#*=}"); shift ;;
             *) usage_die "up: unknown option $1" ;;
@@ -344,7 +348,9 @@ cmd_up() {
 
     cgroups_create "$name" "$d/cgroups"
 
-    local -a nspawn=(systemd-nspawn -D / --volatile=yes --bind-ro=/etc
+    local -a root=(-D / --volatile=yes --bind-ro=/etc)
+    [ -n "$directory" ] && root=(-D "$directory" --volatile=overlay)
+    local -a nspawn=(systemd-nspawn "${root[@]}"
         --register=no --keep-unit --link-journal=no --console=read-only
         "--machine=$machine" "${extra[@]}"
         -b -- "systemd.unit=$target")
