@@ -32,7 +32,7 @@ struct Cli {
 #[derive(Args, Clone)]
 #[group(multiple = false)]
 struct Which {
-    /// The agent's status socket (default: $RUNTIME_DIRECTORY/cqlready.sock under systemd).
+    /// The agent's status socket (default: $RUNTIME_DIRECTORY/cqlready.sock under systemd, else /run/cassandra/cqlready.sock when it exists).
     #[arg(long, value_name = "PATH")]
     socket: Option<PathBuf>,
     /// The JVM's PID; its socket is found by itself, also inside a container.
@@ -320,14 +320,16 @@ fn main() -> ExitCode {
 
 /// The agent to ask, as the user named it.
 enum Asked {
-    /// `--socket`, or `$RUNTIME_DIRECTORY/cqlready.sock` when neither is given.
+    /// `--socket`, or when neither is given `$RUNTIME_DIRECTORY/cqlready.sock`,
+    /// else the packaged unit's socket.
     Socket(PathBuf),
     /// `--pid`: the JVM's socket is found from its command line.
     Pid(u32),
 }
 
-/// `--socket`, `--pid`, or (neither) `$RUNTIME_DIRECTORY`; none of them is a
-/// usage error, said at once (exit 64), never a wait for nothing.
+/// `--socket`, `--pid`, or (neither) `$RUNTIME_DIRECTORY`, else the packaged
+/// unit's socket when it exists; none of them is a usage error, said at once
+/// (exit 64), never a wait for nothing.
 fn asked(which: &Which) -> Result<Asked, u8> {
     if let Some(p) = &which.socket {
         return Ok(Asked::Socket(p.clone()));
@@ -340,14 +342,19 @@ fn asked(which: &Which) -> Result<Asked, u8> {
             0,
             Some(&dir),
         ))),
+        _ if Path::new(PACKAGED_SOCKET).exists() => Ok(Asked::Socket(PACKAGED_SOCKET.into())),
         _ => {
             eprintln!(
-                "cqlready: which agent? give --socket PATH or --pid PID (or run with RUNTIME_DIRECTORY set)"
+                "cqlready: which agent? give --socket PATH or --pid PID (no {PACKAGED_SOCKET} here, and RUNTIME_DIRECTORY is not set)"
             );
             Err(USAGE)
         }
     }
 }
+
+/// Where the packages' `cassandra.service` puts the status socket
+/// (`RuntimeDirectory=cassandra`): the default on a host that runs it.
+const PACKAGED_SOCKET: &str = "/run/cassandra/cqlready.sock";
 
 fn socket_of(asked: &Asked) -> Result<PathBuf, ClientError> {
     match asked {
