@@ -158,7 +158,7 @@ pub fn notify(data: &[u8]) {
     assert!(!clean.chars().any(char::is_control));
     assert!(clean.chars().count() <= s.chars().count());
     let m = notify::message(&[
-        Field::Status(s),
+        Field::Status(s.to_string()),
         Field::ExtendTimeout(Duration::from_millis(data.len() as u64)),
         Field::Stopping,
     ]);

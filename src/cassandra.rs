@@ -354,7 +354,7 @@ impl Probe for NodeProbe {
         snap.cluster = self.cluster_view.clone();
     }
 
-    fn progress(&mut self) -> Option<String> {
+    fn progress(&mut self) -> Option<crate::monitor::Moving> {
         self.progress.status(Instant::now())
     }
 
@@ -459,7 +459,7 @@ mod tests {
             "{why}"
         );
         assert_eq!(
-            p.progress().unwrap(),
+            p.progress().unwrap().text,
             "Cassandra JOINING (joining the ring, 1.0 MiB on disk)"
         );
         let mut p = NodeProbe::new(
@@ -566,8 +566,11 @@ mod tests {
         fn keep_alive(&self) -> bool {
             self.0 > 2
         }
-        fn progress(&mut self) -> Option<String> {
-            (self.0 > 2).then(|| "Cassandra DRAINING (flushing memtables, 16.0 MiB of disk I/O since the drain began)".into())
+        fn progress(&mut self) -> Option<crate::monitor::Moving> {
+            (self.0 > 2).then(|| crate::monitor::Moving {
+                text: "Cassandra DRAINING (flushing memtables, 16.0 MiB of disk I/O since the drain began)".into(),
+                quiet: Duration::ZERO,
+            })
         }
     }
 

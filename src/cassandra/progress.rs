@@ -14,6 +14,7 @@
 //! nothing has, they stop, and the unit's own timeout ends a wedged start
 //! (or stop) as it should.
 
+use crate::monitor::Moving;
 use std::time::{Duration, Instant};
 
 /// Disk I/O that counts as movement.
@@ -154,12 +155,19 @@ impl Progress {
 
     /// While start-up (or a drain) moved within `extend`: the `STATUS=`
     /// text naming the phase. `None` in other modes, or once nothing moved.
-    pub fn status(&self, now: Instant) -> Option<String> {
+    pub fn status(&self, now: Instant) -> Option<Moving> {
         let s = self.last.as_ref()?;
         let (at, moved) = self.changed?;
-        if now.saturating_duration_since(at) >= self.extend {
+        let quiet = now.saturating_duration_since(at);
+        if quiet >= self.extend {
             return None;
         }
+        let text = self.text(s, moved)?;
+        Some(Moving { text, quiet })
+    }
+
+    /// The text naming the phase of read `s`, in which `moved` moved last.
+    fn text(&self, s: &Signals, moved: Moved) -> Option<String> {
         let since_mode = match (self.io_at_mode, s.io_bytes) {
             (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64),
             _ => None,
@@ -248,7 +256,7 @@ mod tests {
         let mut p = Progress::new(Duration::from_secs(60));
         p.observe(s(0), at(None, 0));
         assert_eq!(
-            p.status(s(1)).as_deref(),
+            p.status(s(1)).map(|m| m.text).as_deref(),
             Some("Cassandra starting (starting up, 0.0 MiB of disk I/O so far)")
         );
         // Commit-log replay: writes applied grow.
@@ -259,7 +267,7 @@ mod tests {
         p.observe(s(10), replay(0, MIB));
         p.observe(s(20), replay(5000, 2 * MIB));
         assert_eq!(
-            p.status(s(21)).as_deref(),
+            p.status(s(21)).map(|m| m.text).as_deref(),
             Some("Cassandra STARTING (replaying the commit log, 5000 writes applied, 1.0 MiB of disk I/O so far)")
         );
         // SSTables opening.
@@ -280,6 +288,7 @@ mod tests {
         assert!(p
             .status(s(41))
             .unwrap()
+            .text
             .contains("opening SSTables, 12 open"));
         // Wedged: only a trickle of log writes, below IO_STEP, for longer than extend.
         for k in 0..10u64 {
@@ -320,7 +329,9 @@ mod tests {
         p.observe(t0, join(1048576.0, 1));
         p.observe(t0 + Duration::from_secs(1), join(2097152.0, 2));
         assert_eq!(
-            p.status(t0 + Duration::from_secs(2)).as_deref(),
+            p.status(t0 + Duration::from_secs(2))
+                .map(|m| m.text)
+                .as_deref(),
             Some("Cassandra JOINING (bootstrap in progress, 2.0 MiB on disk)")
         );
         // Streaming stalls (the source stopped): extensions stop after `extend`.
@@ -382,7 +393,7 @@ txPercentage=0.0})]";
         };
         p.observe(t0, joining);
         assert_eq!(
-            p.status(t0).as_deref(),
+            p.status(t0).map(|m| m.text).as_deref(),
             Some("Cassandra JOINING (bootstrap in progress, streaming 312.0/800.0 MiB, 0.1 MiB on disk)")
         );
     }
@@ -397,7 +408,7 @@ txPercentage=0.0})]";
         p.observe(s(2), at(Some("DRAINING"), 100 * MIB));
         p.observe(s(12), at(Some("DRAINING"), 100 * MIB + 2 * IO_STEP));
         assert_eq!(
-            p.status(s(13)).as_deref(),
+            p.status(s(13)).map(|m| m.text).as_deref(),
             Some("Cassandra DRAINING (flushing memtables, 16.0 MiB of disk I/O since the drain began)")
         );
         p.observe(s(50), at(Some("DRAINING"), 100 * MIB + 2 * IO_STEP));

@@ -1,25 +1,22 @@
 //! One thread, one state machine: probe, decide, tell the world.
 //!
-//! ```text
-//!  starting ──first good check──> ready ──`failures` bad checks in a row──> degraded
-//!                                   ^                                          │
-//!                                   └───────────────good check─────────────────┘
-//!  any state ──VM death──> stopping
-//! ```
-//!
-//! [`Machine`] is the pure state machine (time passed in, no I/O). [`run`]
-//! drives it with a [`Probe`], sends notifications and publishes each
-//! change to [`Shared`] (`status/store.rs`), where the status server and long-polls read it. All
-//! timing uses the monotonic clock. The agent probes CQL inside the JVM; the
-//! `watch` command runs the same loop from outside.
+//! `core.rs` decides (pure: state, event and time in; messages and the next
+//! state out); `run.rs` is the loop around it (the real clock, the
+//! [`Probe`], the notifier, the [`Shared`] store, the sleeps). The agent
+//! probes CQL inside the JVM; the `watch` command runs the same loop from
+//! outside; `tests/sim.rs` drives the core through generated timelines.
 
+pub mod core;
+pub mod run;
+
+pub use self::core::{status_text, Ended, Machine, Moving, Pace, Transition};
+pub use self::run::run;
 use crate::notify::{Field, Notifier};
 use crate::options::Options;
-use crate::status::model::{millis, unix_ms, LastCheck, Snapshot, State};
+use crate::status::model::{unix_ms, Snapshot, State};
 /// The store the loop publishes to; re-exported for the monitor's callers.
 pub use crate::status::store::Shared;
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::SystemTime;
 
 /// What the monitor checks: one call, one verdict.
 pub trait Probe: Send {
@@ -27,9 +24,10 @@ pub trait Probe: Send {
     fn check(&mut self) -> Result<Option<u8>, String>;
     /// Adds what the probe saw to the snapshot (Cassandra's view).
     fn annotate(&self, _snap: &mut Snapshot) {}
-    /// While not ready (or kept alive, draining): a description of progress
-    /// worth more start or stop time (`EXTEND_TIMEOUT_USEC`), or `None`.
-    fn progress(&mut self) -> Option<String> {
+    /// While not ready (or kept alive, draining): what start-up or the
+    /// drain is doing and how long ago it last moved, or `None` when it
+    /// does not move.
+    fn progress(&mut self) -> Option<Moving> {
         None
     }
     /// Not ready, but deliberately so (a drained node): keep feeding the watchdog.
@@ -41,110 +39,6 @@ pub trait Probe: Send {
     fn bound_to_thread(&self) -> bool {
         false
     }
-}
-
-/// A change worth telling the service manager about.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Transition {
-    /// CQL answered for the first time, `after` the monitor started.
-    FirstReady { after: Duration },
-    /// CQL answers again after being degraded for `down`.
-    Recovered { down: Duration },
-    /// Ready, then `failures` consecutive failed checks.
-    Degraded,
-}
-
-/// The pure state machine.
-#[derive(Debug)]
-pub struct Machine {
-    state: State,
-    started: Instant,
-    since: Instant,
-    failures_to_degrade: u32,
-    consecutive_failures: u32,
-    ever_ready: bool,
-}
-
-impl Machine {
-    pub fn new(now: Instant, failures_to_degrade: u32) -> Machine {
-        Machine {
-            state: State::Starting,
-            started: now,
-            since: now,
-            failures_to_degrade: failures_to_degrade.max(1),
-            consecutive_failures: 0,
-            ever_ready: false,
-        }
-    }
-
-    pub fn state(&self) -> State {
-        self.state
-    }
-
-    pub fn consecutive_failures(&self) -> u32 {
-        self.consecutive_failures
-    }
-
-    /// Feeds one check's verdict.
-    pub fn observe(&mut self, ok: bool, now: Instant) -> Option<Transition> {
-        if self.state == State::Stopping {
-            return None;
-        }
-        if ok {
-            self.consecutive_failures = 0;
-            let t = match self.state {
-                State::Starting => Transition::FirstReady {
-                    after: now.saturating_duration_since(self.started),
-                },
-                State::Degraded => Transition::Recovered {
-                    down: now.saturating_duration_since(self.since),
-                },
-                _ => return None,
-            };
-            self.ever_ready = true;
-            self.enter(State::Ready, now);
-            return Some(t);
-        }
-        self.consecutive_failures = self.consecutive_failures.saturating_add(1);
-        if self.state == State::Ready && self.consecutive_failures >= self.failures_to_degrade {
-            self.enter(State::Degraded, now);
-            return Some(Transition::Degraded);
-        }
-        None
-    }
-
-    /// The VM is going away; `false` if it already was.
-    pub fn stop(&mut self, now: Instant) -> bool {
-        if self.state == State::Stopping {
-            return false;
-        }
-        self.enter(State::Stopping, now);
-        true
-    }
-
-    fn enter(&mut self, state: State, now: Instant) {
-        self.state = state;
-        self.since = now;
-    }
-}
-
-/// How the loop is paced and what it calls what it watches.
-#[derive(Debug, Clone)]
-pub struct Pace {
-    /// Probe period while not ready.
-    pub interval: Duration,
-    /// Probe period while ready.
-    pub check: Duration,
-    /// Consecutive failed checks that turn ready into degraded.
-    pub failures: u32,
-    /// What is watched and where, for STATUS= lines: "CQL", "127.0.0.1:9042".
-    pub subject: String,
-    pub place: String,
-    /// How much more start time to ask for while the probe reports progress.
-    pub extend: Duration,
-    /// End the loop when ready turns degraded (the `watch` command exits,
-    /// so units bound to it stop) instead of waiting for recovery.
-    pub exit_on_degraded: bool,
 }
 
 impl Pace {
@@ -164,25 +58,27 @@ impl Pace {
     }
 }
 
-/// Why [`run`] returned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ended {
-    /// The snapshot was marked stopping.
-    Stopped,
-    /// Ready turned degraded and `exit_on_degraded` was set.
-    Degraded,
-}
-
-/// Sends `fields`, then records the outcome and `also` in one snapshot
-/// update, so nobody sees a state before its notification went out.
+/// Sends `fields` and records the outcome and `also` in one snapshot
+/// update, so nobody sees a state before its notification went out. Both
+/// happen under the store's lock, which [`stop`] holds too: once
+/// `STOPPING=1` went out, nothing but `STATUS=` follows it. `true` when
+/// the datagram went out (or there is no service manager to tell).
 pub fn tell(
     notifier: &Notifier,
     shared: &Shared,
-    fields: &[Field<'_>],
+    fields: &[Field],
     also: impl FnOnce(&mut Snapshot),
-) {
-    let result = notifier.send(fields);
+) -> bool {
+    let mut ok = true;
     shared.update(|s| {
+        let after_stop = s.state == State::Stopping
+            && fields
+                .iter()
+                .any(|f| !matches!(f, Field::Status(_) | Field::Stopping));
+        if after_stop {
+            return;
+        }
+        let result = notifier.send(fields);
         also(s);
         for f in fields {
             match (f, &result) {
@@ -197,276 +93,15 @@ pub fn tell(
         }
         if result.is_err() {
             s.notify.errors += 1;
+            ok = false;
         }
     });
+    ok
 }
 
-fn clock_time(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    format!(
-        "{:02}:{:02}:{:02} UTC",
-        secs / 3600 % 24,
-        secs / 60 % 60,
-        secs % 60
-    )
-}
-
-/// The status line for a transition: "CQL ready on 127.0.0.1:9042 after 31.2 s".
-pub fn status_text(pace: &Pace, t: &Transition, error: Option<&str>, now: SystemTime) -> String {
-    let (what, place) = (&pace.subject, &pace.place);
-    match t {
-        Transition::FirstReady { after } => {
-            format!("{what} ready on {place} after {:.1} s", after.as_secs_f64())
-        }
-        Transition::Recovered { down } => {
-            format!(
-                "{what} ready on {place} again, after {:.1} s not answering",
-                down.as_secs_f64()
-            )
-        }
-        Transition::Degraded => format!(
-            "{what} on {place} not answering since {} ({})",
-            clock_time(now),
-            error.unwrap_or("no answer")
-        ),
-    }
-}
-
-/// The phase a progress text names: the text before its first comma, e.g.
-/// "Cassandra STARTING (replaying the commit log" of "Cassandra STARTING
-/// (replaying the commit log, 5000 writes applied, …)"; the counts after it
-/// change at every read and are no new phase.
-fn progress_phase(text: &str) -> &str {
-    text.split(',').next().unwrap_or(text)
-}
-
-/// Runs the loop until the snapshot's state becomes `stopping` (or, with
-/// `exit_on_degraded`, until ready turns degraded). Each turn: check,
-/// record the verdict, announce a transition or explain a new reason, ask
-/// for more start time while starting, then pause until the next check,
-/// feeding the watchdog (one method of `Loop` each).
-pub fn run(
-    probe: &mut impl Probe,
-    pace: Pace,
-    notifier: Arc<Notifier>,
-    shared: Arc<Shared>,
-) -> Ended {
-    let mut l = Loop {
-        machine: Machine::new(Instant::now(), pace.failures),
-        waiting: format!("Waiting for {} on {}", pace.subject, pace.place),
-        pace,
-        notifier,
-        shared,
-        next_ping: Instant::now(),
-        last_error: None,
-        extended: None,
-        phase: None,
-        degraded_since: SystemTime::now(),
-    };
-    tell(&l.notifier, &l.shared, &[Field::Status(&l.waiting)], |_| {});
-    loop {
-        let started = Instant::now();
-        let verdict = probe.check();
-        let latency = started.elapsed();
-        let now = Instant::now();
-        if l.shared.state() == State::Stopping {
-            return Ended::Stopped;
-        }
-        let ok = verdict.is_ok();
-        let transition = l.machine.observe(ok, now);
-        let new_error = l.record(probe, verdict, latency);
-        if let Some(t) = &transition {
-            l.announce(t, now);
-            if l.pace.exit_on_degraded && *t == Transition::Degraded {
-                return Ended::Degraded;
-            }
-        } else if let Some(e) = &new_error {
-            l.explain(e);
-        }
-        // Start-up, and a drain (a stop's, or an operator's: without
-        // STOPPING=1 systemd applies the extension to nothing but
-        // RuntimeMaxSec=), get more time while they move.
-        if l.machine.state() == State::Starting || probe.keep_alive() {
-            l.ask_for_time(probe);
-        }
-        if let Some(ended) = l.pause(probe, started) {
-            return ended;
-        }
-    }
-}
-
-/// What [`run`] carries from one check to the next.
-struct Loop {
-    machine: Machine,
-    pace: Pace,
-    notifier: Arc<Notifier>,
-    shared: Arc<Shared>,
-    /// The `STATUS=` text while starting.
-    waiting: String,
-    next_ping: Instant,
-    last_error: Option<String>,
-    /// When `EXTEND_TIMEOUT_USEC` was last sent.
-    extended: Option<Instant>,
-    /// The phase the last progress `STATUS=` named.
-    phase: Option<String>,
-    degraded_since: SystemTime,
-}
-
-impl Loop {
-    /// Publishes one check's outcome; returns its error if it is a new one.
-    fn record(
-        &mut self,
-        probe: &impl Probe,
-        verdict: Result<Option<u8>, String>,
-        latency: Duration,
-    ) -> Option<String> {
-        let ok = verdict.is_ok();
-        let new_error = match &verdict {
-            Err(e) if self.last_error.as_deref() != Some(e) => Some(e.clone()),
-            _ => None,
-        };
-        self.last_error = verdict.as_ref().err().cloned();
-        let failures = u64::from(self.machine.consecutive_failures());
-        let last_error = self.last_error.clone();
-        self.shared.update(|s| {
-            s.checks.total += 1;
-            if ok {
-                s.checks.ok += 1;
-            } else {
-                s.checks.failed += 1;
-            }
-            s.checks.consecutive_failures = failures;
-            if let Ok(Some(v)) = verdict {
-                s.cql.protocol_version = Some(v);
-            }
-            probe.annotate(s);
-            s.last_check = Some(LastCheck {
-                ok,
-                latency_ms: millis(latency),
-                error: last_error,
-                at_unix_ms: unix_ms(SystemTime::now()),
-            });
-        });
-        new_error
-    }
-
-    /// Tells the service manager and the snapshot about a transition.
-    fn announce(&mut self, t: &Transition, now: Instant) {
-        if *t == Transition::Degraded {
-            self.degraded_since = SystemTime::now();
-        }
-        let text = status_text(
-            &self.pace,
-            t,
-            self.last_error.as_deref(),
-            self.degraded_since,
-        );
-        crate::info!("{text}");
-        let fields: &[Field<'_>] = match t {
-            Transition::FirstReady { .. } => &[Field::Ready, Field::Status(&text)],
-            _ => &[Field::Status(&text)],
-        };
-        let state = self.machine.state();
-        tell(&self.notifier, &self.shared, fields, |s| {
-            s.state = state;
-            s.state_since_unix_ms = unix_ms(SystemTime::now());
-            if let Transition::FirstReady { after } = t {
-                s.time_to_ready_ms = Some(millis(*after));
-            }
-        });
-        self.next_ping = now;
-    }
-
-    /// Why it is not ready changed (Cassandra's mode, say): say so.
-    fn explain(&self, e: &str) {
-        crate::debug!("{} on {}: {e}", self.pace.subject, self.pace.place);
-        let text = match self.machine.state() {
-            State::Starting => Some(format!("{}: {e}", self.waiting)),
-            State::Degraded => Some(status_text(
-                &self.pace,
-                &Transition::Degraded,
-                Some(e),
-                self.degraded_since,
-            )),
-            _ => None,
-        };
-        if let Some(text) = text {
-            tell(
-                &self.notifier,
-                &self.shared,
-                &[Field::Status(&text)],
-                |_| {},
-            );
-        }
-    }
-
-    /// While starting or draining with progress to show: more time, a third
-    /// of `extend` apart at most; and between extensions, a `STATUS=` when
-    /// the phase changes, so that a phase shorter than `extend`/3 (a quick
-    /// commit-log replay) is still named.
-    fn ask_for_time(&mut self, probe: &mut impl Probe) {
-        let Some(text) = probe.progress() else {
-            return;
-        };
-        let phase = progress_phase(&text);
-        if self
-            .extended
-            .is_none_or(|t| t.elapsed() >= self.pace.extend / 3)
-        {
-            let fields = [Field::ExtendTimeout(self.pace.extend), Field::Status(&text)];
-            tell(&self.notifier, &self.shared, &fields, |_| {});
-            self.extended = Some(Instant::now());
-        } else if self.phase.as_deref() != Some(phase) {
-            tell(
-                &self.notifier,
-                &self.shared,
-                &[Field::Status(&text)],
-                |_| {},
-            );
-        } else {
-            return;
-        }
-        self.phase = Some(phase.to_string());
-    }
-
-    /// Waits until the next check is due, feeding the watchdog meanwhile;
-    /// `Some` when the snapshot turned stopping.
-    fn pause(&mut self, probe: &impl Probe, started: Instant) -> Option<Ended> {
-        let period = if self.machine.state() == State::Ready {
-            self.pace.check
-        } else {
-            self.pace.interval
-        };
-        let next_check = started + period;
-        let watchdog = self.notifier.watchdog;
-        loop {
-            let ready = self.machine.state() == State::Ready || probe.keep_alive();
-            if let (true, Some(wd)) = (ready, watchdog) {
-                if Instant::now() >= self.next_ping {
-                    tell(&self.notifier, &self.shared, &[Field::Watchdog], |_| {});
-                    self.next_ping = Instant::now() + wd;
-                }
-            }
-            let wake = match (ready, watchdog) {
-                (true, Some(_)) => next_check.min(self.next_ping),
-                _ => next_check,
-            };
-            let snap = self.shared.wait_until(wake, |s| s.state == State::Stopping);
-            if snap.state == State::Stopping {
-                return Some(Ended::Stopped);
-            }
-            if Instant::now() >= next_check {
-                return None;
-            }
-        }
-    }
-}
-
-/// Marks the snapshot stopping (which ends [`run`]) and sends `STOPPING=1`.
-/// Called from the VM-death callback: it only sends one non-blocking datagram.
+/// Marks the snapshot stopping (which ends [`run`]) and sends the core's
+/// last message ([`core::stopping`]). Called from the VM-death callback: it
+/// only sends one non-blocking datagram.
 pub fn stop(notifier: &Notifier, shared: &Shared, why: &str) {
     let mut first = false;
     shared.update(|s| {
@@ -477,18 +112,15 @@ pub fn stop(notifier: &Notifier, shared: &Shared, why: &str) {
         }
     });
     if first {
-        tell(
-            notifier,
-            shared,
-            &[Field::Stopping, Field::Status(why)],
-            |_| {},
-        );
+        tell(notifier, shared, &self::core::stopping(why), |_| {});
     }
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
 
     #[test]
     fn the_state_machine() {
@@ -617,14 +249,18 @@ pub(crate) mod tests {
             self.0 += 1;
             Err("connect: refused".into())
         }
-        fn progress(&mut self) -> Option<String> {
-            Some(if self.0 <= 3 {
+        fn progress(&mut self) -> Option<Moving> {
+            let text = if self.0 <= 3 {
                 "Cassandra starting (starting up, 1.0 MiB of disk I/O so far)".into()
             } else {
                 format!(
                     "Cassandra starting (replaying the commit log, {} writes applied)",
                     self.0
                 )
+            };
+            Some(Moving {
+                text,
+                quiet: Duration::ZERO,
             })
         }
     }
