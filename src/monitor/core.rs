@@ -11,6 +11,7 @@
 //!  any state ──VM death──> stopping
 //! ```
 
+use super::line::Line;
 use crate::notify::Field;
 use crate::status::model::State;
 use std::time::{Duration, Instant, SystemTime};
@@ -192,14 +193,6 @@ pub fn status_text(pace: &Pace, t: &Transition, error: Option<&str>, now: System
     }
 }
 
-/// The phase a progress text names: the text before its first comma, e.g.
-/// "Cassandra STARTING (replaying the commit log" of "Cassandra STARTING
-/// (replaying the commit log, 5000 writes applied, …)"; the counts after it
-/// change at every read and are no new phase.
-pub fn phase_of(text: &str) -> &str {
-    text.split(',').next().unwrap_or(text)
-}
-
 /// The last message of all: `STOPPING=1` and why.
 pub fn stopping(why: &str) -> Vec<Field> {
     vec![Field::Stopping, Field::Status(why.to_string())]
@@ -213,6 +206,15 @@ pub struct Report {
     pub time_to_ready: Option<Duration>,
 }
 
+/// The job of the service manager's that an extension is for: a start's
+/// and a stop's timeouts are separate (systemd.service(5)), so each gets
+/// its own pacing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Job {
+    Start,
+    Drain,
+}
+
 /// The monitor between two events.
 #[derive(Debug)]
 pub struct Core {
@@ -220,17 +222,21 @@ pub struct Core {
     watchdog: Option<Duration>,
     machine: Machine,
     waiting: String,
+    /// The text of the last transition to ready.
+    ready_text: String,
     last_error: Option<String>,
     degraded_since: SystemTime,
     report: Report,
-    /// When the last check began, and the next one is due.
     next_check: Instant,
     next_ping: Instant,
     keep_alive: bool,
-    /// When `EXTEND_TIMEOUT_USEC` was last sent.
-    extended: Option<Instant>,
-    /// The phase the last progress `STATUS=` named.
-    phase: Option<String>,
+    /// `READY=1` is owed (decided, not yet delivered).
+    ready_owed: bool,
+    /// The job the last extension was for, and until when it holds.
+    extended: Option<(Job, Instant)>,
+    line: Line,
+    /// When the core last ran (a held-back line is due only after it).
+    last_step: Instant,
     ended: Option<Ended>,
 }
 
@@ -238,12 +244,14 @@ impl Core {
     /// The monitor at its start, and its first message ("Waiting for CQL on …").
     pub fn new(pace: Pace, watchdog: Option<Duration>, now: Now) -> (Core, Vec<Field>) {
         let waiting = format!("Waiting for {} on {}", pace.subject, pace.place);
-        let first = vec![Field::Status(waiting.clone())];
+        let mut line = Line::default();
+        line.want(waiting.clone());
         let core = Core {
             machine: Machine::new(now.mono, pace.failures),
             pace,
             watchdog,
-            waiting,
+            waiting: waiting.clone(),
+            ready_text: String::new(),
             last_error: None,
             degraded_since: now.wall,
             report: Report {
@@ -254,11 +262,13 @@ impl Core {
             next_check: now.mono,
             next_ping: now.mono,
             keep_alive: false,
+            ready_owed: false,
             extended: None,
-            phase: None,
+            line,
+            last_step: now.mono,
             ended: None,
         };
-        (core, first)
+        (core, vec![Field::Status(waiting)])
     }
 
     pub fn state(&self) -> State {
@@ -287,46 +297,62 @@ impl Core {
         self.next_check
     }
 
-    /// When the loop must run again: the next check, or a `WATCHDOG=1` before it.
+    /// When the loop must run again: the next check, or before it a
+    /// `WATCHDOG=1` or a `STATUS=` held back.
     pub fn wake_at(&self) -> Instant {
-        match self.watchdog {
-            Some(_) if self.healthy() => self.next_check.min(self.next_ping),
-            _ => self.next_check,
-        }
+        let ping = match self.watchdog {
+            Some(_) if self.healthy() => Some(self.next_ping),
+            _ => None,
+        };
+        let held = self.line.due().filter(|t| *t > self.last_step);
+        [ping, held]
+            .into_iter()
+            .flatten()
+            .fold(self.next_check, Instant::min)
     }
 
     fn healthy(&self) -> bool {
         self.machine.state() == State::Ready || self.keep_alive
     }
 
-    /// One check's outcome: announce a transition or explain a new reason,
-    /// ask for more time while starting or draining, feed the watchdog.
+    /// One check's outcome: a transition, the line that is true now, more
+    /// time while starting or draining, the watchdog.
     pub fn checked(&mut self, check: Check, now: Now) -> Vec<Vec<Field>> {
         if self.ended.is_some() {
             return Vec::new();
         }
-        let mut out = Vec::new();
-        let transition = self.machine.observe(check.verdict.is_ok(), now.mono);
-        let new_error = match &check.verdict {
-            Err(e) if self.last_error.as_deref() != Some(e) => Some(e.clone()),
-            _ => None,
-        };
-        self.last_error = check.verdict.as_ref().err().cloned();
+        let ok = check.verdict.is_ok();
+        let transition = self.machine.observe(ok, now.mono);
+        self.last_error = check.verdict.err();
         self.keep_alive = check.keep_alive;
         if let Some(t) = &transition {
-            out.push(self.announce(t, now));
-            if self.pace.exit_on_degraded && *t == Transition::Degraded {
-                self.ended = Some(Ended::Degraded);
-                return out;
-            }
-        } else if let Some(e) = &new_error {
-            out.extend(self.explain(e));
+            self.enter(t, now);
         }
         // Start-up, and a drain (a stop's, or an operator's: without
         // STOPPING=1 systemd applies the extension to nothing but
         // RuntimeMaxSec=), get more time while they move.
-        if self.machine.state() == State::Starting || check.keep_alive {
-            out.extend(self.ask_for_time(check.progress.as_ref(), now));
+        let starting = self.machine.state() == State::Starting;
+        let moving = check.progress.filter(|_| starting || check.keep_alive);
+        self.line.want(self.wanted(moving.as_ref()));
+        let mut out = Vec::new();
+        if self.pace.exit_on_degraded && transition == Some(Transition::Degraded) {
+            self.ended = Some(Ended::Degraded);
+            out.push(vec![Field::Status(self.wanted(None))]);
+            return out;
+        }
+        let mut first = Vec::new();
+        if self.ready_owed && ok && self.machine.state() == State::Ready {
+            first.push(Field::Ready);
+        }
+        let extension = moving.as_ref().and_then(|m| self.extension(m, now));
+        first.extend(extension.map(Field::ExtendTimeout));
+        first.extend(
+            self.line
+                .offer(now.mono, extension.is_some())
+                .map(Field::Status),
+        );
+        if !first.is_empty() {
+            out.push(first);
         }
         let period = match self.machine.state() {
             State::Ready => self.pace.check,
@@ -337,15 +363,28 @@ impl Core {
         out
     }
 
-    /// Woken between checks: feed the watchdog when it is due.
+    /// Woken between checks: feed the watchdog when it is due, name a
+    /// phase that was held back.
     pub fn tick(&mut self, now: Now) -> Vec<Vec<Field>> {
-        match self.watchdog {
-            Some(wd) if self.ended.is_none() && self.healthy() && now.mono >= self.next_ping => {
-                self.next_ping = now.mono + wd;
-                vec![vec![Field::Watchdog]]
-            }
-            _ => Vec::new(),
+        if self.ended.is_some() {
+            return Vec::new();
         }
+        self.last_step = now.mono;
+        let mut out = Vec::new();
+        if let Some(wd) = self.watchdog {
+            if self.healthy() && now.mono >= self.next_ping {
+                self.next_ping = now.mono + wd;
+                out.push(vec![Field::Watchdog]);
+            }
+        }
+        if self.line.due().is_some_and(|t| now.mono >= t) {
+            out.extend(
+                self.line
+                    .offer(now.mono, false)
+                    .map(|t| vec![Field::Status(t)]),
+            );
+        }
+        out
     }
 
     /// The VM is going away: the last message, once.
@@ -359,69 +398,80 @@ impl Core {
         vec![stopping(why)]
     }
 
-    /// What a send's outcome changes (nothing yet: a lost datagram is lost).
-    pub fn sent(&mut self, _fields: &[Field], _ok: bool, _now: Now) {}
+    /// How a message went: a lost `READY=1` or extension is sent again at
+    /// the next chance, a lost `STATUS=` is not what the line shows.
+    pub fn sent(&mut self, fields: &[Field], ok: bool, now: Now) {
+        for f in fields {
+            match f {
+                Field::Ready if ok => self.ready_owed = false,
+                Field::ExtendTimeout(_) if !ok => self.extended = None,
+                Field::Status(text) if ok => self.line.shown(text, now.mono),
+                _ => {}
+            }
+        }
+    }
 
-    /// The message for a transition, and the report it changes.
-    fn announce(&mut self, t: &Transition, now: Now) -> Vec<Field> {
+    /// A transition: the texts and the report it changes.
+    fn enter(&mut self, t: &Transition, now: Now) {
         if *t == Transition::Degraded {
             self.degraded_since = now.wall;
+        } else {
+            self.ready_text = status_text(&self.pace, t, None, now.wall);
         }
-        let text = status_text(
-            &self.pace,
-            t,
-            self.last_error.as_deref(),
-            self.degraded_since,
-        );
         self.report.state = self.machine.state();
         self.report.since = now.wall;
         if let Transition::FirstReady { after } = t {
             self.report.time_to_ready = Some(*after);
+            self.ready_owed = true;
         }
         self.next_ping = now.mono;
-        match t {
-            Transition::FirstReady { .. } => vec![Field::Ready, Field::Status(text)],
-            _ => vec![Field::Status(text)],
+    }
+
+    /// The line that is true now: what start-up or the drain is doing
+    /// while it moves, else what the state and the last error say.
+    fn wanted(&self, moving: Option<&Moving>) -> String {
+        if let Some(m) = moving {
+            return m.text.clone();
+        }
+        let (pace, e) = (&self.pace, self.last_error.as_deref());
+        match (self.machine.state(), e) {
+            (State::Starting, Some(e)) => format!("{}: {e}", self.waiting),
+            (State::Starting, None) => self.waiting.clone(),
+            (State::Degraded, _) => {
+                status_text(pace, &Transition::Degraded, e, self.degraded_since)
+            }
+            (_, Some(e)) if self.keep_alive => format!("{} on {}: {e}", pace.subject, pace.place),
+            _ => self.ready_text.clone(),
         }
     }
 
-    /// Why it is not ready changed (Cassandra's mode, say): say so.
-    fn explain(&self, e: &str) -> Option<Vec<Field>> {
-        let text = match self.machine.state() {
-            State::Starting => format!("{}: {e}", self.waiting),
-            State::Degraded => status_text(
-                &self.pace,
-                &Transition::Degraded,
-                Some(e),
-                self.degraded_since,
-            ),
-            _ => return None,
-        };
-        Some(vec![Field::Status(text)])
-    }
-
-    /// While starting or draining with progress to show: more time, a third
-    /// of `extend` apart at most; and between extensions, a `STATUS=` when
-    /// the phase changes, so that a phase shorter than `extend`/3 (a quick
-    /// commit-log replay) is still named.
-    fn ask_for_time(&mut self, progress: Option<&Moving>, now: Now) -> Option<Vec<Field>> {
-        let text = &progress?.text;
-        let phase = phase_of(text);
-        let fields = if self
-            .extended
-            .is_none_or(|t| now.mono.saturating_duration_since(t) >= self.pace.extend / 3)
-        {
-            self.extended = Some(now.mono);
-            vec![
-                Field::ExtendTimeout(self.pace.extend),
-                Field::Status(text.clone()),
-            ]
-        } else if self.phase.as_deref() != Some(phase) {
-            vec![Field::Status(text.clone())]
+    /// More time for the current job while it moves, asking for what is
+    /// left of `extend` since the last movement (so that a job that stalls
+    /// ends within `extend` of its last movement, or at the unit's own
+    /// timeout): at once for a job's first sign, then whenever the time
+    /// systemd still grants falls below two thirds of `extend` and a newer
+    /// movement can push it further.
+    fn extension(&mut self, m: &Moving, now: Now) -> Option<Duration> {
+        // A drain is a drain even when the start never saw NORMAL (a stop
+        // that came between two checks).
+        let job = if self.keep_alive {
+            Job::Drain
         } else {
-            return None;
+            Job::Start
         };
-        self.phase = Some(phase.to_string());
-        Some(fields)
+        let left = self.pace.extend.saturating_sub(m.quiet);
+        let until = now.mono + left;
+        let due = match self.extended {
+            Some((j, granted)) if j == job => {
+                granted.saturating_duration_since(now.mono) < self.pace.extend * 2 / 3
+                    && until > granted
+            }
+            _ => true,
+        };
+        if !due || left.is_zero() {
+            return None;
+        }
+        self.extended = Some((job, until));
+        Some(left)
     }
 }

@@ -7,6 +7,7 @@
 //! outside; `tests/sim.rs` drives the core through generated timelines.
 
 pub mod core;
+pub mod line;
 pub mod run;
 
 pub use self::core::{status_text, Ended, Machine, Moving, Pace, Transition};

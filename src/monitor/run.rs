@@ -41,7 +41,9 @@ pub fn run(
             progress: probe.progress(),
             keep_alive: probe.keep_alive(),
         };
+        let before = core.state();
         let out = core.checked(check, now());
+        log(before, &core, &out);
         record(&core, &shared, probe, verdict, latency);
         deliver(&mut core, &notifier, &shared, out);
         if let Some(ended) = core.ended() {
@@ -67,6 +69,20 @@ fn pause(core: &mut Core, notifier: &Notifier, shared: &Shared) -> bool {
         }
         let out = core.tick(n);
         deliver(core, notifier, shared, out);
+    }
+}
+
+/// One log line per `STATUS=`: at info for a change of state, else debug.
+fn log(before: State, core: &Core, out: &[Vec<Field>]) {
+    for text in out.iter().flatten().filter_map(|f| match f {
+        Field::Status(t) => Some(t),
+        _ => None,
+    }) {
+        if core.state() != before {
+            crate::info!("{text}");
+        } else {
+            crate::debug!("{text}");
+        }
     }
 }
 

@@ -18,22 +18,25 @@ pub struct Judge {
     done: Vec<Duration>,
     last_ok: bool,
     last_keep_alive: bool,
-    shown: Option<String>,
-    left: HashMap<String, Duration>,
+    shown: Option<Vec<u8>>,
+    left: HashMap<Vec<u8>, Duration>,
     figures: HashMap<String, f64>,
     figures_job: Option<Job>,
 }
 
 /// The phase of a `STATUS=` text: the text without its figures.
-pub fn phase(text: &str) -> String {
-    text.chars()
-        .filter(|c| !c.is_ascii_digit() && *c != '.' && *c != '/')
+pub fn phase(text: &str) -> Vec<u8> {
+    text.bytes()
+        .filter(|c| !c.is_ascii_digit() && *c != b'.' && *c != b'/')
         .collect()
 }
 
-/// The figures of a text, by what they count: "5000 writes applied" is
+/// The figures of a progress text ("Cassandra MODE (…)"), by what they count: "5000 writes applied" is
 /// ("writes applied", 5000), "streaming 3.0/8.0 MiB" is ("streaming", 3).
 pub fn figures(text: &str) -> Vec<(String, f64)> {
+    if !text.starts_with("Cassandra ") {
+        return Vec::new();
+    }
     let inner = match (text.find('('), text.rfind(')')) {
         (Some(a), Some(b)) if a < b => &text[a + 1..b],
         _ => return Vec::new(),
@@ -41,13 +44,14 @@ pub fn figures(text: &str) -> Vec<(String, f64)> {
     inner
         .split(", ")
         .filter_map(|part| {
-            let at = part.find(|c: char| c.is_ascii_digit())?;
-            let num: String = part[at..]
-                .chars()
-                .take_while(|c| c.is_ascii_digit() || *c == '.')
-                .collect();
-            let label = format!("{}#{}", &part[..at], &part[at + num.len()..]);
-            Some((label, num.parse().ok()?))
+            let bytes = part.as_bytes();
+            let at = bytes.iter().position(u8::is_ascii_digit)?;
+            let len = bytes[at..]
+                .iter()
+                .take_while(|b| b.is_ascii_digit() || **b == b'.')
+                .count();
+            let label = format!("{}#{}", &part[..at], &part[at + len..]);
+            Some((label, part[at..at + len].parse().ok()?))
         })
         .collect()
 }
@@ -64,9 +68,10 @@ impl Judge {
         self.last_keep_alive = check.keep_alive;
     }
 
-    /// Whether a check completed in [from, to).
+    /// Whether a check completed in (from, to): one that completed at
+    /// `from` itself may have read the world just before it changed.
     pub fn checked_between(&self, from: Duration, to: Duration) -> bool {
-        let i = self.done.partition_point(|&c| c < from);
+        let i = self.done.partition_point(|&c| c <= from);
         self.done.get(i).is_some_and(|&c| c < to)
     }
 
@@ -101,7 +106,7 @@ impl Judge {
 
     fn status(&mut self, t: Duration, text: &str, job: Job) {
         let key = phase(text);
-        if self.shown.as_deref() != Some(&key) {
+        if self.shown.as_ref() != Some(&key) {
             if let Some(&left) = self.left.get(&key) {
                 if t < left + HOLD {
                     self.violations.push(format!(

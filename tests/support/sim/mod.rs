@@ -38,6 +38,8 @@ pub struct Run {
     pub decisions: Vec<String>,
     pub checks: u64,
     pub end: Option<End>,
+    pub ready: bool,
+    pub extensions: u32,
 }
 
 struct Inflight {
@@ -59,6 +61,8 @@ struct Sim<'a> {
     inflight: Option<Inflight>,
     extensions: u32,
     steps: u64,
+    /// The latest a SIGTERM comes when its trigger never fires.
+    fallback_term: Duration,
     run: Run,
     verbose: bool,
 }
@@ -77,12 +81,12 @@ fn pace(tl: &Timeline) -> Pace {
 
 /// The wall clock at virtual time `t`: an arbitrary epoch, stepped by the jumps.
 fn wall(tl: &Timeline, t: Duration) -> SystemTime {
-    let step: i64 = tl
-        .jumps
-        .iter()
-        .filter(|(at, _)| *at <= t)
-        .map(|j| j.1)
-        .sum();
+    let mut step = 0i64;
+    for (at, by) in &tl.jumps {
+        if *at <= t {
+            step += by;
+        }
+    }
     let secs = 1_700_000_000i64 + step;
     SystemTime::UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64) + t
 }
@@ -112,12 +116,15 @@ impl<'a> Sim<'a> {
             inflight: None,
             extensions: 0,
             steps: 0,
+            fallback_term: tl.boot.iter().map(|s| s.len).sum::<Duration>() + tl.extend * 4,
             run: Run {
                 violations: Vec::new(),
                 log: Vec::new(),
                 decisions: Vec::new(),
                 checks: 0,
                 end: None,
+                ready: false,
+                extensions: 0,
             },
             verbose,
         };
@@ -139,11 +146,6 @@ impl<'a> Sim<'a> {
         }
     }
 
-    /// The latest a SIGTERM comes when its trigger never fires.
-    fn fallback_term(&self) -> Duration {
-        self.tl.boot.iter().map(|s| s.len).sum::<Duration>() + self.tl.extend * 4
-    }
-
     /// The next moment something happens.
     fn next_time(&self) -> Duration {
         let wake = match &self.inflight {
@@ -151,7 +153,7 @@ impl<'a> Sim<'a> {
             None => self.core.wake_at().saturating_duration_since(self.base),
         };
         let term = match self.sd.job {
-            Job::Start | Job::Running => Some(self.sigterm_at.unwrap_or(self.fallback_term())),
+            Job::Start | Job::Running => Some(self.sigterm_at.unwrap_or(self.fallback_term)),
             _ => None,
         };
         [Some(wake), term, self.death_at, self.sd.deadline]
@@ -183,6 +185,8 @@ impl<'a> Sim<'a> {
             self.step();
         }
         self.run.end = self.sd.end.clone();
+        self.run.ready = self.sd.ready > 0;
+        self.run.extensions = self.extensions;
         self.run.violations.append(&mut self.judge.violations);
         self.run
     }
@@ -199,7 +203,7 @@ impl<'a> Sim<'a> {
             self.timed_out();
         } else if self.sd.job != Job::Stop
             && self.sd.job != Job::Done
-            && self.sigterm_at.unwrap_or(self.fallback_term()) <= t
+            && self.sigterm_at.unwrap_or(self.fallback_term) <= t
         {
             self.sd.sigterm(t);
             let exit = self.world.sigterm(t, self.tl);
@@ -338,9 +342,18 @@ pub fn simulate(tl: &Timeline, seed: u64, verbose: bool) -> Run {
     Sim::new(tl, seed, verbose).go()
 }
 
-/// Runs `tl` and judges it: `Ok(checks)`, or the report of a failing
+/// How a timeline that kept every rule went.
+#[derive(Clone, Debug)]
+pub struct Passed {
+    pub checks: u64,
+    pub end: Option<End>,
+    pub ready: bool,
+    pub extensions: u32,
+}
+
+/// Runs `tl` and judges it: how it went, or the report of a failing
 /// timeline (its seed, the timeline, what broke and the event list).
-pub fn check_timeline(tl: &Timeline, seed: u64) -> Result<u64, String> {
+pub fn check_timeline(tl: &Timeline, seed: u64) -> Result<Passed, String> {
     let run = simulate(tl, seed, false);
     let mut wrong = run.violations;
     if !tl.jumps.is_empty() {
@@ -360,7 +373,12 @@ pub fn check_timeline(tl: &Timeline, seed: u64) -> Result<u64, String> {
         }
     }
     if wrong.is_empty() {
-        return Ok(run.checks);
+        return Ok(Passed {
+            checks: run.checks,
+            end: run.end,
+            ready: run.ready,
+            extensions: run.extensions,
+        });
     }
     let log = simulate(tl, seed, true).log;
     let shown = &log[log.len().saturating_sub(400)..];
@@ -373,7 +391,7 @@ pub fn check_timeline(tl: &Timeline, seed: u64) -> Result<u64, String> {
 }
 
 /// The timeline of `seed`, judged.
-pub fn check_seed(seed: u64) -> Result<u64, String> {
+pub fn check_seed(seed: u64) -> Result<Passed, String> {
     let tl = Timeline::generate(&mut SplitMix(seed));
     check_timeline(&tl, seed)
 }
