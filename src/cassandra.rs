@@ -140,6 +140,11 @@ impl NodeProbe {
         }
     }
 
+    /// Whether Cassandra's own view is read (the JVM is Cassandra).
+    pub fn reads_cassandra(&self) -> bool {
+        self.mbeans.is_some()
+    }
+
     /// How the cluster view is read: `auto` while asked, `on` always, `off` never.
     pub fn with_cluster(mut self, cluster: crate::options::Toggle) -> NodeProbe {
         if cluster == crate::options::Toggle::On {
@@ -588,7 +593,7 @@ mod tests {
                 .as_deref()
                 .is_some_and(|t| t.starts_with("Cassandra DRAINING (flushing"))
         });
-        monitor::stop(&notifier, &shared, "JVM shutting down");
+        monitor::stop(&notifier, &shared, "JVM shutting down", None);
         let _ = thread.join();
         assert!(
             snap.notify

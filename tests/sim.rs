@@ -137,6 +137,20 @@ fn every_timeline() {
         count as f64 / cpu.as_secs_f64().max(1e-9),
         tally.ends
     );
+    // One table row for bench/results-sim.md (tools/sim.sh).
+    println!(
+        "sim-row: | {} | {count} | {first:#x} | {} | {} | {:.2} | {:.2} | {:.0} |",
+        if cfg!(debug_assertions) {
+            "debug (cargo test)"
+        } else {
+            "release"
+        },
+        tally.checks,
+        failed.len(),
+        took.as_secs_f64(),
+        cpu.as_secs_f64(),
+        count as f64 / cpu.as_secs_f64().max(1e-9)
+    );
     if let Some(first) = failed.first() {
         panic!(
             "{} of {count} timelines failed ({}); the first:\n{first}",

@@ -193,9 +193,18 @@ pub fn status_text(pace: &Pace, t: &Transition, error: Option<&str>, now: System
     }
 }
 
-/// The last message of all: `STOPPING=1` and why.
-pub fn stopping(why: &str) -> Vec<Field> {
-    vec![Field::Stopping, Field::Status(why.to_string())]
+/// The last message of all: `STOPPING=1` and why. When the start failed
+/// because another process `held` a port it needs, `STATUS=` names it and
+/// `ERRNO=` carries `EADDRINUSE` (98), which `systemctl status` shows.
+pub fn stopping(why: &str, held: Option<&str>) -> Vec<Field> {
+    match held {
+        Some(h) => vec![
+            Field::Stopping,
+            Field::Status(format!("Did not start: {h}")),
+            Field::Errno(libc::EADDRINUSE),
+        ],
+        None => vec![Field::Stopping, Field::Status(why.to_string())],
+    }
 }
 
 /// What the snapshot says of the state, for `/status`.
@@ -395,7 +404,7 @@ impl Core {
         }
         self.report.state = State::Stopping;
         self.report.since = now.wall;
-        vec![stopping(why)]
+        vec![stopping(why, None)]
     }
 
     /// How a message went: a lost `READY=1` or extension is sent again at

@@ -73,9 +73,8 @@ pub fn tell(
     let mut ok = true;
     shared.update(|s| {
         let after_stop = s.state == State::Stopping
-            && fields
-                .iter()
-                .any(|f| !matches!(f, Field::Status(_) | Field::Stopping));
+            && !fields.contains(&Field::Stopping)
+            && fields.iter().any(|f| !matches!(f, Field::Status(_)));
         if after_stop {
             return;
         }
@@ -101,9 +100,10 @@ pub fn tell(
 }
 
 /// Marks the snapshot stopping (which ends [`run`]) and sends the core's
-/// last message ([`core::stopping`]). Called from the VM-death callback: it
+/// last message ([`core::stopping`]; `held`: the start failed because
+/// another process holds a port). Called from the VM-death callback: it
 /// only sends one non-blocking datagram.
-pub fn stop(notifier: &Notifier, shared: &Shared, why: &str) {
+pub fn stop(notifier: &Notifier, shared: &Shared, why: &str, held: Option<&str>) {
     let mut first = false;
     shared.update(|s| {
         if s.state != State::Stopping {
@@ -113,7 +113,7 @@ pub fn stop(notifier: &Notifier, shared: &Shared, why: &str) {
         }
     });
     if first {
-        tell(notifier, shared, &self::core::stopping(why), |_| {});
+        tell(notifier, shared, &self::core::stopping(why, held), |_| {});
     }
 }
 
@@ -237,7 +237,7 @@ pub(crate) mod tests {
                 .map(|t| t.contains("ready on 127.0.0.1:9042 again")),
             Some(true)
         );
-        stop(&notifier, &shared, "JVM shutting down");
+        stop(&notifier, &shared, "JVM shutting down", None);
         assert_eq!(thread.join().unwrap(), Ended::Stopped);
         assert_eq!(shared.snapshot().state, State::Stopping);
     }
@@ -299,7 +299,7 @@ pub(crate) mod tests {
         while let Ok(len) = rx.recv(&mut buf) {
             seen.push(String::from_utf8_lossy(&buf[..len]).into_owned());
         }
-        stop(&notifier, &shared, "JVM shutting down");
+        stop(&notifier, &shared, "JVM shutting down", None);
         let _ = thread.join();
         let _ = std::fs::remove_dir_all(&dir);
         // extend=60s: one extension ("starting up"), then the new phase
