@@ -1,13 +1,12 @@
 //! What every timeline must show, judged as the notifications arrive.
 
+use super::flips::Flips;
 use super::systemd::Job;
 use cqlready::monitor::core::Check;
 use cqlready::notify::Field;
 use std::collections::HashMap;
 use std::time::Duration;
 
-/// How long a `STATUS=` phase that was left stays unnamed.
-const HOLD: Duration = Duration::from_secs(1);
 /// Rounding in the texts and timers.
 const SLACK: Duration = Duration::from_millis(1);
 
@@ -18,17 +17,9 @@ pub struct Judge {
     done: Vec<Duration>,
     last_ok: bool,
     last_keep_alive: bool,
-    shown: Option<Vec<u8>>,
-    left: HashMap<Vec<u8>, Duration>,
+    flips: Flips,
     figures: HashMap<String, f64>,
     figures_job: Option<Job>,
-}
-
-/// The phase of a `STATUS=` text: the text without its figures.
-pub fn phase(text: &str) -> Vec<u8> {
-    text.bytes()
-        .filter(|c| !c.is_ascii_digit() && *c != b'.' && *c != b'/')
-        .collect()
 }
 
 /// The figures of a progress text ("Cassandra MODE (…)"), by what they count: "5000 writes applied" is
@@ -105,19 +96,7 @@ impl Judge {
     }
 
     fn status(&mut self, t: Duration, text: &str, job: Job) {
-        let key = phase(text);
-        if self.shown.as_ref() != Some(&key) {
-            if let Some(&left) = self.left.get(&key) {
-                if t < left + HOLD {
-                    self.violations.push(format!(
-                        "flip-back: STATUS= at {t:?} names again a phase left at {left:?}: {text}"
-                    ));
-                }
-            }
-            if let Some(old) = self.shown.replace(key) {
-                self.left.insert(old, t);
-            }
-        }
+        self.violations.extend(self.flips.see(t, text));
         if self.figures_job != Some(job) {
             self.figures.clear();
             self.figures_job = Some(job);

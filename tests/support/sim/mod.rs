@@ -8,6 +8,7 @@
 
 #![allow(dead_code)]
 
+pub mod flips;
 pub mod judge;
 pub mod systemd;
 pub mod timeline;
