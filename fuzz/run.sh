@@ -15,7 +15,7 @@ cd "$(dirname "$0")"
 RUNS=${1:-100000}
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(options yaml cql_frame http_request attach_reply status_json socket_candidates notify status_connections)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(options yaml cql_frame http_request attach_reply status_json socket_candidates notify status_connections sim_events)
 export RUSTC_BOOTSTRAP=1
 nice -n 19 cargo fuzz build -O >/dev/null
 status=0

@@ -158,7 +158,7 @@ pub fn notify(data: &[u8]) {
     assert!(!clean.chars().any(char::is_control));
     assert!(clean.chars().count() <= s.chars().count());
     let m = notify::message(&[
-        Field::Status(s),
+        Field::Status(s.to_string()),
         Field::ExtendTimeout(Duration::from_millis(data.len() as u64)),
         Field::Stopping,
     ]);
@@ -344,6 +344,24 @@ pub fn status_connections(data: &[u8]) {
     }
 }
 
+#[path = "../tests/support/sim/mod.rs"]
+mod sim;
+
+/// The monitor's simulation with the bytes as its event stream: the first
+/// eight are the world's seed, the rest the timeline (pacing, the unit's
+/// timeouts, Cassandra's phases, SIGTERM, notify failures, clock steps; see
+/// tests/support/sim/timeline.rs). Every rule of tests/sim.rs must hold:
+/// a broken one panics with the timeline and its event list. The bytes of a
+/// seed S followed by splitmix64(S)'s outputs replay `CQLREADY_SIM_SEED=S`.
+pub fn sim_events(data: &[u8]) {
+    let mut src = sim::Bytes(data);
+    let seed = sim::Source::next(&mut src);
+    let tl = sim::Timeline::generate(&mut src);
+    if let Err(report) = sim::check_timeline(&tl, seed) {
+        panic!("{report}");
+    }
+}
+
 /// One target: its corpus directory name and its body.
 pub type Target = (&'static str, fn(&[u8]));
 
@@ -359,4 +377,5 @@ pub const TARGETS: &[Target] = &[
     ("notify", notify),
     ("status_connections", status_connections),
     ("tls_reply", tls_reply),
+    ("sim_events", sim_events),
 ];

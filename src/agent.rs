@@ -11,7 +11,7 @@ use crate::options::Readiness;
 use crate::options::{Options, SocketChoice};
 use crate::probe::cql::{Prober, Target};
 use crate::status::event_loop;
-use crate::status::model::{Cql, Snapshot};
+use crate::status::model::{Cql, Snapshot, State};
 use crate::status::server::{self, Server};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -20,6 +20,10 @@ struct Running {
     shared: Arc<Shared>,
     notifier: Arc<Notifier>,
     server: Mutex<Option<Server>>,
+    /// The ports Cassandra must bind (what, port) and the CQL host: who
+    /// holds one is named if the JVM dies before CQL answered.
+    ports: Vec<(&'static str, u16)>,
+    host: String,
 }
 
 static AGENT: OnceLock<Running> = OnceLock::new();
@@ -89,6 +93,8 @@ pub fn start(
         shared: shared.clone(),
         notifier: notifier.clone(),
         server: Mutex::new(server),
+        ports: needed_ports(ep.port, probe.reads_cassandra(), prop),
+        host: ep.host.clone(),
     };
     if AGENT.set(running).is_err() {
         return Ok(());
@@ -242,6 +248,22 @@ fn node_probe(
     .with_cluster(options.cluster)
 }
 
+/// The CQL port, and for Cassandra its storage port too
+/// (`-Dcassandra.storage_port`, else 7000; the yaml's `storage_port` is not
+/// read).
+fn needed_ports(
+    cql: u16,
+    cassandra: bool,
+    prop: &dyn Fn(&str) -> Option<String>,
+) -> Vec<(&'static str, u16)> {
+    let mut ports = vec![("CQL", cql)];
+    if cassandra {
+        let storage = prop("cassandra.storage_port").and_then(|p| p.trim().parse().ok());
+        ports.push(("storage", storage.unwrap_or(7000)));
+    }
+    ports
+}
+
 /// Runs the monitor on a thread of its own.
 fn spawn_monitor(probe: NodeProbe, pace: Pace, notifier: Arc<Notifier>, shared: Arc<Shared>) {
     let spawned = std::thread::Builder::new()
@@ -269,7 +291,11 @@ fn spawn_monitor(probe: NodeProbe, pace: Pace, notifier: Arc<Notifier>, shared: 
 /// socket. Never blocks: one non-blocking datagram and two unlinks.
 pub fn stop(why: &str) {
     let Some(a) = AGENT.get() else { return };
-    monitor::stop(&a.notifier, &a.shared, why);
+    // A start that failed: only then are the socket tables read, once.
+    let held = (a.shared.state() == State::Starting)
+        .then(|| cassandra::holder::taken(&a.ports, &a.host))
+        .flatten();
+    monitor::stop(&a.notifier, &a.shared, why, held.as_deref());
     if let Some(server) = a.server.lock().unwrap_or_else(|e| e.into_inner()).take() {
         server.remove();
     }

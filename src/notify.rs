@@ -15,13 +15,13 @@ use std::time::Duration;
 
 /// One field of a notification.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Field<'a> {
+pub enum Field {
     /// `READY=1`: start-up is finished. A `Type=notify` unit becomes active,
     /// `systemctl start` returns and units ordered after it may start.
     Ready,
     /// `STATUS=...`: one line shown by `systemctl status`. Sanitised to a
     /// single printable line, so outside text can never add a field.
-    Status(&'a str),
+    Status(String),
     /// `STOPPING=1`: the service is shutting down.
     Stopping,
     /// `WATCHDOG=1`: keep-alive. With `WatchdogSec=` set, systemd kills and
@@ -31,10 +31,13 @@ pub enum Field<'a> {
     /// to N microseconds from now, so a long start that makes progress can
     /// keep a finite `TimeoutStartSec=`.
     ExtendTimeout(Duration),
+    /// `ERRNO=N`: the service failed with this errno (98 when an address
+    /// it needs is in use), shown by `systemctl status`.
+    Errno(i32),
 }
 
 /// The datagram for `fields`, one `KEY=value` line each.
-pub fn message(fields: &[Field<'_>]) -> String {
+pub fn message(fields: &[Field]) -> String {
     let mut m = String::new();
     for f in fields {
         match f {
@@ -49,6 +52,7 @@ pub fn message(fields: &[Field<'_>]) -> String {
             Field::ExtendTimeout(d) => {
                 m.push_str(&format!("EXTEND_TIMEOUT_USEC={}\n", d.as_micros()));
             }
+            Field::Errno(n) => m.push_str(&format!("ERRNO={n}\n")),
         }
     }
     m
@@ -129,7 +133,7 @@ impl Notifier {
     }
 
     /// Sends one datagram. `Ok(false)` when there is no service manager.
-    pub fn send(&self, fields: &[Field<'_>]) -> io::Result<bool> {
+    pub fn send(&self, fields: &[Field]) -> io::Result<bool> {
         let Some((sock, addr)) = &self.target else {
             return Ok(false);
         };
@@ -236,7 +240,7 @@ mod tests {
         assert_eq!(
             message(&[
                 Field::Ready,
-                Field::Status("CQL ready on 127.0.0.1:9042 after 1.2 s")
+                Field::Status("CQL ready on 127.0.0.1:9042 after 1.2 s".into())
             ]),
             "READY=1\nSTATUS=CQL ready on 127.0.0.1:9042 after 1.2 s\n"
         );
@@ -250,7 +254,7 @@ mod tests {
 
     #[test]
     fn status_text_cannot_forge_fields() {
-        let m = message(&[Field::Status("boom\nREADY=1\r\nWATCHDOG=1\0x")]);
+        let m = message(&[Field::Status("boom\nREADY=1\r\nWATCHDOG=1\0x".into())]);
         assert_eq!(m, "STATUS=boom READY=1  WATCHDOG=1 x\n");
         assert_eq!(m.lines().count(), 1);
     }

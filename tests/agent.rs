@@ -1498,3 +1498,35 @@ fn hostile_socket_paths_are_refused_and_stale_ones_replaced() {
         }
     });
 }
+
+/// The JVM dies before CQL ever answered while another process holds the
+/// CQL port (here this test, listening and never answering): the last
+/// datagram names the holder in `STATUS=` and carries `ERRNO=98`
+/// (EADDRINUSE) with `STOPPING=1`.
+#[test]
+fn a_held_port_is_named_with_errno_when_the_start_fails() {
+    for_each_jvm(|java| {
+        let held = std::net::TcpListener::bind("127.0.0.1:0").expect("a listener");
+        let port = held.local_addr().expect("its port").port();
+        let n = NotifySocket::new();
+        let mut jvm = Jvm::builder(java)
+            .notify(&n)
+            .opt(format!("port={port}"))
+            .opt("interval=20ms")
+            .opt("timeout=200ms")
+            .spawn();
+        jvm.wait_status("a failed check", deadline(), |s| {
+            s["checks"]["failed"].as_u64().unwrap_or(0) >= 1
+        });
+        jvm.exit(1);
+        let last = n.wait_msg("STOPPING=1", deadline(), |m| m.has_line("STOPPING=1"));
+        drop(held);
+        assert!(last.has_line("ERRNO=98"), "{:?}", last.text);
+        let named = format!(
+            "STATUS=Did not start: CQL port 127.0.0.1:{port} is held by another process (pid {}, ",
+            std::process::id()
+        );
+        assert!(last.has_line_starting(&named), "{:?}", last.text);
+        assert_no_panic(&jvm);
+    });
+}

@@ -17,6 +17,8 @@
 //!   without the agent.
 
 mod common;
+#[path = "support/sim/flips.rs"]
+mod flips;
 #[path = "support/tls_server.rs"]
 mod tls_server;
 
@@ -542,6 +544,29 @@ fn status_says(m: &common::Msg, place: &str, words: &[&str]) -> bool {
     })
 }
 
+/// The boot's `STATUS=` lines (up to READY=1) never name again a phase
+/// they left less than a second before (a boot once sent 13 in 1.5 s,
+/// "replaying the commit log" and "opening SSTables" by turns).
+fn assert_calm_boot(notify: &NotifySocket, ready: Instant, t0: Instant) {
+    let mut seen = flips::Flips::default();
+    let mut lines = Vec::new();
+    for m in notify.messages().iter().filter(|m| m.at <= ready) {
+        for text in m.text.lines().filter_map(|l| l.strip_prefix("STATUS=")) {
+            let at = m.at - t0;
+            lines.push(format!("{:>8.3} s  {text}", at.as_secs_f64()));
+            if let Some(wrong) = seen.see(at, text) {
+                panic!("{wrong}\nthe boot's STATUS= lines:\n{}", lines.join("\n"));
+            }
+        }
+    }
+    assert!(!lines.is_empty(), "no STATUS= before READY=1");
+    println!(
+        "the boot's {} STATUS= lines:\n{}",
+        lines.len(),
+        lines.join("\n")
+    );
+}
+
 fn is_watchdog(m: &common::Msg) -> bool {
     m.has_line("WATCHDOG=1")
 }
@@ -577,6 +602,7 @@ fn agent_in_cassandra() {
     });
     let t_ready = mono(ready.at);
     let boot = ready.at - t_test;
+    assert_calm_boot(&notify, ready.at, t_test);
     assert_eq!(
         ready.pid, pid as i32,
         "READY=1 must come from Cassandra's JVM (pid {pid}): {ready:?}"

@@ -1062,25 +1062,42 @@ fn real_binds(chome: &Path, venv: &Path) -> Vec<(PathBuf, String)> {
 /// memtables of tests/cassandra/memtables.yaml hold it), stopped with
 /// `TimeoutStopSec=3s`: its drain on SIGTERM takes longer than that.
 /// With the agent, the drain's `EXTEND_TIMEOUT_USEC` keeps systemd from
-/// killing it and the stop succeeds; the same unit without the agent
-/// (`Type=simple`, nothing to say READY=1) is SIGKILLed at the timeout.
+/// killing it and the stop succeeds, twice in one container: stopped as
+/// soon as the fill is in, while the start's last extension is recent
+/// (`extend=10min` puts it well inside `extend`/3, the gap by which the
+/// monitor once spaced every extension, start's or stop's, so the drain got
+/// none), and again after waiting past `extend`/3 (the default
+/// `extend=2min`). The same unit without the agent (`Type=simple`, nothing
+/// to say READY=1) is SIGKILLed at the timeout.
 #[test]
 fn real_drain_outlasts_a_short_stop_timeout() {
     if skip("real_drain_outlasts_a_short_stop_timeout") {
         return;
     }
     let (chome, venv_dir) = real_setup();
-    let (with, took) = stop_a_filled_node(&chome, &venv_dir, true);
-    eprintln!("with the agent: systemctl stop took {took:?}; the drain sent ({with})");
-    let without = stop_a_filled_node(&chome, &venv_dir, false).1;
+    let sd = filled_node_unit(&chome, &venv_dir, true);
+    let (soon, took) = fill_and_stop(&sd, true, None);
+    eprintln!("stopped soon after the start's extension: systemctl stop took {took:?}; the drain sent ({soon})");
+    // A later drop-in's JVM_EXTRA_OPTS= wins: the default extend.
+    sd.exec_ok(&[
+        "sh",
+        "-c",
+        "mkdir -p /run/systemd/system/cassandra.service.d && printf '[Service]\\nEnvironment=JVM_EXTRA_OPTS=-agentpath:/opt/cqlready/libcqlready.so=extend=2min\\n' \
+         > /run/systemd/system/cassandra.service.d/60-extend.conf && systemctl daemon-reload",
+    ]);
+    let (late, took) = fill_and_stop(&sd, true, Some(Duration::from_secs(45)));
+    eprintln!("stopped 45 s after READY=1: systemctl stop took {took:?}; the drain sent ({late})");
+    drop(sd);
+    let sd = filled_node_unit(&chome, &venv_dir, false);
+    let without = fill_and_stop(&sd, false, None).1;
     eprintln!("without the agent: systemctl stop took {without:?}");
-    assert!(with.contains("DRAINING"), "{with}");
+    assert!(soon.contains("DRAINING"), "{soon}");
+    assert!(late.contains("DRAINING"), "{late}");
 }
 
-/// Boots a container with real Cassandra under cassandra.service (with or
-/// without the agent), fills it, stops it, checks how the stop ended; the
-/// agent's DRAINING `STATUS=` (empty without it) and how long the stop took.
-fn stop_a_filled_node(chome: &Path, venv: &Path, agent: bool) -> (String, Duration) {
+/// A container with real Cassandra under cassandra.service (with the agent,
+/// `extend=10min`, or without it), its memtables large enough to hold the fill.
+fn filled_node_unit(chome: &Path, venv: &Path, agent: bool) -> Sd {
     let real = fs::read_to_string(Path::new(MANIFEST).join("tests/systemd/real-cassandra.conf"))
         .expect("read real-cassandra.conf")
         .replace(
@@ -1088,7 +1105,9 @@ fn stop_a_filled_node(chome: &Path, venv: &Path, agent: bool) -> (String, Durati
             "CASSANDRA_YAML_EXTRA=/opt/cqlready-src/tests/cassandra/memtables.yaml",
         );
     let mut conf = real + "TimeoutStartSec=10min\nTimeoutStopSec=3s\nRestart=no\n";
-    if !agent {
+    if agent {
+        conf += "Environment=JVM_EXTRA_OPTS=-agentpath:/opt/cqlready/libcqlready.so=extend=10min\n";
+    } else {
         conf += "Type=simple\nEnvironment=JVM_EXTRA_OPTS=\n";
     }
     let binds = real_binds(chome, venv);
@@ -1097,10 +1116,18 @@ fn stop_a_filled_node(chome: &Path, venv: &Path, agent: bool) -> (String, Durati
         .map(|(p, at)| (p.as_path(), at.as_str()))
         .collect();
     let name = if agent { "drain" } else { "drain-noagent" };
-    let sd = Sd::up_with(name, &[("cassandra.service", &conf)], &binds);
+    Sd::up_with(name, &[("cassandra.service", &conf)], &binds)
+}
+
+/// Starts the unit, fills the node, stops it (`wait` after the start
+/// returned, else at once), checks how the stop ended; the agent's
+/// DRAINING `STATUS=` (empty without it) and how long the stop took.
+fn fill_and_stop(sd: &Sd, agent: bool, wait: Option<Duration>) -> (String, Duration) {
+    let journal_before = sd.journal(&["-u", "cassandra.service"]).lines().count();
     let t0 = Instant::now();
     let o = sd.systemctl(&["start", "cassandra.service"]);
     assert!(o.status.success(), "start: {}", text(&o.stderr));
+    let started = Instant::now();
     let probe = ["/opt/cqlready/cqlready", "probe", "--port", "9042"];
     wait_for("CQL on 9042", REAL, || {
         sd.exec(&probe).status.success().then_some(())
@@ -1124,6 +1151,11 @@ fn stop_a_filled_node(chome: &Path, venv: &Path, agent: bool) -> (String, Durati
     let (sstables, commitlog) = (n.next().unwrap_or(1), n.next().unwrap_or(0));
     assert_eq!(sstables, 0, "the rows were flushed before the stop");
     assert!(commitlog >= 30, "commit log {commitlog} MiB");
+    if let Some(w) = wait {
+        // Not a wait for a condition: the timeline under test is a stop
+        // this long after READY=1 (systemctl start returned at it).
+        std::thread::sleep(w.saturating_sub(started.elapsed()));
+    }
 
     let main = sd.main_pid("cassandra.service");
     let t0 = Instant::now();
@@ -1134,7 +1166,12 @@ fn stop_a_filled_node(chome: &Path, venv: &Path, agent: bool) -> (String, Durati
         &["ActiveState", "Result", "TimeoutStopUSec"],
     );
     assert_eq!(p["TimeoutStopUSec"], "3s", "{p:?}");
-    let j = sd.journal(&["-u", "cassandra.service"]);
+    let j: String = sd
+        .journal(&["-u", "cassandra.service"])
+        .lines()
+        .skip(journal_before)
+        .map(|l| format!("{l}\n"))
+        .collect();
     let sent = sd.notifications("cassandra.service", main);
     if !agent {
         assert_eq!(p["ActiveState"], "failed", "{p:?}");

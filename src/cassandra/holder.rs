@@ -22,6 +22,11 @@ pub struct Holder {
 impl Holder {
     /// "CQL port 127.0.0.1:9042 is held by another process (pid 4242, nc)".
     pub fn describe(&self, place: &str) -> String {
+        self.describe_port("CQL", place)
+    }
+
+    /// The same for `what` port ("storage") at `place`.
+    pub fn describe_port(&self, what: &str, place: &str) -> String {
         let who = match (self.pid, &self.name) {
             (Some(pid), Some(name)) => format!("pid {pid}, {name}"),
             (Some(pid), None) => format!("pid {pid}"),
@@ -30,7 +35,9 @@ impl Holder {
                 self.inode
             ),
         };
-        format!("CQL port {place} is held by another process ({who}), so Cassandra cannot bind it")
+        format!(
+            "{what} port {place} is held by another process ({who}), so Cassandra cannot bind it"
+        )
     }
 }
 
@@ -125,6 +132,20 @@ pub fn find(port: u16, host: &str) -> Option<Holder> {
         None => (None, None),
     };
     Some(Holder { inode, pid, name })
+}
+
+/// The first of `ports` (what, port) another process listens on at
+/// `host` (or a wildcard), described: why a start that never served may
+/// have failed. Read once, at VM death, only after a failed start.
+pub fn taken(ports: &[(&str, u16)], host: &str) -> Option<String> {
+    ports.iter().find_map(|&(what, port)| {
+        let place = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        find(port, host).map(|h| h.describe_port(what, &place))
+    })
 }
 
 /// A python3 child listening on a port of 127.0.0.1: (child, port).

@@ -53,6 +53,11 @@ impl NodeProbe {
         }
     }
 
+    /// Whether Cassandra's own view is read (the JVM is Cassandra).
+    pub fn reads_cassandra(&self) -> bool {
+        self.mbeans.is_some()
+    }
+
     /// How the cluster view is read: `auto` while asked, `on` always, `off` never.
     pub fn with_cluster(mut self, cluster: crate::text::Toggle) -> NodeProbe {
         if cluster == crate::text::Toggle::On {
@@ -267,7 +272,7 @@ impl Probe for NodeProbe {
         snap.cluster = self.cluster_view.clone();
     }
 
-    fn progress(&mut self) -> Option<String> {
+    fn progress(&mut self) -> Option<crate::monitor::Moving> {
         self.progress.status(Instant::now())
     }
 
@@ -373,7 +378,7 @@ mod tests {
             "{why}"
         );
         assert_eq!(
-            p.progress().unwrap(),
+            p.progress().unwrap().text,
             "Cassandra JOINING (joining the ring, 1.0 MiB on disk)"
         );
         let mut p = NodeProbe::new(
@@ -480,8 +485,11 @@ mod tests {
         fn keep_alive(&self) -> bool {
             self.0 > 2
         }
-        fn progress(&mut self) -> Option<String> {
-            (self.0 > 2).then(|| "Cassandra DRAINING (flushing memtables, 16.0 MiB of disk I/O since the drain began)".into())
+        fn progress(&mut self) -> Option<crate::monitor::Moving> {
+            (self.0 > 2).then(|| crate::monitor::Moving {
+                text: "Cassandra DRAINING (flushing memtables, 16.0 MiB of disk I/O since the drain began)".into(),
+                quiet: Duration::ZERO,
+            })
         }
     }
 
@@ -499,7 +507,7 @@ mod tests {
                 .as_deref()
                 .is_some_and(|t| t.starts_with("Cassandra DRAINING (flushing"))
         });
-        monitor::stop(&notifier, &shared, "JVM shutting down");
+        monitor::stop(&notifier, &shared, "JVM shutting down", None);
         let _ = thread.join();
         assert!(
             snap.notify

@@ -14,6 +14,7 @@
 //! nothing has, they stop, and the unit's own timeout ends a wedged start
 //! (or stop) as it should.
 
+use crate::monitor::Moving;
 use std::time::{Duration, Instant};
 
 /// Disk I/O that counts as movement.
@@ -58,10 +59,24 @@ pub struct Progress {
     extend: Duration,
     last: Option<Signals>,
     io_mark: Option<u64>,
-    /// I/O when the current mode began (for "N MiB written since").
-    io_at_mode: Option<u64>,
+    /// I/O when the job began: the start's first read, or the drain's
+    /// (for "N MiB of disk I/O so far" and "since the drain began"). One
+    /// base through the whole start, whatever its modes.
+    io_base: Option<u64>,
     changed: Option<(Instant, Moved)>,
+    /// When writes applied (commit-log replay) and SSTables open last grew.
+    replayed: Option<Instant>,
+    opened: Option<Instant>,
+    /// The last writes applied and SSTables open read (a read that lacks
+    /// them, the MBeans not there yet or failing, names these).
+    writes: Option<u64>,
+    sstables: Option<u64>,
 }
+
+/// How long a start-up phase is named after it last moved: commit-log
+/// replay flushes SSTables, so the two move by turns, and the one named is
+/// the replay (the higher in rank) until it has been still this long.
+pub const PHASE_WINDOW: Duration = Duration::from_secs(5);
 
 /// `read_bytes + write_bytes` from the text of `/proc/self/io`.
 pub fn io_bytes(text: &str) -> Option<u64> {
@@ -107,8 +122,12 @@ impl Progress {
             extend,
             last: None,
             io_mark: None,
-            io_at_mode: None,
+            io_base: None,
             changed: None,
+            replayed: None,
+            opened: None,
+            writes: None,
+            sstables: None,
         }
     }
 
@@ -140,8 +159,20 @@ impl Progress {
             _ if io_moved => Some(Moved::Io),
             _ => None,
         };
-        if prev.as_ref().is_none_or(|p| p.mode != s.mode) {
-            self.io_at_mode = s.io_bytes;
+        let drain_began =
+            s.mode.as_deref() == Some("DRAINING") && prev.as_ref().is_none_or(|p| p.mode != s.mode);
+        if drain_began || self.io_base.is_none() {
+            self.io_base = s.io_bytes;
+        }
+        self.writes = s.writes.or(self.writes);
+        self.sstables = s.sstables.or(self.sstables);
+        if let Some(p) = &prev {
+            if p.mode == s.mode && grew(p.writes, s.writes) {
+                self.replayed = Some(now);
+            }
+            if p.mode == s.mode && grew(p.sstables, s.sstables) {
+                self.opened = Some(now);
+            }
         }
         if let Some(m) = moved {
             self.changed = Some((now, m));
@@ -154,13 +185,34 @@ impl Progress {
 
     /// While start-up (or a drain) moved within `extend`: the `STATUS=`
     /// text naming the phase. `None` in other modes, or once nothing moved.
-    pub fn status(&self, now: Instant) -> Option<String> {
+    pub fn status(&self, now: Instant) -> Option<Moving> {
         let s = self.last.as_ref()?;
         let (at, moved) = self.changed?;
-        if now.saturating_duration_since(at) >= self.extend {
+        let quiet = now.saturating_duration_since(at);
+        if quiet >= self.extend {
             return None;
         }
-        let since_mode = match (self.io_at_mode, s.io_bytes) {
+        let text = self.text(s, moved, now)?;
+        Some(Moving { text, quiet })
+    }
+
+    /// The start-up phase to name at `now`: the replay while it moved within
+    /// [`PHASE_WINDOW`], else SSTables opening, else what moved last.
+    fn start_phase(&self, moved: Moved, now: Instant) -> Moved {
+        let recent =
+            |t: Option<Instant>| t.is_some_and(|t| now.saturating_duration_since(t) < PHASE_WINDOW);
+        if recent(self.replayed) {
+            Moved::Replay
+        } else if recent(self.opened) {
+            Moved::SSTables
+        } else {
+            moved
+        }
+    }
+
+    /// The text naming the phase of read `s`, in which `moved` moved last.
+    fn text(&self, s: &Signals, moved: Moved, now: Instant) -> Option<String> {
+        let since_mode = match (self.io_base, s.io_bytes) {
             (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64),
             _ => None,
         };
@@ -196,13 +248,13 @@ impl Progress {
                 io("since the drain began")
             ),
             None | Some("STARTING") => {
-                let phase = match moved {
+                let phase = match self.start_phase(moved, now) {
                     Moved::Replay => format!(
                         "replaying the commit log, {} writes applied",
-                        s.writes.unwrap_or(0)
+                        self.writes.unwrap_or(0)
                     ),
                     Moved::SSTables => {
-                        format!("opening SSTables, {} open", s.sstables.unwrap_or(0))
+                        format!("opening SSTables, {} open", self.sstables.unwrap_or(0))
                     }
                     _ => "starting up".to_string(),
                 };
@@ -248,7 +300,7 @@ mod tests {
         let mut p = Progress::new(Duration::from_secs(60));
         p.observe(s(0), at(None, 0));
         assert_eq!(
-            p.status(s(1)).as_deref(),
+            p.status(s(1)).map(|m| m.text).as_deref(),
             Some("Cassandra starting (starting up, 0.0 MiB of disk I/O so far)")
         );
         // Commit-log replay: writes applied grow.
@@ -259,8 +311,9 @@ mod tests {
         p.observe(s(10), replay(0, MIB));
         p.observe(s(20), replay(5000, 2 * MIB));
         assert_eq!(
-            p.status(s(21)).as_deref(),
-            Some("Cassandra STARTING (replaying the commit log, 5000 writes applied, 1.0 MiB of disk I/O so far)")
+            p.status(s(21)).map(|m| m.text).as_deref(),
+            Some("Cassandra STARTING (replaying the commit log, 5000 writes applied, 2.0 MiB of disk I/O so far)"),
+            "the I/O counts from the start's first read, not from the mode's"
         );
         // SSTables opening.
         p.observe(
@@ -280,6 +333,7 @@ mod tests {
         assert!(p
             .status(s(41))
             .unwrap()
+            .text
             .contains("opening SSTables, 12 open"));
         // Wedged: only a trickle of log writes, below IO_STEP, for longer than extend.
         for k in 0..10u64 {
@@ -306,6 +360,34 @@ mod tests {
         assert_eq!(p.status(s(161)), None);
     }
 
+    /// Replay flushes SSTables: the two grow by turns, and the replay is
+    /// named throughout, until it has been still for PHASE_WINDOW.
+    #[test]
+    fn interleaved_phases_name_the_replay() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let mut p = Progress::new(Duration::from_secs(60));
+        let read = |w: u64, t: u64| Signals {
+            writes: Some(w),
+            sstables: Some(t),
+            ..at(Some("STARTING"), 0)
+        };
+        p.observe(ms(0), read(0, 0));
+        for k in 1..20u64 {
+            // Odd reads: writes grew; even reads: SSTables grew.
+            p.observe(ms(k * 100), read(k.div_ceil(2) * 10, k / 2));
+            let text = p.status(ms(k * 100)).unwrap().text;
+            assert!(text.contains("replaying the commit log"), "{k}: {text}");
+        }
+        p.observe(ms(2000), read(100, 10));
+        p.observe(ms(8000), read(100, 21));
+        assert!(p
+            .status(ms(8000))
+            .unwrap()
+            .text
+            .contains("opening SSTables, 21 open"));
+    }
+
     #[test]
     fn bootstrap_streaming() {
         let t0 = Instant::now();
@@ -320,7 +402,9 @@ mod tests {
         p.observe(t0, join(1048576.0, 1));
         p.observe(t0 + Duration::from_secs(1), join(2097152.0, 2));
         assert_eq!(
-            p.status(t0 + Duration::from_secs(2)).as_deref(),
+            p.status(t0 + Duration::from_secs(2))
+                .map(|m| m.text)
+                .as_deref(),
             Some("Cassandra JOINING (bootstrap in progress, 2.0 MiB on disk)")
         );
         // Streaming stalls (the source stopped): extensions stop after `extend`.
@@ -382,7 +466,7 @@ txPercentage=0.0})]";
         };
         p.observe(t0, joining);
         assert_eq!(
-            p.status(t0).as_deref(),
+            p.status(t0).map(|m| m.text).as_deref(),
             Some("Cassandra JOINING (bootstrap in progress, streaming 312.0/800.0 MiB, 0.1 MiB on disk)")
         );
     }
@@ -397,7 +481,7 @@ txPercentage=0.0})]";
         p.observe(s(2), at(Some("DRAINING"), 100 * MIB));
         p.observe(s(12), at(Some("DRAINING"), 100 * MIB + 2 * IO_STEP));
         assert_eq!(
-            p.status(s(13)).as_deref(),
+            p.status(s(13)).map(|m| m.text).as_deref(),
             Some("Cassandra DRAINING (flushing memtables, 16.0 MiB of disk I/O since the drain began)")
         );
         p.observe(s(50), at(Some("DRAINING"), 100 * MIB + 2 * IO_STEP));
