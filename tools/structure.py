@@ -26,10 +26,10 @@ BEGIN, END = "<!-- structure.py: begin -->", "<!-- structure.py: end -->"
 # Bottom first. A module (or its parent) is matched by its longest prefix.
 LAYERS = [
     ["text", "log", "process", "netif", "agent_process"],
-    ["probe", "notify", "attach"],
-    ["discovery", "cassandra::progress", "cassandra::holder"],
-    ["status::model", "cassandra", "cassandra::cluster"],
-    ["cassandra::node", "status::store", "options"],
+    ["status::model", "notify", "attach"],
+    ["probe", "discovery", "cassandra::progress", "cassandra::holder"],
+    ["cassandra", "cassandra::cluster", "status::store"],
+    ["cassandra::node", "options"],
     ["monitor", "status::routes", "status::cluster"],
     ["status::event_loop", "status::server", "status"],
     ["agent", "status::client"],

@@ -5,8 +5,8 @@
 
 use super::{cluster, deliberately_out, holder, progress, view, MBeans, ATTRIBUTES};
 use super::{STORAGE_LOAD, STORAGE_SERVICE, STREAM_MANAGER};
-use crate::monitor::Probe;
 use crate::probe::cql::Prober;
+use crate::probe::Probe;
 use crate::status::model::{Cassandra, Snapshot};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::{Duration, Instant};
@@ -272,7 +272,7 @@ impl Probe for NodeProbe {
         snap.cluster = self.cluster_view.clone();
     }
 
-    fn progress(&mut self) -> Option<crate::monitor::Moving> {
+    fn progress(&mut self) -> Option<crate::probe::Moving> {
         self.progress.status(Instant::now())
     }
 
@@ -485,8 +485,8 @@ mod tests {
         fn keep_alive(&self) -> bool {
             self.0 > 2
         }
-        fn progress(&mut self) -> Option<crate::monitor::Moving> {
-            (self.0 > 2).then(|| crate::monitor::Moving {
+        fn progress(&mut self) -> Option<crate::probe::Moving> {
+            (self.0 > 2).then(|| crate::probe::Moving {
                 text: "Cassandra DRAINING (flushing memtables, 16.0 MiB of disk I/O since the drain began)".into(),
                 quiet: Duration::ZERO,
             })

@@ -14,7 +14,7 @@
 //! nothing has, they stop, and the unit's own timeout ends a wedged start
 //! (or stop) as it should.
 
-use crate::monitor::Moving;
+use crate::probe::Moving;
 use std::time::{Duration, Instant};
 
 /// Disk I/O that counts as movement.

@@ -13,6 +13,7 @@
 
 use super::line::Line;
 use crate::notify::Field;
+use crate::probe::Moving;
 use crate::status::model::State;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -42,16 +43,6 @@ pub struct Pace {
     /// End the loop when ready turns degraded (the `watch` command exits,
     /// so units bound to it stop) instead of waiting for recovery.
     pub exit_on_degraded: bool,
-}
-
-/// Start-up (or a drain) that moves: what it is doing and how long ago it
-/// last moved.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Moving {
-    /// The `STATUS=` text: "Cassandra STARTING (replaying the commit log, …)".
-    pub text: String,
-    /// Time since the last sign of movement.
-    pub quiet: Duration,
 }
 
 /// What one check found.

@@ -10,37 +10,15 @@ pub mod core;
 pub mod line;
 pub mod run;
 
-pub use self::core::{status_text, Ended, Machine, Moving, Pace, Transition};
+pub use self::core::{status_text, Ended, Machine, Pace, Transition};
 pub use self::run::run;
 use crate::notify::{Field, Notifier};
 use crate::options::Options;
+pub use crate::probe::{Moving, Probe};
 use crate::status::model::{unix_ms, Snapshot, State};
 /// The store the loop publishes to; re-exported for the monitor's callers.
 pub use crate::status::store::Shared;
 use std::time::SystemTime;
-
-/// What the monitor checks: one call, one verdict.
-pub trait Probe: Send {
-    /// `Ok(Some(v))` carries the CQL protocol version that answered.
-    fn check(&mut self) -> Result<Option<u8>, String>;
-    /// Adds what the probe saw to the snapshot (Cassandra's view).
-    fn annotate(&self, _snap: &mut Snapshot) {}
-    /// While not ready (or kept alive, draining): what start-up or the
-    /// drain is doing and how long ago it last moved, or `None` when it
-    /// does not move.
-    fn progress(&mut self) -> Option<Moving> {
-        None
-    }
-    /// Not ready, but deliberately so (a drained node): keep feeding the watchdog.
-    fn keep_alive(&self) -> bool {
-        false
-    }
-    /// Whether the thread running the probe is now bound to the JVM and so
-    /// must not end while it runs.
-    fn bound_to_thread(&self) -> bool {
-        false
-    }
-}
 
 impl Pace {
     /// The pacing `options` ask for, watching `subject` at `place`: the one

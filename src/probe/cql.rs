@@ -382,7 +382,7 @@ impl Prober {
 }
 
 /// The bare CQL check as the monitor's probe (the `watch` command's).
-impl crate::monitor::Probe for Prober {
+impl super::Probe for Prober {
     fn check(&mut self) -> Result<Option<u8>, String> {
         Prober::check(self)
             .map(|a| Some(a.version))

@@ -6,8 +6,42 @@
 pub mod cql;
 pub mod tls;
 
+use crate::status::model::Snapshot;
 use std::fmt;
 use std::time::{Duration, Instant};
+
+/// What the monitor checks: one call, one verdict.
+pub trait Probe: Send {
+    /// `Ok(Some(v))` carries the CQL protocol version that answered.
+    fn check(&mut self) -> Result<Option<u8>, String>;
+    /// Adds what the probe saw to the snapshot (Cassandra's view).
+    fn annotate(&self, _snap: &mut Snapshot) {}
+    /// While not ready (or kept alive, draining): what start-up or the
+    /// drain is doing and how long ago it last moved, or `None` when it
+    /// does not move.
+    fn progress(&mut self) -> Option<Moving> {
+        None
+    }
+    /// Not ready, but deliberately so (a drained node): keep feeding the watchdog.
+    fn keep_alive(&self) -> bool {
+        false
+    }
+    /// Whether the thread running the probe is now bound to the JVM and so
+    /// must not end while it runs.
+    fn bound_to_thread(&self) -> bool {
+        false
+    }
+}
+
+/// Start-up (or a drain) that moves: what it is doing and how long ago it
+/// last moved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Moving {
+    /// The `STATUS=` text: "Cassandra STARTING (replaying the commit log, …)".
+    pub text: String,
+    /// Time since the last sign of movement.
+    pub quiet: Duration,
+}
 
 /// Why a probe did not count as CQL answering.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -19,6 +19,7 @@
 //! over TLS, the check just cannot go further.
 
 use crate::probe::ProbeError;
+use crate::status::model::Tls;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
 use rustls::crypto::CryptoProvider;
@@ -27,7 +28,6 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::sign::CertifiedKey;
 use rustls::{CertificateError, ClientConfig, ClientConnection, DigitallySignedStruct};
 use rustls::{HandshakeKind, RootCertStore, SignatureScheme};
-use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -473,35 +473,13 @@ impl ResolvesClientCert for Identity {
     }
 }
 
-/// How the check speaks TLS.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Info {
-    /// Why TLS: "option", or what in cassandra.yaml asks for it.
-    pub why: String,
-    /// The CA file the server's certificate must chain to; `None`: not verified.
-    pub ca: Option<String>,
-    /// Whether the check presents a client certificate.
-    pub client_cert: bool,
-    /// How far the last check got: "SUPPORTED over TLS", or
-    /// "TLS handshake; client certificate required".
-    pub reached: Option<String>,
-    /// Whether the last handshake resumed an earlier session (the server
-    /// skips sending and signing with its certificate) or was a full one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resumed: Option<bool>,
-    /// Whether the last check ran on a connection kept from an earlier one
-    /// (`tls_keep`).
-    #[serde(default)]
-    pub kept: bool,
-}
-
 /// The TLS side of the check, decided once from `tls=` (or the command's
 /// `--tls`) and cassandra.yaml: the agent and the command share it.
 pub struct Choice {
     /// `None`: plaintext.
     pub client: Option<Client>,
     /// For `/status`.
-    pub info: Option<Info>,
+    pub info: Option<Tls>,
     /// What the STATUS= lines call the check: "CQL", "CQL over TLS", ...
     pub subject: String,
     /// One line each, for the log.
@@ -563,7 +541,7 @@ pub fn choose(
     };
     Choice {
         client,
-        info: Some(Info {
+        info: Some(Tls {
             why: why.into(),
             ca: ca.map(|c| c.path.display().to_string()),
             client_cert: identity.is_some(),

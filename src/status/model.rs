@@ -47,7 +47,29 @@ pub struct Cql {
     pub protocol_version: Option<u8>,
     /// Present when the check speaks TLS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tls: Option<crate::probe::tls::Info>,
+    pub tls: Option<Tls>,
+}
+
+/// How the check speaks TLS.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Tls {
+    /// Why TLS: "option", or what in cassandra.yaml asks for it.
+    pub why: String,
+    /// The CA file the server's certificate must chain to; `None`: not verified.
+    pub ca: Option<String>,
+    /// Whether the check presents a client certificate.
+    pub client_cert: bool,
+    /// How far the last check got: "SUPPORTED over TLS", or
+    /// "TLS handshake; client certificate required".
+    pub reached: Option<String>,
+    /// Whether the last handshake resumed an earlier session (the server
+    /// skips sending and signing with its certificate) or was a full one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumed: Option<bool>,
+    /// Whether the last check ran on a connection kept from an earlier one
+    /// (`tls_keep`).
+    #[serde(default)]
+    pub kept: bool,
 }
 
 /// Cassandra's own view, from its StorageService MBean.
