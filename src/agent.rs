@@ -4,12 +4,13 @@
 
 use crate::agent_process;
 use crate::cassandra::{self, MBeans, NodeProbe};
+use crate::config::{self, Config};
 use crate::discovery;
 use crate::monitor::{self, Pace, Probe, Shared};
 use crate::notify::Notifier;
 use crate::options::Readiness;
 use crate::options::{Options, SocketChoice};
-use crate::probe::cql::{Prober, Target};
+use crate::probe::cql::Prober;
 use crate::status::event_loop;
 use crate::status::model::{Cql, Snapshot, State};
 use crate::status::server::{self, Server};
@@ -76,18 +77,16 @@ pub fn start(
     {
         crate::warn!("{w}");
     }
-    let mut first = first_snapshot(pid, &ep, &notifier, socket.as_ref());
-    first.cql.tls = tls.info.clone();
-    let shared = Shared::new(first);
-    let server = socket.and_then(|(path, private)| serve(&path, private, access, &shared));
-    let target = Target {
+    let endpoint = config::Endpoint {
         host: ep.host.clone(),
         port: ep.port,
-        timeout: options.timeout,
+        port_source: ep.port_source.to_string(),
+        host_source: ep.host_source.to_string(),
     };
-    let pace = Pace::from_options(options, tls.subject, target.to_string());
-    let mut prober = Prober::with_tls(target, tls.client);
-    prober.keep = options.tls_keep;
+    let Config { prober, pace, cql } = Config::new(options, endpoint, tls);
+    let first = first_snapshot(pid, cql, &notifier, socket.as_ref());
+    let shared = Shared::new(first);
+    let server = socket.and_then(|(path, private)| serve(&path, private, access, &shared));
     let probe = node_probe(options, prober, prop, mbeans);
     let running = Running {
         shared: shared.clone(),
@@ -177,21 +176,11 @@ fn discover(
 /// the first client can connect.
 fn first_snapshot(
     pid: u32,
-    ep: &discovery::Endpoint,
+    cql: Cql,
     notifier: &Notifier,
     socket: Option<&(PathBuf, bool)>,
 ) -> Snapshot {
-    let mut snap = Snapshot::new(
-        pid,
-        Cql {
-            host: ep.host.clone(),
-            port: ep.port,
-            source: ep.port_source.to_string(),
-            host_source: ep.host_source.to_string(),
-            protocol_version: None,
-            tls: None,
-        },
-    );
+    let mut snap = Snapshot::new(pid, cql);
     snap.notify.socket = notifier
         .enabled()
         .then(|| notifier.socket.clone())

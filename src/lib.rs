@@ -9,6 +9,7 @@ pub mod agent;
 pub mod agent_process;
 pub mod attach;
 pub mod cassandra;
+pub mod config;
 pub mod discovery;
 pub mod jvm;
 pub mod log;

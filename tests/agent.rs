@@ -999,12 +999,15 @@ fn status_threads_run_below_the_jvm() {
     let mut held = UnixStream::connect(&sock).unwrap();
     held.write_all(b"GET /ready?wait=5s HTTP/1.1\r\n\r\n")
         .unwrap();
+    // The status socket answers before the monitor thread is made: wait
+    // for both threads, or a loaded machine sees only the first.
     let seen = poll(
-        "the status thread",
+        "the status thread and the monitor thread",
         deadline(),
         || {
             let n = thread_nices(jvm.pid);
-            n.iter().any(|(c, _)| c == "cqlready-status").then_some(n)
+            let has = |name: &str| n.iter().any(|(c, _)| c == name);
+            (has("cqlready-status") && has("cqlready")).then_some(n)
         },
         || jvm.describe(),
     );

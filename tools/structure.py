@@ -31,7 +31,7 @@ LAYERS = [
     ["cassandra", "cassandra::cluster", "status::store"],
     ["cassandra::node", "options"],
     ["monitor", "status::routes", "status::cluster"],
-    ["status::event_loop", "status::server", "status"],
+    ["status::event_loop", "status::server", "status", "config"],
     ["agent", "status::client"],
     ["jvm"],
     ["cli", "lib"],

@@ -3,13 +3,14 @@
 //! Thin: every piece of work is the library's, shared with the agent.
 
 use clap::{Args, Parser, Subcommand};
+use cqlready::config::{Config, Endpoint};
 use cqlready::monitor::{self, Ended, Pace, Probe, Shared};
 use cqlready::notify::Notifier;
 use cqlready::options::{default_of, Options};
 use cqlready::probe::cql::{self, Prober, Target};
 use cqlready::status::client::{self, ClientError};
 use cqlready::status::cluster::Cl;
-use cqlready::status::model::{Cql, Snapshot, State};
+use cqlready::status::model::{Snapshot, State};
 use cqlready::text::{format_duration, parse_duration};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -194,6 +195,7 @@ impl WatchArgs {
             check: self.check,
             timeout: self.timeout,
             failures: self.failures,
+            tls_keep: self.tls_keep,
             ..Options::default()
         }
     }
@@ -799,64 +801,45 @@ fn watch(a: WatchArgs) -> u8 {
         eprintln!("cqlready: watch needs at least one --port or --socket");
         return USAGE;
     }
-    let mut tls = match a.tls.choose() {
-        Ok(c) => Some(c),
+    let tls = match a.tls.choose() {
+        Ok(c) => c,
         Err(e) => {
             eprintln!("cqlready: {e}");
             return USAGE;
         }
     };
-    let mut subject = "CQL".to_string();
-    let mut tls_info = None;
-    let mut watched = Vec::new();
-    let mut labels = Vec::new();
-    for (i, &port) in a.ports.iter().enumerate() {
-        let t = Target {
-            host: a.host.clone(),
-            port,
-            timeout: a.timeout,
-        };
-        if i == 0 && a.probe == ProbeKind::Cql {
-            labels.push(format!("{t} (CQL)"));
-            let choice = tls.take().map(|c| (c.client, c.info, c.subject));
-            let (client, info, what) = choice.unwrap_or((None, None, subject.clone()));
-            (tls_info, subject) = (info, what);
-            let mut prober = Prober::with_tls(t, client);
-            prober.keep = a.tls_keep;
-            watched.push(Watched::Cql(prober));
-        } else {
-            labels.push(format!("{t} (TCP)"));
-            watched.push(Watched::Tcp(t));
-        }
+    let endpoint = Endpoint {
+        host: a.host.clone(),
+        port: a.ports.first().copied().unwrap_or(0),
+        port_source: "option".into(),
+        host_source: "option".into(),
+    };
+    let Config {
+        prober,
+        pace,
+        mut cql,
+    } = Config::new(&a.options(), endpoint, tls);
+    let (watched, labels) = watched(&a, prober);
+    if !matches!(watched.first(), Some(Watched::Cql(_))) {
+        cql.tls = None;
     }
-    if let Some(s) = &a.socket {
-        labels.push(format!("the agent at {}", s.display()));
-        watched.push(Watched::Agent(s.clone(), a.timeout));
-    }
-    let only_cql = watched.len() == 1 && matches!(watched[0], Watched::Cql(_));
     let pid = std::process::id();
     let notifier = Arc::new(Notifier::from_env(pid));
-    let mut snap = Snapshot::new(
-        pid,
-        Cql {
-            host: a.host.clone(),
-            port: a.ports.first().copied().unwrap_or(0),
-            source: "option".into(),
-            host_source: "option".into(),
-            protocol_version: None,
-            tls: tls_info,
-        },
-    );
+    let mut snap = Snapshot::new(pid, cql);
     snap.notify.socket = notifier.socket.clone();
     let shared = Shared::new(snap);
-    let (subject, place) = if only_cql {
-        (subject, labels[0].trim_end_matches(" (CQL)").to_string())
-    } else {
-        ("All watched".into(), labels.join(", "))
-    };
+    let only_cql = watched.len() == 1 && matches!(watched[0], Watched::Cql(_));
     let pace = Pace {
         exit_on_degraded: true,
-        ..Pace::from_options(&a.options(), subject, place)
+        ..if only_cql {
+            pace
+        } else {
+            Pace {
+                subject: "All watched".into(),
+                place: labels.join(", "),
+                ..pace
+            }
+        }
     };
     match monitor::run(&mut All(watched), pace, notifier, shared.clone()) {
         Ended::Degraded => {
@@ -871,6 +854,35 @@ fn watch(a: WatchArgs) -> u8 {
         }
         Ended::Stopped => READY,
     }
+}
+
+/// What `watch` checks, each with its label: the first port by CQL (with
+/// `prober`) unless `--probe tcp`, the other ports by TCP, then the agent.
+fn watched(a: &WatchArgs, prober: Prober) -> (Vec<Watched>, Vec<String>) {
+    let (mut watched, mut labels) = (Vec::new(), Vec::new());
+    let mut prober = (a.probe == ProbeKind::Cql).then_some(prober);
+    for &port in &a.ports {
+        let t = Target {
+            host: a.host.clone(),
+            port,
+            timeout: a.timeout,
+        };
+        match prober.take() {
+            Some(p) => {
+                labels.push(format!("{t} (CQL)"));
+                watched.push(Watched::Cql(p));
+            }
+            None => {
+                labels.push(format!("{t} (TCP)"));
+                watched.push(Watched::Tcp(t));
+            }
+        }
+    }
+    if let Some(s) = &a.socket {
+        labels.push(format!("the agent at {}", s.display()));
+        watched.push(Watched::Agent(s.clone(), a.timeout));
+    }
+    (watched, labels)
 }
 
 /// `libcqlready.so` next to this binary, or in ../lib.
