@@ -71,14 +71,14 @@ fn period(s: &str) -> Result<Duration, String> {
 #[derive(clap::Args)]
 struct Gate {
     /// Also every node in this node's view UP and NORMAL; with --cl, instead no token range below that level.
-    #[arg(long, conflicts_with = "port")]
+    #[arg(long)]
     cluster: bool,
     /// With --cluster or --safe-to-stop: ONE, TWO, THREE, QUORUM, ALL, LOCAL_ONE, LOCAL_QUORUM or EACH_QUORUM
     /// (LOCAL_* count this node's datacenter only, EACH_QUORUM each datacenter's quorum).
     #[arg(long, value_parser = cl)]
     cl: Option<Cl>,
     /// Also every node of this node's datacenter (or of NAME) UP and NORMAL.
-    #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "", conflicts_with_all = ["port", "cluster"])]
+    #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "", conflicts_with = "cluster")]
     dc: Option<String>,
 }
 
@@ -134,7 +134,7 @@ enum Command {
         #[command(flatten)]
         which: Which,
         /// Check CQL on this port directly (OPTIONS/SUPPORTED) instead of asking an agent.
-        #[arg(long, conflicts_with_all = ["socket", "pid"], value_parser = port)]
+        #[arg(long, conflicts_with_all = ["socket", "pid", "cluster", "cl", "dc"], value_parser = port)]
         port: Option<u16>,
         /// With --port: the host.
         #[arg(long, default_value = "127.0.0.1", requires = "port")]
@@ -941,6 +941,51 @@ mod tests {
                 help.contains(&shown),
                 "watch --help lacks {shown} for --{key}:\n{help}"
             );
+        }
+    }
+
+    /// Every subcommand's arguments hang together (clap checks conflicts
+    /// and requirements only when a subcommand is first parsed).
+    #[test]
+    fn the_arguments_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn gates_and_their_queries() {
+        let gate = |args: &[&str]| {
+            let cli =
+                Cli::try_parse_from([&["cqlready", "probe", "--socket", "/s"], args].concat())
+                    .map_err(|e| e.to_string())?;
+            let Command::Probe {
+                gate, safe_to_stop, ..
+            } = cli.command
+            else {
+                return Err("not probe".into());
+            };
+            gate.query(safe_to_stop)
+        };
+        for (args, want) in [
+            (&[][..], Ok("")),
+            (&["--cluster"], Ok("scope=cluster&")),
+            (
+                &["--cluster", "--cl", "each_quorum"],
+                Ok("scope=cluster&cl=EACH_QUORUM&"),
+            ),
+            (&["--dc"], Ok("scope=dc&")),
+            (&["--dc", "dc-2"], Ok("scope=dc&dc=dc-2&")),
+            (&["--safe-to-stop", "--cl", "TWO"], Ok("")),
+        ] {
+            assert_eq!(gate(args).as_deref(), want, "{args:?}");
+        }
+        for (args, says) in [
+            (&["--cl", "ONE"][..], "--cl goes with --cluster"),
+            (&["--dc", "a&b"], "a datacenter name of letters"),
+            (&["--cluster", "--cl", "ANY"], "EACH_QUORUM"),
+            (&["--cluster", "--dc"], "cannot be used with"),
+        ] {
+            let e = gate(args).unwrap_err();
+            assert!(e.contains(says), "{args:?}: {e}");
         }
     }
 }
