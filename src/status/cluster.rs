@@ -623,6 +623,20 @@ pub fn metrics(snap: &crate::status::model::Snapshot) -> String {
     }
     let _ = writeln!(
         m,
+        "# HELP cqlready_cluster_available 1 when every range has the level now, 0 when not; absent when unknown.\n# TYPE cqlready_cluster_available gauge"
+    );
+    for l in &c.levels {
+        if let Some(available) = l.available {
+            let _ = writeln!(
+                m,
+                "cqlready_cluster_available{{cl=\"{}\"}} {}",
+                l.cl.as_str(),
+                u8::from(available)
+            );
+        }
+    }
+    let _ = writeln!(
+        m,
         "# HELP cqlready_cluster_safe_to_stop 1 when stopping this node keeps every range at the level, 0 when not; absent when unknown.\n# TYPE cqlready_cluster_safe_to_stop gauge"
     );
     for l in &c.levels {
@@ -927,6 +941,14 @@ mod tests {
     #[test]
     fn gates_per_level_and_datacenter() {
         let s = two_dcs();
+        let m = metrics(&s);
+        for line in [
+            "cqlready_cluster_available{cl=\"LOCAL_QUORUM\"} 1",
+            "cqlready_cluster_safe_to_stop{cl=\"LOCAL_QUORUM\"} 0",
+        ] {
+            assert!(m.lines().any(|l| l == line), "{line}: {m}");
+        }
+        assert!(!m.contains("EACH_QUORUM"), "unknown is absent: {m}");
         let ask = |query: &str| {
             let q = request("/ready", Some(query)).unwrap().unwrap();
             let (code, _, body) = answer(&q, &s, 0);
