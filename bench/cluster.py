@@ -18,6 +18,18 @@ Reports failed requests, how far each rolling restart got and its total time.
 
     python3 bench/cluster.py [--out bench/results-cluster.md] [--gates cqlready,none,...]
     python3 bench/cluster.py --all-up   # node 4 stays up: bench/results-cluster-all-up.md
+    python3 bench/cluster.py --two-dc   # bench/results-cluster-two-dc.md, below
+
+--two-dc: 5 nodes in two datacenters (GossipingPropertyFileSnitch; dc1 on
+127.0.0.1-.3, dc2 on .4 and .5), keyspace {dc1: 3, dc2: 2}, LOCAL_QUORUM load
+from dc1 (DC-aware driver, dc1 contact points), node 5 (dc2) down; a rolling
+restart of dc1 per gate:
+
+  cqlready-local-quorum  `probe --safe-to-stop --cl LOCAL_QUORUM` before each
+                         stop, `wait --cluster --cl LOCAL_QUORUM` after each start
+  cqlready-each-quorum   the same at EACH_QUORUM (refuses: dc2 is short)
+  cqlready-all-up        `probe --safe-to-stop --cl LOCAL_QUORUM`, then `wait
+                         --cluster` (every node UP, blocks on node 5) for 120 s
 
 Needs `cargo build` first (uses target/debug unless CQLREADY_LIB/CQLREADY_CLI
 are set), Java 17, Maven Central and PyPI (fetch.sh, pyclients.sh). Takes
@@ -56,12 +68,14 @@ def setup_line(script):
 
 
 class Cluster:
-    def __init__(self, tmp):
+    def __init__(self, tmp, nodes=NODES, dcs=None):
+        """`dcs`: each node's datacenter (GossipingPropertyFileSnitch), or None."""
         self.tmp = tmp
         self.native = free_port()
         self.storage = free_port()
-        self.jmx = [free_port() for _ in range(NODES)]
-        self.procs = [None] * NODES
+        self.jmx = [free_port() for _ in range(nodes)]
+        self.procs = [None] * nodes
+        self.dcs = dcs
 
     def addr(self, i):
         return f"127.0.0.{i + 1}"
@@ -81,6 +95,8 @@ class Cluster:
             # A busy seed may take seconds to answer the others' first gossip.
             "CASSANDRA_RING_DELAY_MS": "0" if i == 0 else "60000",
         })
+        if self.dcs:
+            env["CASSANDRA_DC"] = self.dcs[i]
         log = open(os.path.join(self.tmp, f"n{i + 1}.log"), "ab")
         self.procs[i] = subprocess.Popen(
             ["bash", os.path.join(ROOT, "tests/cassandra/run.sh"), "--fast",
@@ -158,11 +174,12 @@ def until(pred, limit, what):
     raise RuntimeError(f"timed out waiting for {what}")
 
 
-def load(c, venv, tag, setup=False, duration=None):
+def load(c, venv, tag, setup=False, duration=None, extra=()):
     stop = os.path.join(c.tmp, f"stop-{tag}")
+    hosts = [i for i in range(len(c.procs)) if not c.dcs or c.dcs[i] == "dc1"]
     args = [os.path.join(venv, "python"), os.path.join(ROOT, "tests/cassandra/quorum_load.py"),
-            "--hosts", ",".join(c.addr(i) for i in range(NODES)), "--port", str(c.native),
-            "--rate", "150", "--threads", "16", "--stop-file", stop]
+            "--hosts", ",".join(c.addr(i) for i in hosts), "--port", str(c.native),
+            "--rate", "150", "--threads", "16", "--stop-file", stop, *extra]
     if setup:
         args.append("--setup")
     if duration:
@@ -182,6 +199,85 @@ def finish(p, stop):
         summary += f"; first errors: {errors[:3]}"
     fields = dict(kv.split("=") for kv in summary.split(";")[0].split()[1:] if "=" in kv)
     return int(fields.get("ok", 0)), int(fields.get("failed", -1)), summary
+
+
+DC_GATES = {"cqlready-local-quorum": "LOCAL_QUORUM", "cqlready-each-quorum": "EACH_QUORUM",
+            "cqlready-all-up": "LOCAL_QUORUM"}
+
+
+def rolling_dc(c, gate):
+    """Restarts dc1 (nodes 0-2) gated by `gate` of DC_GATES; returns
+    (restarted, note, seconds per restarted node)."""
+    done, per_node = 0, []
+    cl = DC_GATES[gate]
+    for i in range(3):
+        t = time.monotonic()
+        code, text = c.cli(i, "probe", "--safe-to-stop", "--cl", cl, timeout=60)
+        if code != 0:
+            return done, f"refused before node {i + 1}: {text[:160]}", per_node
+        c.stop(i)
+        c.start(i)
+        if gate == "cqlready-all-up":
+            until(lambda: c.get(i, "/ready")[0] == 200, BOOT, f"node {i + 1} ready")
+            code, text = c.cli(i, "wait", "--cluster", "--timeout", "120s", timeout=200)
+        else:
+            code, text = c.cli(i, "wait", "--cluster", "--cl", cl, "--timeout", f"{BOOT}s")
+        if code != 0:
+            return done, f"blocked after node {i + 1}: {text[:160]}", per_node
+        done += 1
+        per_node.append(time.monotonic() - t)
+    return done, "all 3", per_node
+
+
+def two_dc(args, venv, tmp):
+    """The two-datacenter runs; returns the results file's text."""
+    dcs = ["dc1", "dc1", "dc1", "dc2", "dc2"]
+    c = Cluster(tmp, nodes=5, dcs=dcs)
+    rows = []
+    extra = ("--cl", "LOCAL_QUORUM", "--local-dc", "dc1", "--replication",
+             "{'class': 'NetworkTopologyStrategy', 'dc1': 3, 'dc2': 2}")
+    try:
+        for i in range(5):
+            c.start(i)
+            until(lambda: c.get(i, "/ready")[0] == 200, BOOT, f"node {i + 1} ready")
+        for i in range(5):
+            until(lambda: c.sees_up(i, range(5)), BOOT, f"node {i + 1} to see all UP")
+        p, stop = load(c, venv, "setup", setup=True, duration=3, extra=extra)
+        finish(p, stop)
+        c.stop(4)
+        up = [0, 1, 2, 3]
+        for gate in args.gates.split(","):
+            for i in up:
+                if c.procs[i] is None or c.procs[i].poll() is not None:
+                    c.start(i)
+            for i in up:
+                until(lambda: c.sees_up(i, up), BOOT, f"node {i + 1} to see {up} UP")
+            time.sleep(5)
+            p, stop = load(c, venv, gate, extra=extra)
+            t = time.monotonic()
+            done, note, per_node = rolling_dc(c, gate)
+            time.sleep(10)
+            secs = time.monotonic() - t
+            ok, failed, summary = finish(p, stop)
+            per = " / ".join(f"{x:.0f}" for x in per_node) or "-"
+            rows.append((gate, ok + max(failed, 0), failed, done, note, per, secs))
+            print(f"{gate}: {summary}; restarted {done} ({note}); {secs:.0f} s", flush=True)
+    finally:
+        c.kill_all()
+    lines = [
+        "# Rolling restart of one datacenter (python3 bench/cluster.py --two-dc)",
+        "",
+        "5 nodes (Cassandra 5.0.9, GossipingPropertyFileSnitch: dc1 on 127.0.0.1-.3, dc2 on .4-.5,",
+        "512 MiB heaps), keyspace {dc1: 3, dc2: 2}, node 5 (dc2) down before the rolling restart of",
+        "dc1 begins; LOCAL_QUORUM writes and read-backs from cassandra-driver in dc1 (DC-aware,",
+        "token-aware; 16 threads, target 150 ops/s). Two cores shared with other work.",
+        "",
+        "| gate | LOCAL_QUORUM operations | failed | nodes restarted | note | seconds per node | seconds |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for gate, total, failed, done, note, per, secs in rows:
+        lines.append(f"| {gate} | {total} | {failed} | {done} of 3 | {note} | {per} | {secs:.0f} |")
+    return "\n".join(lines) + "\n"
 
 
 def rolling(c, gate, up):
@@ -214,9 +310,16 @@ def main():
     ap.add_argument("--gates", default="cqlready,cql-port,local-ready,nodetool-UN,none")
     ap.add_argument("--all-up", action="store_true",
                     help="leave node 4 up: the case where the simpler gates are enough")
+    ap.add_argument("--two-dc", action="store_true",
+                    help="5 nodes in two datacenters, dc1 restarted: bench/results-cluster-two-dc.md")
     args = ap.parse_args()
     if args.all_up and args.out == ap.get_default("out"):
         args.out = os.path.join(ROOT, "bench/results-cluster-all-up.md")
+    if args.two_dc:
+        if args.out == ap.get_default("out"):
+            args.out = os.path.join(ROOT, "bench/results-cluster-two-dc.md")
+        if args.gates == ap.get_default("gates"):
+            args.gates = ",".join(DC_GATES)
     # SIGTERM (and SIGINT, also when started in the background) end the run
     # through the `finally` that kills the nodes.
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -224,6 +327,15 @@ def main():
     setup_line("tests/cassandra/fetch.sh")
     venv = setup_line("tests/cassandra/pyclients.sh")
     tmp = tempfile.mkdtemp(prefix="cqlb-clu-")
+    if args.two_dc:
+        try:
+            text = two_dc(args, venv, tmp)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        print(text)
+        with open(args.out, "w") as f:
+            f.write(text)
+        return 0
     c = Cluster(tmp)
     rows = []
     t_all = time.monotonic()

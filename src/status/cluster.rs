@@ -26,26 +26,50 @@ pub const DEMAND: Duration = Duration::from_secs(60);
 /// The longest a request waits for a first fresh view after idling.
 pub const FRESH_WAIT: Duration = Duration::from_secs(15);
 
+/// A consistency level, as Cassandra counts it for `Unavailable`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Cl {
     One,
+    Two,
+    Three,
     Quorum,
-    LocalQuorum,
     All,
+    LocalOne,
+    LocalQuorum,
+    EachQuorum,
 }
 
 impl Cl {
-    pub const LEVELS: [Cl; 4] = [Cl::One, Cl::Quorum, Cl::LocalQuorum, Cl::All];
-    pub const ACCEPTED: &'static str = "ONE, QUORUM, LOCAL_QUORUM, ALL";
+    pub const LEVELS: [Cl; 8] = [
+        Cl::One,
+        Cl::Two,
+        Cl::Three,
+        Cl::Quorum,
+        Cl::All,
+        Cl::LocalOne,
+        Cl::LocalQuorum,
+        Cl::EachQuorum,
+    ];
+    pub const ACCEPTED: &'static str =
+        "ONE, TWO, THREE, QUORUM, ALL, LOCAL_ONE, LOCAL_QUORUM, EACH_QUORUM";
 
     pub fn as_str(self) -> &'static str {
         match self {
             Cl::One => "ONE",
+            Cl::Two => "TWO",
+            Cl::Three => "THREE",
             Cl::Quorum => "QUORUM",
-            Cl::LocalQuorum => "LOCAL_QUORUM",
             Cl::All => "ALL",
+            Cl::LocalOne => "LOCAL_ONE",
+            Cl::LocalQuorum => "LOCAL_QUORUM",
+            Cl::EachQuorum => "EACH_QUORUM",
         }
+    }
+
+    /// Whether only this node's datacenter counts.
+    pub fn local(self) -> bool {
+        matches!(self, Cl::LocalOne | Cl::LocalQuorum)
     }
 
     /// Case-insensitive; anything else is an error naming the accepted values.
@@ -84,12 +108,16 @@ impl Node {
     }
 }
 
-/// A token range and its replicas.
+/// A token range below a level: its replicas of the group the level counts
+/// (the whole ring, or one datacenter) and the live ones among them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Gap {
     /// `(start, end]`.
     pub start: String,
     pub end: String,
+    /// The datacenter the level counts in; `None`: every replica counts.
+    #[serde(default)]
+    pub dc: Option<String>,
     pub replicas: Vec<String>,
     /// The replicas counted live (for safe-to-stop: without this node).
     pub live: Vec<String>,
@@ -97,26 +125,73 @@ pub struct Gap {
     pub needed: usize,
 }
 
+impl Gap {
+    /// "range (a, b] would have 1 of 3 live replicas in dc1 (127.0.0.3), 2 needed";
+    /// `verb` is "has" (now) or "would have" (without this node).
+    pub fn describe(&self, verb: &str) -> String {
+        format!(
+            "range ({}, {}] {verb} {} of {} live replicas{} ({}), {} needed",
+            self.start,
+            self.end,
+            self.live.len(),
+            self.replicas.len(),
+            self.dc
+                .as_deref()
+                .map(|d| format!(" in {d}"))
+                .unwrap_or_default(),
+            if self.live.is_empty() {
+                "none".to_string()
+            } else {
+                self.live.join(", ")
+            },
+            self.needed
+        )
+    }
+}
+
 /// One keyspace at one consistency level.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct KeyspaceLevel {
     pub keyspace: String,
+    /// Its replication as Cassandra gives it (`NetworkTopologyStrategy {dc1=3, dc2=2}`).
+    #[serde(default)]
+    pub replication: Option<String>,
     /// `None`: the ranges could not be read (see `error`).
     pub ranges: Option<usize>,
     /// Ranges with fewer live replicas than the level needs, now.
     pub below: Option<usize>,
     /// The same, counting this node as gone.
     pub below_if_stopped: Option<usize>,
+    /// Per group the level counts (one per datacenter for EACH_QUORUM).
+    #[serde(default)]
+    pub groups: Vec<GroupBelow>,
     /// A few of each, to name them.
     pub examples: Vec<Gap>,
     pub stop_examples: Vec<Gap>,
     pub error: Option<String>,
 }
 
+/// One group a level counts in a keyspace: the whole ring or one
+/// datacenter, the live replicas it needs, and its ranges below that.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GroupBelow {
+    /// `None`: the whole ring.
+    pub dc: Option<String>,
+    pub needed: usize,
+    pub below: usize,
+    pub below_if_stopped: usize,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Level {
     pub cl: Cl,
     pub keyspaces: Vec<KeyspaceLevel>,
+    /// Whether every range of every keyspace has the level now; `None`
+    /// when that cannot be known (see `available_why`).
+    #[serde(default)]
+    pub available: Option<bool>,
+    #[serde(default)]
+    pub available_why: String,
     /// Whether stopping this node keeps every range at this level;
     /// `None` when that cannot be known (see `why`).
     pub safe_to_stop: Option<bool>,
@@ -147,15 +222,16 @@ impl ClusterView {
     }
 
     /// The nodes that keep the cluster gate shut, as text; empty when all
-    /// are UP and NORMAL and the list could be read.
-    pub fn not_ready(&self) -> Vec<String> {
+    /// are UP and NORMAL and the list could be read. With `dc`, only that
+    /// datacenter's nodes count.
+    pub fn not_ready(&self, dc: Option<&str>) -> Vec<String> {
         let mut out: Vec<String> = self
             .nodes
             .iter()
-            .filter(|n| !n.up_normal())
+            .filter(|n| dc.is_none_or(|d| n.dc == d) && !n.up_normal())
             .map(|n| format!("{} {} {}", n.address, n.status, n.state))
             .collect();
-        if self.nodes.is_empty() {
+        if !self.nodes.iter().any(|n| dc.is_none_or(|d| n.dc == d)) {
             out.push("no nodes could be read".into());
         }
         if self.local.is_none() {
@@ -168,6 +244,19 @@ impl ClusterView {
                 .cloned(),
         );
         out
+    }
+
+    /// The datacenters of the view's nodes, sorted.
+    pub fn datacenters(&self) -> Vec<&str> {
+        let mut dcs: Vec<&str> = self
+            .nodes
+            .iter()
+            .map(|n| n.dc.as_str())
+            .filter(|d| *d != UNKNOWN)
+            .collect();
+        dcs.sort_unstable();
+        dcs.dedup();
+        dcs
     }
 }
 
@@ -219,7 +308,11 @@ pub fn wanted() -> bool {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Query {
     pub what: What,
-    pub cl: Cl,
+    /// `/cluster`: the level shown (LOCAL_QUORUM when not given);
+    /// `scope=cluster`: the level the gate asks for, or every node UP.
+    pub cl: Option<Cl>,
+    /// `scope=dc`: the datacenter (this node's when not given).
+    pub dc: Option<String>,
     pub wait: Option<Duration>,
 }
 
@@ -229,6 +322,8 @@ pub enum What {
     View,
     /// `GET /ready?scope=cluster`
     Ready,
+    /// `GET /ready?scope=dc`
+    Dc,
 }
 
 /// A query string's `key=value` pairs; a pair without `=` is an error.
@@ -250,47 +345,63 @@ fn pairs(query: Option<&str>) -> Result<Vec<(&str, &str)>, String> {
 pub fn request(path: &str, query: Option<&str>) -> Option<Result<Query, String>> {
     let what = match path {
         "/cluster" => What::View,
-        "/ready" => {
-            let scope = query?.split('&').find_map(|p| p.strip_prefix("scope="))?;
-            if scope == "node" {
-                return None;
-            }
-            What::Ready
-        }
+        "/ready" => match query?.split('&').find_map(|p| p.strip_prefix("scope="))? {
+            "node" => return None,
+            "dc" => What::Dc,
+            _ => What::Ready,
+        },
         _ => return None,
     };
     Some(parse_query(what, query))
 }
 
+/// The query parameters each cluster request takes.
+fn accepted(what: What) -> &'static str {
+    match what {
+        What::View => "cl=LEVEL",
+        What::Ready => "scope=node|cluster|dc, cl=LEVEL (scope=cluster only), wait=DURATION",
+        What::Dc => "scope=node|cluster|dc, dc=NAME (scope=dc only), wait=DURATION",
+    }
+}
+
 fn parse_query(what: What, query: Option<&str>) -> Result<Query, String> {
     let mut q = Query {
         what,
-        cl: Cl::LocalQuorum,
+        cl: None,
+        dc: None,
         wait: None,
     };
-    let accepted = match what {
-        What::View => "cl=ONE|QUORUM|LOCAL_QUORUM|ALL",
-        What::Ready => "scope=node|cluster, wait=DURATION",
-    };
+    let mut seen: Vec<&str> = Vec::new();
     for (k, v) in pairs(query)? {
+        if seen.contains(&k) {
+            return Err(format!(
+                "query parameter \"{}\" given twice",
+                crate::text::sanitize(k)
+            ));
+        }
+        seen.push(k);
         match (what, k) {
-            (What::View, "cl") => q.cl = Cl::parse(v)?,
+            (What::View | What::Ready, "cl") => q.cl = Some(Cl::parse(v)?),
+            (What::Dc, "dc") if !v.is_empty() => q.dc = Some(crate::text::sanitize(v)),
+            (What::Dc, "dc") => return Err("dc= takes a datacenter name".into()),
             (What::Ready, "scope") if v == "cluster" => {}
+            (What::Dc, "scope") => {}
             (What::Ready, "scope") => {
                 return Err(format!(
-                    "scope=\"{}\" is not one of node, cluster",
+                    "scope=\"{}\" is not one of node, cluster, dc",
                     crate::text::sanitize(v)
                 ))
             }
-            (What::Ready, "wait") => {
+            (What::Ready | What::Dc, "wait") => {
                 let d = crate::text::parse_duration(v)
                     .ok_or("wait= takes a duration like 500ms or 30s")?;
                 q.wait = Some(d.min(crate::status::routes::MAX_WAIT));
             }
             _ => {
                 return Err(format!(
-                    "unknown query parameter \"{}\"; accepted: {accepted}",
-                    crate::text::sanitize(k)
+                    "unknown query parameter \"{}\"; accepted: {}",
+                    crate::text::sanitize(k),
+                    accepted(what)
                 ))
             }
         }
@@ -319,25 +430,79 @@ pub fn settled(q: &Query, snap: &crate::status::model::Snapshot, since: u64) -> 
     if !fresh(snap, since) {
         return false;
     }
-    q.wait.is_none() || snap.state == crate::status::model::State::Stopping || ready(snap).is_ok()
+    q.wait.is_none()
+        || snap.state == crate::status::model::State::Stopping
+        || ready(q, snap).is_ok()
 }
 
-/// The cluster gate: this node ready, and every node in its view UP and
-/// NORMAL. `Err` names what is not.
-pub fn ready(snap: &crate::status::model::Snapshot) -> Result<String, String> {
+/// The cluster gates, `Err` naming what keeps them shut:
+/// * `scope=cluster`: this node ready, and every node in its view UP and NORMAL;
+/// * `scope=cluster&cl=LEVEL`: this node ready, and no range of any keyspace
+///   below LEVEL now (unknown is below);
+/// * `scope=dc`: this node ready, and every node of the datacenter UP and NORMAL.
+pub fn ready(q: &Query, snap: &crate::status::model::Snapshot) -> Result<String, String> {
     use crate::status::model::State;
     let mut not = Vec::new();
     if snap.state != State::Ready {
         not.push(format!("this node is {}", snap.state.as_str()));
     }
-    match &snap.cluster {
-        None => not.push("no cluster view (not Cassandra, or not read yet)".into()),
-        Some(c) => not.extend(c.not_ready()),
-    }
-    match (&snap.cluster, not.is_empty()) {
-        (Some(c), true) => Ok(format!("{} nodes UP and NORMAL", c.nodes.len())),
+    let Some(c) = &snap.cluster else {
+        not.push("no cluster view (not Cassandra, or not read yet)".into());
+        return Err(not.join("; "));
+    };
+    let ok = match (q.what, q.cl) {
+        (What::Ready, Some(cl)) => match c.level(cl) {
+            Some(l) if l.available == Some(true) => Some(l.available_why.clone()),
+            Some(l) if l.available == Some(false) => {
+                not.push(l.available_why.clone());
+                None
+            }
+            Some(l) => {
+                not.push(format!("cannot tell: {}", l.available_why));
+                None
+            }
+            None => {
+                not.push(format!("cannot tell: no {} in the view", cl.as_str()));
+                None
+            }
+        },
+        (What::Dc, _) => match q.dc.as_deref().or(c.local_dc.as_deref()) {
+            None => {
+                not.push("this node's datacenter is unknown".into());
+                None
+            }
+            Some(dc) => {
+                not.extend(c.not_ready(Some(dc)));
+                let n = c.nodes.iter().filter(|n| n.dc == dc).count();
+                Some(format!("{n} nodes of {dc} UP and NORMAL"))
+            }
+        },
+        _ => {
+            not.extend(c.not_ready(None));
+            Some(format!("{} nodes UP and NORMAL", c.nodes.len()))
+        }
+    };
+    match ok {
+        Some(text) if not.is_empty() => Ok(text),
         _ => Err(not.join("; ")),
     }
+}
+
+/// A datacenter a `scope=dc` request names that the view does not know: the
+/// 400's text.
+fn unknown_dc(q: &Query, c: &ClusterView) -> Option<String> {
+    let dc = q.dc.as_deref()?;
+    let known = c.datacenters();
+    (!known.contains(&dc)).then(|| {
+        format!(
+            "datacenter \"{dc}\" is not in this node's view; known: {}\n",
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            }
+        )
+    })
 }
 
 /// The answer to a cluster request from the snapshot: (status, content type, body).
@@ -359,8 +524,11 @@ pub fn answer(
             ),
         );
     }
+    if let Some(text) = snap.cluster.as_ref().and_then(|c| unknown_dc(q, c)) {
+        return (400, TEXT, text);
+    }
     match q.what {
-        What::Ready => match ready(snap) {
+        What::Ready | What::Dc => match ready(q, snap) {
             Ok(text) => (200, TEXT, format!("ready: {text}\n")),
             Err(text) => (503, TEXT, format!("not ready: {text}\n")),
         },
@@ -372,14 +540,29 @@ pub fn answer(
                     "no cluster view: not Cassandra, or its MBeans are not readable yet\n".into(),
                 );
             };
+            let cl = q.cl.unwrap_or(Cl::LocalQuorum);
+            let summary: Vec<serde_json::Value> = c
+                .levels
+                .iter()
+                .map(|l| {
+                    serde_json::json!({
+                        "cl": l.cl,
+                        "available": l.available,
+                        "available_why": l.available_why,
+                        "safe_to_stop": l.safe_to_stop,
+                        "why": l.why,
+                    })
+                })
+                .collect();
             let body = serde_json::json!({
                 "local": c.local,
                 "local_dc": c.local_dc,
                 "read_unix_ms": c.read_unix_ms,
                 "read_ms": c.read_ms,
                 "nodes": c.nodes,
-                "cl": q.cl,
-                "availability": c.level(q.cl),
+                "cl": cl,
+                "availability": c.level(cl),
+                "levels": summary,
                 "errors": c.errors,
             });
             let text = serde_json::to_string_pretty(&body)
@@ -440,6 +623,20 @@ pub fn metrics(snap: &crate::status::model::Snapshot) -> String {
     }
     let _ = writeln!(
         m,
+        "# HELP cqlready_cluster_available 1 when every range has the level now, 0 when not; absent when unknown.\n# TYPE cqlready_cluster_available gauge"
+    );
+    for l in &c.levels {
+        if let Some(available) = l.available {
+            let _ = writeln!(
+                m,
+                "cqlready_cluster_available{{cl=\"{}\"}} {}",
+                l.cl.as_str(),
+                u8::from(available)
+            );
+        }
+    }
+    let _ = writeln!(
+        m,
         "# HELP cqlready_cluster_safe_to_stop 1 when stopping this node keeps every range at the level, 0 when not; absent when unknown.\n# TYPE cqlready_cluster_safe_to_stop gauge"
     );
     for l in &c.levels {
@@ -455,8 +652,9 @@ pub fn metrics(snap: &crate::status::model::Snapshot) -> String {
     m
 }
 
-/// `nodetool status`-like lines: one per node, grouped by datacenter.
-pub fn table(nodes: &[Node]) -> String {
+/// `nodetool status`-like lines: one per node, grouped by datacenter, each
+/// datacenter followed by `after(dc)` (its keyspaces' lines).
+pub fn table(nodes: &[Node], after: impl Fn(&str) -> String) -> String {
     let mut dcs: Vec<&str> = nodes.iter().map(|n| n.dc.as_str()).collect();
     dcs.sort_unstable();
     dcs.dedup();
@@ -465,26 +663,63 @@ pub fn table(nodes: &[Node]) -> String {
         let _ = writeln!(out, "Datacenter: {dc}\nStatus=Up/Down/?(unknown) State=Normal/Leaving/Joining/Moving/?(unknown)");
         let _ = writeln!(out, "--  {:<40} {:<12} Release", "Address", "Rack");
         for n in nodes.iter().filter(|n| n.dc == dc) {
-            let s = match n.status.as_str() {
-                "UP" => 'U',
-                "DOWN" => 'D',
-                _ => '?',
-            };
-            let t = match n.state.as_str() {
-                "NORMAL" => 'N',
-                "LEAVING" => 'L',
-                "JOINING" => 'J',
-                "MOVING" => 'M',
-                _ => '?',
-            };
-            let line = format!(
-                "{s}{t}  {:<40} {:<12} {:<10} {}",
-                n.address,
-                n.rack,
-                n.release_version,
-                if n.local { "(this node)" } else { "" }
+            let _ = writeln!(out, "{}", node_line(n));
+        }
+        out.push_str(&after(dc));
+    }
+    out
+}
+
+fn node_line(n: &Node) -> String {
+    let s = match n.status.as_str() {
+        "UP" => 'U',
+        "DOWN" => 'D',
+        _ => '?',
+    };
+    let t = match n.state.as_str() {
+        "NORMAL" => 'N',
+        "LEAVING" => 'L',
+        "JOINING" => 'J',
+        "MOVING" => 'M',
+        _ => '?',
+    };
+    let line = format!(
+        "{s}{t}  {:<40} {:<12} {:<10} {}",
+        n.address,
+        n.rack,
+        n.release_version,
+        if n.local { "(this node)" } else { "" }
+    );
+    line.trim_end().to_string()
+}
+
+/// Per keyspace, the ranges below quorum in datacenter `dc` (`None`: the
+/// whole ring, for SimpleStrategy), from an EACH_QUORUM level.
+fn quorum_lines(level: &Level, dc: Option<&str>) -> String {
+    let mut out = String::new();
+    for k in &level.keyspaces {
+        let replication = k.replication.as_deref().unwrap_or(UNKNOWN);
+        if let Some(e) = &k.error {
+            if dc.is_none() {
+                let _ = writeln!(
+                    out,
+                    "keyspace {} ({replication}): cannot tell ({e})",
+                    k.keyspace
+                );
+            }
+            continue;
+        }
+        for g in k.groups.iter().filter(|g| g.dc.as_deref() == dc) {
+            let _ = writeln!(
+                out,
+                "keyspace {} ({replication}): {} of {} ranges below quorum ({} live) {}, {} if this node stops",
+                k.keyspace,
+                g.below,
+                k.ranges.unwrap_or(0),
+                g.needed,
+                dc.map_or("in the ring".to_string(), |d| format!("in {d}")),
+                g.below_if_stopped
             );
-            let _ = writeln!(out, "{}", line.trim_end());
         }
     }
     out
@@ -510,43 +745,51 @@ pub fn verdict(body: &str) -> Result<(bool, String), String> {
     })
 }
 
-/// A `/cluster` answer as text: the node table, then the keyspaces.
+/// A `/cluster?cl=EACH_QUORUM` answer as text: the node table and each
+/// keyspace's quorum per datacenter, then every level now and without this
+/// node.
 pub fn render(body: &str) -> Result<String, String> {
     let v: serde_json::Value =
         serde_json::from_str(body).map_err(|e| format!("not a cluster view: {e}"))?;
     let nodes: Vec<Node> = serde_json::from_value(v.get("nodes").cloned().unwrap_or_default())
         .map_err(|e| format!("not a cluster view: {e}"))?;
-    let mut out = table(&nodes);
-    if let Some(level) = v
+    let level = v
         .get("availability")
-        .and_then(|l| serde_json::from_value::<Level>(l.clone()).ok())
-    {
-        for k in &level.keyspaces {
-            let n = |v: Option<usize>| v.map_or_else(|| UNKNOWN.to_string(), |v| v.to_string());
-            let _ = writeln!(
-                out,
-                "keyspace {}: {} ranges, {} below {}, {} if this node stops{}",
-                k.keyspace,
-                n(k.ranges),
-                n(k.below),
-                level.cl.as_str(),
-                n(k.below_if_stopped),
-                k.error
-                    .as_deref()
-                    .map(|e| format!(" ({e})"))
-                    .unwrap_or_default()
-            );
-        }
+        .and_then(|l| serde_json::from_value::<Level>(l.clone()).ok());
+    let per_dc = |dc: &str| {
+        level
+            .as_ref()
+            .map(|l| quorum_lines(l, Some(dc)))
+            .unwrap_or_default()
+    };
+    let mut out = table(&nodes, per_dc);
+    if let Some(l) = &level {
+        out.push_str(&quorum_lines(l, None));
+    }
+    let word = |v: &serde_json::Value| match v.as_bool() {
+        Some(true) => "yes",
+        Some(false) => "no",
+        None => UNKNOWN,
+    };
+    let levels = v
+        .get("levels")
+        .and_then(|l| l.as_array())
+        .cloned()
+        .unwrap_or_default();
+    if !levels.is_empty() {
+        let _ = writeln!(out, "{:<14} {:<8} if this node stops", "level", "now");
+    }
+    for l in &levels {
+        let stop = word(&l["safe_to_stop"]);
         let _ = writeln!(
             out,
-            "safe to stop at {}: {} ({})",
-            level.cl.as_str(),
-            match level.safe_to_stop {
-                Some(true) => "yes",
-                Some(false) => "no",
-                None => UNKNOWN,
-            },
-            level.why
+            "{:<14} {:<8} {stop}{}",
+            l["cl"].as_str().unwrap_or(UNKNOWN),
+            word(&l["available"]),
+            match stop {
+                "yes" => String::new(),
+                _ => format!(" ({})", l["why"].as_str().unwrap_or("")),
+            }
         );
     }
     if let Some(errors) = v.get("errors").and_then(|e| e.as_array()) {
@@ -590,8 +833,15 @@ mod tests {
     fn levels_parse_and_refuse() {
         assert_eq!(Cl::parse("local_quorum"), Ok(Cl::LocalQuorum));
         assert_eq!(Cl::parse("ALL"), Ok(Cl::All));
-        let e = Cl::parse("TWO").unwrap_err();
-        assert!(e.contains("ONE, QUORUM, LOCAL_QUORUM, ALL"), "{e}");
+        assert_eq!(Cl::parse("each_quorum"), Ok(Cl::EachQuorum));
+        for cl in Cl::LEVELS {
+            assert_eq!(Cl::parse(cl.as_str()), Ok(cl));
+        }
+        let e = Cl::parse("ANY").unwrap_err();
+        assert!(
+            e.contains("ONE, TWO, THREE, QUORUM, ALL, LOCAL_ONE, LOCAL_QUORUM, EACH_QUORUM"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -610,21 +860,169 @@ mod tests {
         let e = request("/ready", Some("scope=galaxy"))
             .unwrap()
             .unwrap_err();
-        assert!(e.contains("node, cluster"), "{e}");
-        let e = request("/ready", Some("scope=cluster&cl=ONE"))
+        assert!(e.contains("node, cluster, dc"), "{e}");
+        let q = request("/ready", Some("scope=cluster&cl=each_quorum&wait=1s"))
             .unwrap()
-            .unwrap_err();
-        assert!(e.contains("unknown query parameter \"cl\""), "{e}");
+            .unwrap();
+        assert_eq!((q.what, q.cl), (What::Ready, Some(Cl::EachQuorum)));
+        let q = request("/ready", Some("scope=dc&dc=dc2")).unwrap().unwrap();
+        assert_eq!((q.what, q.dc.as_deref()), (What::Dc, Some("dc2")));
         let q = request("/cluster", None).unwrap().unwrap();
-        assert_eq!(q.cl, Cl::LocalQuorum, "the default level");
+        assert_eq!(q.cl, None, "LOCAL_QUORUM is shown when none is asked");
         let q = request("/cluster", Some("cl=quorum")).unwrap().unwrap();
-        assert_eq!(q.cl, Cl::Quorum);
-        for bad in ["cl=TWO", "wait=1s", "cl", "x=1"] {
-            assert!(request("/cluster", Some(bad)).unwrap().is_err(), "{bad}");
+        assert_eq!(q.cl, Some(Cl::Quorum));
+        for (path, bad, says) in [
+            ("/cluster", "cl=ANY", "is not one of ONE, TWO"),
+            ("/cluster", "wait=1s", "accepted: cl=LEVEL"),
+            ("/cluster", "cl", "is not key=value"),
+            ("/cluster", "x=1", "unknown query parameter \"x\""),
+            (
+                "/ready",
+                "scope=cluster&wait=soon",
+                "wait= takes a duration",
+            ),
+            ("/ready", "scope=cluster&cl=SERIAL", "is not one of ONE"),
+            (
+                "/ready",
+                "scope=cluster&cl=ONE&cl=ALL",
+                "\"cl\" given twice",
+            ),
+            (
+                "/ready",
+                "scope=dc&cl=ONE",
+                "accepted: scope=node|cluster|dc, dc=NAME",
+            ),
+            (
+                "/ready",
+                "scope=cluster&dc=dc1",
+                "cl=LEVEL (scope=cluster only)",
+            ),
+            ("/ready", "scope=dc&dc=", "dc= takes a datacenter name"),
+        ] {
+            let e = request(path, Some(bad)).unwrap().unwrap_err();
+            assert!(e.contains(says), "{path}?{bad}: {e}");
         }
-        assert!(request("/ready", Some("scope=cluster&wait=soon"))
+    }
+
+    /// A view of two datacenters: dc1 with this node and a DOWN one, dc2 all UP.
+    fn two_dcs() -> Snapshot {
+        let mut s = snap(vec![
+            node("127.0.0.1", "UP", "NORMAL", true),
+            node("127.0.0.2", "DOWN", "NORMAL", false),
+            Node {
+                dc: "dc2".into(),
+                ..node("127.0.0.4", "UP", "NORMAL", false)
+            },
+        ]);
+        if let Some(c) = s.cluster.as_mut() {
+            c.local_dc = Some("dc1".into());
+            c.levels = vec![
+                Level {
+                    cl: Cl::LocalQuorum,
+                    keyspaces: vec![],
+                    available: Some(true),
+                    available_why: "every range of 1 keyspace(s) has LOCAL_QUORUM".into(),
+                    safe_to_stop: Some(false),
+                    why: "ks: range (1, 2] would have 1 of 3 live replicas in dc1 (127.0.0.3), 2 needed".into(),
+                },
+                Level {
+                    cl: Cl::EachQuorum,
+                    keyspaces: vec![],
+                    available: None,
+                    available_why: "ks: boom".into(),
+                    safe_to_stop: None,
+                    why: "ks: boom".into(),
+                },
+            ];
+        }
+        s
+    }
+
+    #[test]
+    fn gates_per_level_and_datacenter() {
+        let s = two_dcs();
+        let m = metrics(&s);
+        for line in [
+            "cqlready_cluster_available{cl=\"LOCAL_QUORUM\"} 1",
+            "cqlready_cluster_safe_to_stop{cl=\"LOCAL_QUORUM\"} 0",
+        ] {
+            assert!(m.lines().any(|l| l == line), "{line}: {m}");
+        }
+        assert!(!m.contains("EACH_QUORUM"), "unknown is absent: {m}");
+        let ask = |query: &str| {
+            let q = request("/ready", Some(query)).unwrap().unwrap();
+            let (code, _, body) = answer(&q, &s, 0);
+            (code, body)
+        };
+        for (query, code, says) in [
+            ("scope=cluster", 503, "127.0.0.2 DOWN NORMAL"),
+            (
+                "scope=cluster&cl=LOCAL_QUORUM",
+                200,
+                "ready: every range of 1 keyspace(s) has LOCAL_QUORUM",
+            ),
+            (
+                "scope=cluster&cl=EACH_QUORUM",
+                503,
+                "not ready: cannot tell: ks: boom",
+            ),
+            (
+                "scope=cluster&cl=ONE",
+                503,
+                "cannot tell: no ONE in the view",
+            ),
+            ("scope=dc", 503, "127.0.0.2 DOWN NORMAL"),
+            (
+                "scope=dc&dc=dc2",
+                200,
+                "ready: 1 nodes of dc2 UP and NORMAL",
+            ),
+            (
+                "scope=dc&dc=dc9",
+                400,
+                "datacenter \"dc9\" is not in this node's view; known: dc1, dc2",
+            ),
+        ] {
+            let (got, body) = ask(query);
+            assert_eq!(got, code, "{query}: {body}");
+            assert!(body.contains(says), "{query}: {body}");
+        }
+        let mut starting = s.clone();
+        starting.state = State::Starting;
+        let q = request("/ready", Some("scope=cluster&cl=LOCAL_QUORUM"))
             .unwrap()
-            .is_err());
+            .unwrap();
+        assert_eq!(
+            answer(&q, &starting, 0).0,
+            503,
+            "this node must be ready too"
+        );
+        let mut lost = s.clone();
+        if let Some(c) = lost.cluster.as_mut() {
+            c.local_dc = None;
+        }
+        let q = request("/ready", Some("scope=dc")).unwrap().unwrap();
+        let (code, _, body) = answer(&q, &lost, 0);
+        assert_eq!(
+            (code, body.as_str()),
+            (503, "not ready: this node's datacenter is unknown\n")
+        );
+        // The levels' summary and the datacenters in the text of status --cluster.
+        let q = request("/cluster", Some("cl=EACH_QUORUM"))
+            .unwrap()
+            .unwrap();
+        let (code, _, body) = answer(&q, &s, 0);
+        assert_eq!(code, 200);
+        let text = render(&body).unwrap();
+        assert!(text.contains("Datacenter: dc2"), "{text}");
+        assert!(
+            text.contains("LOCAL_QUORUM   yes      no (ks: range (1, 2] would have 1 of 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("EACH_QUORUM    unknown  unknown (ks: boom)"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -730,7 +1128,8 @@ mod tests {
         assert!(text.contains("DN  127.0.0.1"), "{text}");
         assert!(verdict(&body).is_err(), "no levels in this view: {body}");
         assert!(verdict("nope").is_err());
-        let t = table(&s.cluster.unwrap().nodes);
+        let t = table(&s.cluster.unwrap().nodes, |dc| format!("after {dc}\n"));
+        assert!(t.ends_with("(this node)\nUN  127.0.0.3                                r1           5.0.9\nafter dc1\n"), "{t}");
         assert!(t.contains("DN  127.0.0.1"), "{t}");
         assert!(t.contains("(this node)"), "{t}");
     }

@@ -8,7 +8,9 @@
 //! | `GET /ready[?wait=DUR]` | 200 when ready, else 503; with `wait`, answers as soon as ready or stopping, or when DUR passes |
 //! | `GET /live` | 200 while the agent runs |
 //! | `GET /metrics` | Prometheus text (with the cluster view's lines when it is read) |
-//! | `GET /cluster[?cl=CL]`, `GET /ready?scope=cluster[&wait=DUR]` | the cluster view and its gate ([`crate::status::cluster`]) |
+//! | `GET /cluster[?cl=CL]` | the cluster view at a consistency level ([`crate::status::cluster`]) |
+//! | `GET /ready?scope=cluster[&cl=CL][&wait=DUR]` | the cluster gate: every node UP and NORMAL, or with `cl` no token range below CL |
+//! | `GET /ready?scope=dc[&dc=NAME][&wait=DUR]` | the datacenter gate: every node of this node's datacenter (or NAME's) UP and NORMAL |
 //!
 //! `HEAD` is `GET` without the body. Every other method is 405, every other
 //! path 404, a query parameter a route does not take (or a bad value) 400.
@@ -213,7 +215,7 @@ fn ready(params: &Params<'_>, snap: &Snapshot) -> Result<Reply, String> {
     // scope=cluster went to the cluster view; only the node's scope is left.
     if let Some(scope) = params.get("scope").filter(|s| *s != "node") {
         return Err(format!(
-            "scope=\"{}\" is not one of node, cluster",
+            "scope=\"{}\" is not one of node, cluster, dc",
             printable(scope)
         ));
     }
@@ -358,13 +360,12 @@ mod tests {
         for (target, says) in [
             (
                 "/ready?scope=galaxy",
-                "scope=\"galaxy\" is not one of node, cluster",
+                "scope=\"galaxy\" is not one of node, cluster, dc",
             ),
-            (
-                "/ready?scope=cluster&cl=ALL",
-                "unknown query parameter \"cl\"",
-            ),
-            ("/cluster?cl=TWO", "QUORUM"),
+            ("/ready?scope=cluster&cl=ANY", "is not one of ONE, TWO"),
+            ("/ready?scope=dc&cl=ALL", "unknown query parameter \"cl\""),
+            ("/ready?scope=node&cl=ALL", "unknown query parameter \"cl\""),
+            ("/cluster?cl=SERIAL", "LOCAL_QUORUM, EACH_QUORUM"),
             ("/cluster?scope=node", "unknown query parameter \"scope\""),
             ("/ready?wait=soon", "wait= takes a duration"),
             ("/ready?wait", "wait= takes a duration"),

@@ -6,7 +6,9 @@ paced to a rate, until a stop file appears (or --duration passes).
 Usage: <venv>/bin/python tests/cassandra/quorum_load.py --hosts 127.0.0.1,127.0.0.2,127.0.0.3
            --port P [--rate 120] [--threads 4] [--stop-file F] [--duration S] [--setup]
 
---setup first creates keyspace cqlready_load (SimpleStrategy, RF=3) and its table.
+--setup first creates keyspace cqlready_load (SimpleStrategy, RF=3, or --replication's
+CQL map) and its table. --cl picks the level (default QUORUM); --local-dc makes the
+driver DC-aware (token-aware over DCAwareRoundRobinPolicy in that datacenter only).
 Every write is read back at QUORUM; a read that does not see it counts as failed.
 Prints (flushed): "ready", then "progress <secs> <ok> <failed>" each second,
 "error <secs> <what>" for the first 20 failures, and at the end
@@ -21,6 +23,7 @@ import time
 
 from cassandra import ConsistencyLevel
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
+from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 
 
 def main():
@@ -32,15 +35,23 @@ def main():
     ap.add_argument("--stop-file", default="")
     ap.add_argument("--duration", type=float, default=3600.0)
     ap.add_argument("--setup", action="store_true")
+    ap.add_argument("--cl", default="QUORUM")
+    ap.add_argument("--local-dc", default="")
+    ap.add_argument("--replication", default="{'class': 'SimpleStrategy', 'replication_factor': 3}")
     args = ap.parse_args()
     logging.getLogger("cassandra").setLevel(logging.CRITICAL)
-    profile = ExecutionProfile(consistency_level=ConsistencyLevel.QUORUM, request_timeout=10.0)
+    policy = {}
+    if args.local_dc:
+        policy["load_balancing_policy"] = TokenAwarePolicy(
+            DCAwareRoundRobinPolicy(local_dc=args.local_dc, used_hosts_per_remote_dc=0))
+    profile = ExecutionProfile(consistency_level=ConsistencyLevel.name_to_value[args.cl],
+                               request_timeout=10.0, **policy)
     cluster = Cluster(args.hosts.split(","), port=args.port, protocol_version=5,
                       execution_profiles={EXEC_PROFILE_DEFAULT: profile}, connect_timeout=10)
     session = cluster.connect()
     if args.setup:
         session.execute("CREATE KEYSPACE IF NOT EXISTS cqlready_load WITH replication = "
-                        "{'class': 'SimpleStrategy', 'replication_factor': 3}", timeout=60)
+                        + args.replication, timeout=60)
         session.execute("CREATE TABLE IF NOT EXISTS cqlready_load.kv (k int PRIMARY KEY, v int)",
                         timeout=60)
     write = session.prepare("INSERT INTO cqlready_load.kv (k, v) VALUES (?, ?)")

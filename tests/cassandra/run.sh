@@ -31,6 +31,7 @@
 # options of its Java (jvm11.options, jvm17.options), as bin/cassandra would pick them.
 # CASSANDRA_YAML_EXTRA: a file appended to the yaml (client_encryption_options, ...).
 # CASSANDRA_AUTHENTICATOR: e.g. PasswordAuthenticator (default AllowAllAuthenticator).
+# CASSANDRA_DC=NAME [CASSANDRA_RACK=NAME]: GossipingPropertyFileSnitch in that datacenter.
 # JAVA (default: $JAVA_HOME/bin/java or java on PATH) selects the JVM.
 # Logs: INFO to stdout and <base>/logs/system.log. Readiness line to watch:
 #   "Starting listening for CQL clients on /127.0.0.1:<port> (unencrypted)..."
@@ -109,6 +110,14 @@ fi
 if [[ -n "${CASSANDRA_SEEDS:-}" ]]; then
     sed -i "s|- seeds: \".*\"|- seeds: \"$CASSANDRA_SEEDS\"|" "$yaml"
 fi
+# CASSANDRA_DC (and CASSANDRA_RACK, default rack1): GossipingPropertyFileSnitch
+# with this node's datacenter in <base>/conf/cassandra-rackdc.properties.
+rackdc=()
+if [[ -n "${CASSANDRA_DC:-}" ]]; then
+    sed -i "s|^endpoint_snitch: .*|endpoint_snitch: GossipingPropertyFileSnitch|" "$yaml"
+    printf 'dc=%s\nrack=%s\n' "$CASSANDRA_DC" "${CASSANDRA_RACK:-rack1}" > "$base/conf/cassandra-rackdc.properties"
+    rackdc=("-Dcassandra-rackdc.properties=file://$base/conf/cassandra-rackdc.properties")
+fi
 if [[ -n "${CASSANDRA_AUTO_BOOTSTRAP:-}" ]]; then
     echo "auto_bootstrap: $CASSANDRA_AUTO_BOOTSTRAP" >> "$yaml"
 fi
@@ -145,7 +154,7 @@ if [[ -n "${JVM_EXTRA_OPTS:-}" ]]; then
     # shellcheck disable=SC2206
     opts+=(${JVM_EXTRA_OPTS})
 fi
-opts+=("${extra_args[@]}")
+opts+=("${rackdc[@]}" "${extra_args[@]}")
 
 cmd=("$java" "${opts[@]}" -cp "$lib/*" org.apache.cassandra.service.CassandraDaemon)
 if [[ "$print" == 1 ]]; then
