@@ -1078,12 +1078,12 @@ fn real_drain_outlasts_a_short_stop_timeout() {
     let sd = filled_node_unit(&chome, &venv_dir, true);
     let (soon, took) = fill_and_stop(&sd, true, None);
     eprintln!("stopped soon after the start's extension: systemctl stop took {took:?}; the drain sent ({soon})");
-    // A later drop-in's JVM_EXTRA_OPTS= wins: the default extend.
+    // The unit's EnvironmentFile= (read at each start) overrides its
+    // Environment=: the default extend for the second start.
     sd.exec_ok(&[
         "sh",
         "-c",
-        "mkdir -p /run/systemd/system/cassandra.service.d && printf '[Service]\\nEnvironment=JVM_EXTRA_OPTS=-agentpath:/opt/cqlready/libcqlready.so=extend=2min\\n' \
-         > /run/systemd/system/cassandra.service.d/60-extend.conf && systemctl daemon-reload",
+        "echo JVM_EXTRA_OPTS=-agentpath:/opt/cqlready/libcqlready.so=extend=2min > /run/cqlready-agent.env",
     ]);
     let (late, took) = fill_and_stop(&sd, true, Some(Duration::from_secs(45)));
     eprintln!("stopped 45 s after READY=1: systemctl stop took {took:?}; the drain sent ({late})");
@@ -1106,7 +1106,8 @@ fn filled_node_unit(chome: &Path, venv: &Path, agent: bool) -> Sd {
         );
     let mut conf = real + "TimeoutStartSec=10min\nTimeoutStopSec=3s\nRestart=no\n";
     if agent {
-        conf += "Environment=JVM_EXTRA_OPTS=-agentpath:/opt/cqlready/libcqlready.so=extend=10min\n";
+        conf += "Environment=JVM_EXTRA_OPTS=-agentpath:/opt/cqlready/libcqlready.so=extend=10min\n\
+                 EnvironmentFile=-/run/cqlready-agent.env\n";
     } else {
         conf += "Type=simple\nEnvironment=JVM_EXTRA_OPTS=\n";
     }
