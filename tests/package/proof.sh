@@ -4,7 +4,7 @@
 # cassandra .deb (standin-deb.sh), and the cqlready .deb of tools/package.sh:
 #
 #   bash tests/package/proof.sh DEB UPGRADE_DEB
-#   bash tests/package/proof.sh --docs    the last run's numbers into docs/packages.md
+#   bash tests/package/proof.sh --docs    the last run's numbers into bench/results-packages.md
 #
 #   1. dpkg -i --force-depends without Cassandra: a clear message, a unit that
 #      fails at once with one, and a purge that leaves nothing;
@@ -21,7 +21,7 @@
 #      nothing of the operator's changed.
 # Each check that fails says what it saw and exits 1. The measured times and
 # the packages' sizes go to target/package/proof-results.md; --docs copies
-# that file between docs/packages.md's proof markers. Needs root,
+# that file to bench/results-packages.md, which docs/packages.md shows. Needs root,
 # systemd-nspawn, mmdebstrap.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -29,16 +29,10 @@ root="$(cd "$here/../.." && pwd)"
 results="$root/target/package/proof-results.md"
 if [ "${1:-}" = --docs ]; then
     [ -s "$results" ] || { echo "proof.sh: no $results: run the proof first" >&2; exit 1; }
-    python3 - "$root/docs/packages.md" "$results" <<'PY'
-import re, sys
-doc, results = sys.argv[1], open(sys.argv[2]).read()
-block = "<!-- proof:begin (tests/package/proof.sh --docs writes this block) -->\n" + results + "<!-- proof:end -->"
-s, n = re.subn(r"<!-- proof:begin.*?<!-- proof:end -->", lambda m: block, open(doc).read(), flags=re.S)
-if n != 1:
-    sys.exit("proof.sh: docs/packages.md has no proof markers")
-open(doc, "w").write(s)
-PY
-    echo "proof.sh: docs/packages.md has the numbers of $results" >&2
+    out="$root/bench/results-packages.md"
+    { printf '# The packages, proven on a booted Debian root\n\n`bash tests/package/proof.sh` (through `cargo test --test package packages_are_built`), then `--docs`:\n\n'; cat "$results"; } >"$out.tmp"
+    mv "$out.tmp" "$out"
+    echo "proof.sh: wrote $out (docs/packages.md shows it; CQLREADY_WRITE_DOCS=1 cargo test --test docs copies it there)" >&2
     exit 0
 fi
 deb=$(realpath "${1:?usage: proof.sh DEB UPGRADE_DEB, or proof.sh --docs}")
