@@ -77,6 +77,9 @@ pub fn start(
     {
         crate::warn!("{w}");
     }
+    for w in options.warnings() {
+        crate::warn!("{w}");
+    }
     let endpoint = config::Endpoint {
         host: ep.host.clone(),
         port: ep.port,

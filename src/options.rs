@@ -362,6 +362,30 @@ impl Default for Options {
 }
 
 impl Options {
+    /// Settings that are valid but keep the agent from keeping its promise
+    /// that a start or drain that moves is never cut short: every check
+    /// period and the check's timeout must fit four times in `extend`
+    /// (docs/timelines.md, rule 4). One line each, for the log.
+    pub fn warnings(&self) -> Vec<String> {
+        let limit = self.extend / 4;
+        [
+            ("interval", self.interval),
+            ("check", self.check),
+            ("timeout", self.timeout),
+        ]
+        .into_iter()
+        .filter(|(_, d)| *d > limit)
+        .map(|(name, d)| {
+            format!(
+                "{name}={} is more than a quarter of extend={}: a start or drain that moves may \
+                 not be extended in time; raise extend= or lower {name}=",
+                format_duration(d),
+                format_duration(self.extend)
+            )
+        })
+        .collect()
+    }
+
     /// Parses `key=value,key=value`. An empty or absent string gives the defaults.
     pub fn parse(input: &str) -> Result<Options, OptionError> {
         let mut o = Options::default();
@@ -440,6 +464,18 @@ fn duration_in(v: &str, min: Duration, max: Duration) -> Result<Duration, String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn warns_when_a_period_does_not_fit_four_times_in_extend() {
+        assert!(Options::default().warnings().is_empty());
+        let o = Options::parse("extend=4s,check=2s,timeout=1s").unwrap();
+        let w = o.warnings();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with("check=2s is more than a quarter of extend=4s"),
+            "{w:?}"
+        );
+    }
 
     #[test]
     fn defaults_come_from_the_table() {
