@@ -234,3 +234,31 @@ fn the_status_sample_has_the_keys_an_agent_serves() {
         "docs/status-socket.md's sample lacks {missing:?} and has {extra:?} that /status does not"
     );
 }
+
+#[test]
+fn every_relative_link_reaches_a_file() {
+    let mut broken = Vec::new();
+    let mut links = 0;
+    for doc in documents() {
+        let text = fs::read_to_string(&doc).expect("read a document");
+        let dir = doc.parent().expect("a directory");
+        for (i, _) in text.match_indices("](") {
+            let rest = &text[i + 2..];
+            let Some(end) = rest.find(')') else { continue };
+            let target = rest[..end].split('#').next().unwrap_or("");
+            if target.is_empty() || target.contains("://") || target.starts_with("mailto:") {
+                continue;
+            }
+            links += 1;
+            if !dir.join(target).exists() {
+                broken.push(format!("{}: {target}", doc.display()));
+            }
+        }
+    }
+    assert!(links >= 10, "only {links} relative links found");
+    assert!(
+        broken.is_empty(),
+        "links to nothing:\n{}",
+        broken.join("\n")
+    );
+}
