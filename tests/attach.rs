@@ -77,6 +77,8 @@ struct Jvm {
     child: Child,
     pid: u32,
     out: Arc<Mutex<String>>,
+    /// Where another uid reads the class from, removed with the JVM.
+    _classes: Option<TempDir>,
 }
 
 impl Drop for Jvm {
@@ -113,8 +115,22 @@ fn start_jvm(java: &str, nobody: bool, container: bool, flags: &str) -> Option<J
     ) {
         return None;
     }
-    let cp = classes()
-        .expect("javac could not compile Sleeper.java")
+    let compiled = classes().expect("javac could not compile Sleeper.java");
+    // Another uid may not reach the checkout (a clone under /root): give it
+    // a copy of the class in a directory of its own outside it.
+    let own = (nobody && !container).then(|| {
+        let dir = tempdir_outside_target(&format!("classes-{}", java.len()));
+        std::fs::copy(compiled.join("Sleeper.class"), dir.0.join("Sleeper.class"))
+            .expect("copy Sleeper.class");
+        let _ = Command::new("chmod")
+            .args(["-R", "a+rX"])
+            .arg(&dir.0)
+            .status();
+        dir
+    });
+    let cp = own
+        .as_ref()
+        .map_or(compiled, |d| d.0.as_path())
         .to_str()
         .expect("the class directory is UTF-8")
         .to_string();
@@ -185,7 +201,12 @@ fn start_jvm(java: &str, nobody: bool, container: bool, flags: &str) -> Option<J
             }
         }
     });
-    let jvm = Jvm { child, pid, out };
+    let jvm = Jvm {
+        child,
+        pid,
+        out,
+        _classes: own,
+    };
     rx.recv_timeout(Duration::from_secs(30))
         .expect("the JVM printed ready");
     Some(jvm)
