@@ -416,23 +416,33 @@ fn wait_on_a_missing_pid_or_a_non_jvm_says_so_at_once() {
 }
 
 /// A shell that has not exec'd its JVM yet (`cassandra -f` is such a
-/// script) is no refusal: `wait --pid` keeps waiting (here until its timeout).
+/// script), or the `java` launcher before it has loaded libjvm.so (a `wait`
+/// started right after the JVM's fork sees that), is no refusal: `wait
+/// --pid` keeps waiting (here until its timeout).
 #[test]
-fn wait_on_a_shell_waits_for_its_jvm() {
+fn wait_on_a_jvm_to_be_waits_for_it() {
     let shell = Killed(
         Command::new("sh")
             .args(["-c", "sleep 30; true"])
             .spawn()
             .unwrap(),
     );
-    let pid = shell.0.id().to_string();
-    let o = run(&["wait", "--pid", &pid, "--timeout", "300ms"]);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("not ready after 300ms"),
-        "{}",
-        text(&o)
-    );
+    // A process named `java` without libjvm.so: the launcher's first moments.
+    let dir = std::env::temp_dir().join(format!("cqlt-launcher-{}-0", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy("/bin/sleep", dir.join("java")).unwrap();
+    let launcher = Killed(Command::new(dir.join("java")).arg("30").spawn().unwrap());
+    for pid in [shell.0.id(), launcher.0.id()] {
+        let o = run(&["wait", "--pid", &pid.to_string(), "--timeout", "300ms"]);
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("not ready after 300ms"),
+            "{}",
+            text(&o)
+        );
+    }
+    drop(launcher);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// `wait` on a socket that does not exist yet says once, on stderr, what it

@@ -198,10 +198,11 @@ pub fn candidates(cmdline: &[u8], environ: &[u8], nspid: u32) -> Vec<PathBuf> {
     out
 }
 
-/// Shells that start a JVM by exec'ing it (`cassandra -f`, `bin/cassandra`):
-/// until then their PID is the JVM's-to-be, not yet a JVM.
+/// Processes whose PID is a JVM's-to-be, not yet a JVM: shells that start
+/// one by exec'ing it (`cassandra -f`, `bin/cassandra`), and the `java`
+/// launcher itself in the milliseconds before it has loaded libjvm.so.
 const LAUNCHERS: &[&str] = &[
-    "sh", "bash", "dash", "ash", "ksh", "zsh", "busybox", "env", "exec",
+    "sh", "bash", "dash", "ash", "ksh", "zsh", "busybox", "env", "exec", "java",
 ];
 
 /// Whether `pid` is a running JVM (HotSpot's libjvm.so mapped), or a shell
