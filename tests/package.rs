@@ -307,7 +307,11 @@ fn start(dir: &TempDir, s: &Start) -> (i32, String, String, String) {
     if let Some(d) = s.defaults {
         fs::write(&defaults, d).unwrap();
     }
-    let script = manifest_dir().join("packaging/cassandra-start");
+    // A copy in the test's own directory: another uid may not reach the
+    // checkout (a clone under /root).
+    let script = dir.join("cassandra-start");
+    fs::copy(manifest_dir().join("packaging/cassandra-start"), &script).unwrap();
+    fs::set_permissions(&script, mode(0o755)).unwrap();
     let mut cmd = if s.unwritable {
         let mut c = Command::new("setpriv");
         c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "sh"])
