@@ -396,7 +396,9 @@ cmd_up() {
             case $wait_mode/$st in
                 */running|*/degraded) break ;;
                 answer/initializing|answer/starting) break ;;
-                */maintenance|*/stopping|*/offline)
+                # "offline": systemctl cannot reach the manager yet (its
+                # socket is made early in the boot, but not at once): poll on.
+                */maintenance|*/stopping)
                     echo "$PROG: up $name: container systemd is '$st'" >&2
                     log_tail "$d/nspawn.log"
                     cmd_down_quiet "$name"; exit 1 ;;
