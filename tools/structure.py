@@ -26,7 +26,7 @@ BEGIN, END = "<!-- structure.py: begin -->", "<!-- structure.py: end -->"
 # Bottom first. A module (or its parent) is matched by its longest prefix.
 LAYERS = [
     ["text", "log", "process", "netif", "agent_process"],
-    ["status::model", "notify", "attach"],
+    ["status::model", "status::view", "notify", "attach"],
     ["probe", "discovery", "cassandra::progress", "cassandra::holder"],
     ["cassandra", "cassandra::cluster", "status::store"],
     ["cassandra::node", "options"],

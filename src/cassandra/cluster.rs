@@ -17,9 +17,7 @@
 //! is unknown, and unknown is never live.
 
 use super::MBeans;
-use crate::status::cluster::{
-    Cl, ClusterView, Gap, GroupBelow, KeyspaceLevel, Level, Node, UNKNOWN,
-};
+use crate::status::view::{Cl, ClusterView, Gap, GroupBelow, KeyspaceLevel, Level, Node, UNKNOWN};
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -962,7 +960,7 @@ impl Reader {
             nodes,
             levels,
             errors,
-            read_mono_ms: crate::status::cluster::mono_ms(),
+            read_mono_ms: crate::status::view::mono_ms(),
         }
     }
 

@@ -23,7 +23,7 @@ pub struct NodeProbe {
     /// The cluster view: how it is wanted, its reader, its last read.
     cluster: crate::text::Toggle,
     reader: cluster::Reader,
-    cluster_view: Option<crate::status::cluster::ClusterView>,
+    cluster_view: Option<crate::status::view::ClusterView>,
     /// Whether the native transport was ever seen running.
     transport_ran: bool,
     /// The last look for another process on the port, and when.
@@ -70,7 +70,7 @@ impl NodeProbe {
     /// Reads the cluster view when it is wanted; drops it when not, so no
     /// stale view is kept.
     fn read_cluster(&mut self) {
-        use crate::status::cluster::{self as view, ClusterView};
+        use crate::status::view::ClusterView;
         use crate::text::Toggle;
         self.cluster_view = match (self.cluster, self.mbeans.as_mut()) {
             (Toggle::Off, _) => Some(ClusterView {
@@ -78,7 +78,7 @@ impl NodeProbe {
                 read_mono_ms: u64::MAX,
                 ..ClusterView::default()
             }),
-            (_, Some(m)) if view::wanted() => Some(self.reader.read(m.as_mut())),
+            (_, Some(m)) if crate::status::cluster::wanted() => Some(self.reader.read(m.as_mut())),
             _ => None,
         };
     }
