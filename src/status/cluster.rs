@@ -144,7 +144,7 @@ fn parse_query(what: What, query: Option<&str>) -> Result<Query, String> {
             (What::Ready | What::Dc, "wait") => {
                 let d = crate::text::parse_duration(v)
                     .ok_or("wait= takes a duration like 500ms or 30s")?;
-                q.wait = Some(d.min(crate::status::routes::MAX_WAIT));
+                q.wait = Some(d.min(crate::status::store::MAX_WAIT));
             }
             _ => {
                 return Err(format!(

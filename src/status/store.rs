@@ -6,7 +6,11 @@
 use crate::status::model::{Snapshot, State};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// The longest a request waits on the store (`/ready?wait=`, a cluster
+/// gate's `wait=`).
+pub const MAX_WAIT: Duration = Duration::from_secs(300);
 
 /// Called after an update that changed the snapshot's state; must not block
 /// (the status server's hook writes to its event loop's waker).
