@@ -4,54 +4,18 @@
 //! status`-like table of `cqlready status --cluster`.
 //!
 //! The view is read by `cassandra::cluster` at the check period only while
-//! someone asked for it within [`DEMAND`] (or `cluster=on`): [`ask`] records
-//! the asking, [`wanted`] tells the reader. An answer is given only from a
-//! view read after the current run of asking began, so a view left over
-//! from an hour ago is never served as today's.
+//! someone asked for it (the store's [`Demand`]). An answer is given only
+//! from a view read after the current run of asking began, so a view left
+//! over from an hour ago is never served as today's.
 
-use crate::status::view::{mono_ms, Cl, ClusterView, Level, Node, UNKNOWN};
+#[cfg(doc)]
+use crate::status::store::Demand;
+use crate::status::view::{Cl, ClusterView, Level, Node, UNKNOWN};
 use std::fmt::Write;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-/// How long after the last ask the view keeps being read.
-pub const DEMAND: Duration = Duration::from_secs(60);
 /// The longest a request waits for a first fresh view after idling.
 pub const FRESH_WAIT: Duration = Duration::from_secs(15);
-
-static LAST_ASK: AtomicU64 = AtomicU64::new(0);
-static RUN_START: AtomicU64 = AtomicU64::new(0);
-static ALWAYS: AtomicBool = AtomicBool::new(false);
-
-/// `cluster=on`: read the view at every check.
-pub fn always() {
-    ALWAYS.store(true, Ordering::Relaxed);
-}
-
-/// Someone asks for the view now; returns when the current run of asking
-/// began (views read before it are stale).
-pub fn ask() -> u64 {
-    let now = mono_ms();
-    let last = LAST_ASK.swap(now, Ordering::AcqRel);
-    if ALWAYS.load(Ordering::Relaxed) {
-        return 0;
-    }
-    if last == 0 || now.saturating_sub(last) > DEMAND.as_millis() as u64 {
-        RUN_START.store(now, Ordering::Release);
-        now
-    } else {
-        RUN_START.load(Ordering::Acquire)
-    }
-}
-
-/// Whether the reader should read the view at this check.
-pub fn wanted() -> bool {
-    if ALWAYS.load(Ordering::Relaxed) {
-        return true;
-    }
-    let last = LAST_ASK.load(Ordering::Acquire);
-    last != 0 && mono_ms().saturating_sub(last) <= DEMAND.as_millis() as u64
-}
 
 /// What a cluster request asks.
 #[derive(Clone, Debug, PartialEq)]
@@ -255,7 +219,7 @@ fn unknown_dc(q: &Query, c: &ClusterView) -> Option<String> {
 }
 
 /// The answer to a cluster request from the snapshot: (status, content type, body).
-/// `since`: when the current run of asking began ([`ask`]); an older view is
+/// `since`: when the current run of asking began ([`Demand::ask`]); an older view is
 /// not used.
 pub fn answer(
     q: &Query,
@@ -828,17 +792,6 @@ mod tests {
         let q = request("/ready", Some("scope=cluster")).unwrap().unwrap();
         assert!(settled(&q, &s, 5), "without wait=, a fresh view is enough");
         assert_eq!(deadline(&q), FRESH_WAIT);
-    }
-
-    #[test]
-    fn demand_runs() {
-        let since = ask();
-        assert!(wanted());
-        assert_eq!(
-            ask(),
-            since,
-            "asking again within the window keeps its start"
-        );
     }
 
     #[test]
