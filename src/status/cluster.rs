@@ -10,7 +10,7 @@
 
 #[cfg(doc)]
 use crate::status::store::Demand;
-use crate::status::view::{Cl, ClusterView, Level, Node, UNKNOWN};
+use crate::status::view::{Cl, ClusterView};
 use std::fmt::Write;
 use std::time::Duration;
 
@@ -365,158 +365,11 @@ pub fn metrics(snap: &crate::status::model::Snapshot) -> String {
     m
 }
 
-/// `nodetool status`-like lines: one per node, grouped by datacenter, each
-/// datacenter followed by `after(dc)` (its keyspaces' lines).
-pub fn table(nodes: &[Node], after: impl Fn(&str) -> String) -> String {
-    let mut dcs: Vec<&str> = nodes.iter().map(|n| n.dc.as_str()).collect();
-    dcs.sort_unstable();
-    dcs.dedup();
-    let mut out = String::new();
-    for dc in dcs {
-        let _ = writeln!(out, "Datacenter: {dc}\nStatus=Up/Down/?(unknown) State=Normal/Leaving/Joining/Moving/?(unknown)");
-        let _ = writeln!(out, "--  {:<40} {:<12} Release", "Address", "Rack");
-        for n in nodes.iter().filter(|n| n.dc == dc) {
-            let _ = writeln!(out, "{}", node_line(n));
-        }
-        out.push_str(&after(dc));
-    }
-    out
-}
-
-fn node_line(n: &Node) -> String {
-    let s = match n.status.as_str() {
-        "UP" => 'U',
-        "DOWN" => 'D',
-        _ => '?',
-    };
-    let t = match n.state.as_str() {
-        "NORMAL" => 'N',
-        "LEAVING" => 'L',
-        "JOINING" => 'J',
-        "MOVING" => 'M',
-        _ => '?',
-    };
-    let line = format!(
-        "{s}{t}  {:<40} {:<12} {:<10} {}",
-        n.address,
-        n.rack,
-        n.release_version,
-        if n.local { "(this node)" } else { "" }
-    );
-    line.trim_end().to_string()
-}
-
-/// Per keyspace, the ranges below quorum in datacenter `dc` (`None`: the
-/// whole ring, for SimpleStrategy), from an EACH_QUORUM level.
-fn quorum_lines(level: &Level, dc: Option<&str>) -> String {
-    let mut out = String::new();
-    for k in &level.keyspaces {
-        let replication = k.replication.as_deref().unwrap_or(UNKNOWN);
-        if let Some(e) = &k.error {
-            if dc.is_none() {
-                let _ = writeln!(
-                    out,
-                    "keyspace {} ({replication}): cannot tell ({e})",
-                    k.keyspace
-                );
-            }
-            continue;
-        }
-        for g in k.groups.iter().filter(|g| g.dc.as_deref() == dc) {
-            let _ = writeln!(
-                out,
-                "keyspace {} ({replication}): {} of {} ranges below quorum ({} live) {}, {} if this node stops",
-                k.keyspace,
-                g.below,
-                k.ranges.unwrap_or(0),
-                g.needed,
-                dc.map_or("in the ring".to_string(), |d| format!("in {d}")),
-                g.below_if_stopped
-            );
-        }
-    }
-    out
-}
-
-/// From a `/cluster` answer: whether stopping is safe at its level, and why.
-/// Unknown is not safe.
-pub fn verdict(body: &str) -> Result<(bool, String), String> {
-    let v: serde_json::Value =
-        serde_json::from_str(body).map_err(|e| format!("not a cluster view: {e}"))?;
-    let level = v
-        .get("availability")
-        .filter(|l| !l.is_null())
-        .ok_or("the cluster view has no availability")?;
-    let why = level
-        .get("why")
-        .and_then(|w| w.as_str())
-        .unwrap_or("")
-        .to_string();
-    Ok(match level.get("safe_to_stop").and_then(|s| s.as_bool()) {
-        Some(safe) => (safe, why),
-        None => (false, format!("cannot tell: {why}")),
-    })
-}
-
-/// A `/cluster?cl=EACH_QUORUM` answer as text: the node table and each
-/// keyspace's quorum per datacenter, then every level now and without this
-/// node.
-pub fn render(body: &str) -> Result<String, String> {
-    let v: serde_json::Value =
-        serde_json::from_str(body).map_err(|e| format!("not a cluster view: {e}"))?;
-    let nodes: Vec<Node> = serde_json::from_value(v.get("nodes").cloned().unwrap_or_default())
-        .map_err(|e| format!("not a cluster view: {e}"))?;
-    let level = v
-        .get("availability")
-        .and_then(|l| serde_json::from_value::<Level>(l.clone()).ok());
-    let per_dc = |dc: &str| {
-        level
-            .as_ref()
-            .map(|l| quorum_lines(l, Some(dc)))
-            .unwrap_or_default()
-    };
-    let mut out = table(&nodes, per_dc);
-    if let Some(l) = &level {
-        out.push_str(&quorum_lines(l, None));
-    }
-    let word = |v: &serde_json::Value| match v.as_bool() {
-        Some(true) => "yes",
-        Some(false) => "no",
-        None => UNKNOWN,
-    };
-    let levels = v
-        .get("levels")
-        .and_then(|l| l.as_array())
-        .cloned()
-        .unwrap_or_default();
-    if !levels.is_empty() {
-        let _ = writeln!(out, "{:<14} {:<8} if this node stops", "level", "now");
-    }
-    for l in &levels {
-        let stop = word(&l["safe_to_stop"]);
-        let _ = writeln!(
-            out,
-            "{:<14} {:<8} {stop}{}",
-            l["cl"].as_str().unwrap_or(UNKNOWN),
-            word(&l["available"]),
-            match stop {
-                "yes" => String::new(),
-                _ => format!(" ({})", l["why"].as_str().unwrap_or("")),
-            }
-        );
-    }
-    if let Some(errors) = v.get("errors").and_then(|e| e.as_array()) {
-        for e in errors.iter().filter_map(|e| e.as_str()) {
-            let _ = writeln!(out, "unreadable: {e}");
-        }
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::status::model::{Snapshot, State};
+    use crate::status::view::{Level, Node, UNKNOWN};
 
     fn node(a: &str, status: &str, state: &str, local: bool) -> Node {
         Node {
@@ -705,22 +558,6 @@ mod tests {
             (code, body.as_str()),
             (503, "not ready: this node's datacenter is unknown\n")
         );
-        // The levels' summary and the datacenters in the text of status --cluster.
-        let q = request("/cluster", Some("cl=EACH_QUORUM"))
-            .unwrap()
-            .unwrap();
-        let (code, _, body) = answer(&q, &s, 0);
-        assert_eq!(code, 200);
-        let text = render(&body).unwrap();
-        assert!(text.contains("Datacenter: dc2"), "{text}");
-        assert!(
-            text.contains("LOCAL_QUORUM   yes      no (ks: range (1, 2] would have 1 of 3"),
-            "{text}"
-        );
-        assert!(
-            text.contains("EACH_QUORUM    unknown  unknown (ks: boom)"),
-            "{text}"
-        );
     }
 
     #[test]
@@ -795,7 +632,7 @@ mod tests {
     }
 
     #[test]
-    fn metrics_and_table() {
+    fn node_counts_in_metrics() {
         let s = snap(vec![
             node("127.0.0.1", "DOWN", "NORMAL", false),
             node("127.0.0.2", "UP", "NORMAL", true),
@@ -808,16 +645,5 @@ mod tests {
             "{m}"
         );
         assert!(metrics(&Snapshot::new(1, Default::default())).is_empty());
-        let q = request("/cluster", Some("cl=ALL")).unwrap().unwrap();
-        let (code, _, body) = answer(&q, &s, 0);
-        assert_eq!(code, 200);
-        let text = render(&body).unwrap();
-        assert!(text.contains("DN  127.0.0.1"), "{text}");
-        assert!(verdict(&body).is_err(), "no levels in this view: {body}");
-        assert!(verdict("nope").is_err());
-        let t = table(&s.cluster.unwrap().nodes, |dc| format!("after {dc}\n"));
-        assert!(t.ends_with("(this node)\nUN  127.0.0.3                                r1           5.0.9\nafter dc1\n"), "{t}");
-        assert!(t.contains("DN  127.0.0.1"), "{t}");
-        assert!(t.contains("(this node)"), "{t}");
     }
 }
