@@ -1,12 +1,13 @@
 //! The command's text: the agent's snapshot as `cqlready status` shows it,
 //! and a `/cluster` answer as `cqlready status --cluster` shows it.
 
-use cqlready::status::model::Snapshot;
+use cqlready::status::model::{Cassandra, NotifyInfo, Snapshot, Tls};
 use cqlready::status::view::{Level, Node, UNKNOWN};
 use cqlready::text::format_duration;
 use std::fmt::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// How long ago `unix_ms` was: `12s ago`, `5m ago`, `2h3m ago`.
 pub fn ago(unix_ms: u64) -> String {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -20,8 +21,24 @@ pub fn ago(unix_ms: u64) -> String {
     }
 }
 
+/// `cqlready status`'s text: the state and the CQL endpoint, then a line
+/// for each part the snapshot has (TLS, the node, readiness, the last
+/// check, the service manager).
 pub fn summary(s: &Snapshot) -> String {
-    let mut out = format!(
+    let mut out = head(s);
+    out += &s.cql.tls.as_ref().map(tls_line).unwrap_or_default();
+    out += &s.cassandra.as_ref().map(cassandra_line).unwrap_or_default();
+    if let Some(t) = s.time_to_ready_ms {
+        out += &format!("ready    after {:.1} s\n", t / 1e3);
+    }
+    out += &check_line(s);
+    out += &notify_lines(&s.notify);
+    out
+}
+
+/// The state, since when, the agent, and where CQL is checked.
+fn head(s: &Snapshot) -> String {
+    format!(
         "{} since {} (pid {}, cqlready {}{})\nCQL      {}:{} (port from {}, host from {}){}\n",
         s.state.as_str(),
         ago(s.state_since_unix_ms),
@@ -40,66 +57,72 @@ pub fn summary(s: &Snapshot) -> String {
             .protocol_version
             .map(|v| format!(", protocol v{v}"))
             .unwrap_or_default()
-    );
-    if let Some(t) = &s.cql.tls {
-        out += &format!(
-            "TLS      from {}, certificate {}{}{}{}\n",
-            t.why,
-            t.ca.as_deref()
-                .map(|ca| format!("verified against {ca}"))
-                .unwrap_or_else(|| "not verified".into()),
-            if t.client_cert {
-                ", client certificate given"
-            } else {
-                ""
-            },
-            t.reached
-                .as_deref()
-                .map(|r| format!("; last check reached: {r}"))
-                .unwrap_or_default(),
-            match (t.kept, t.resumed) {
-                (true, Some(true)) => " on a kept connection (its handshake resumed a session)",
-                (true, Some(false)) => " on a kept connection (its handshake was a full one)",
-                (true, None) => " on a kept connection",
-                (false, Some(true)) => " (handshake resumed a session)",
-                (false, Some(false)) => " (full handshake)",
-                (false, None) => "",
+    )
+}
+
+fn tls_line(t: &Tls) -> String {
+    format!(
+        "TLS      from {}, certificate {}{}{}{}\n",
+        t.why,
+        t.ca.as_deref()
+            .map(|ca| format!("verified against {ca}"))
+            .unwrap_or_else(|| "not verified".into()),
+        if t.client_cert {
+            ", client certificate given"
+        } else {
+            ""
+        },
+        t.reached
+            .as_deref()
+            .map(|r| format!("; last check reached: {r}"))
+            .unwrap_or_default(),
+        match (t.kept, t.resumed) {
+            (true, Some(true)) => " on a kept connection (its handshake resumed a session)",
+            (true, Some(false)) => " on a kept connection (its handshake was a full one)",
+            (true, None) => " on a kept connection",
+            (false, Some(true)) => " (handshake resumed a session)",
+            (false, Some(false)) => " (full handshake)",
+            (false, None) => "",
+        }
+    )
+}
+
+fn cassandra_line(c: &Cassandra) -> String {
+    match (&c.mode, &c.error) {
+        (Some(mode), _) => format!(
+            "node     Cassandra {mode}, native transport {}\n",
+            match c.native_transport {
+                Some(true) => "on",
+                Some(false) => "off",
+                None => "unknown",
             }
-        );
+        ),
+        (None, Some(e)) => format!("node     Cassandra's view unavailable: {e}\n"),
+        (None, None) => String::new(),
     }
-    if let Some(c) = &s.cassandra {
-        out += &match (&c.mode, &c.error) {
-            (Some(mode), _) => format!(
-                "node     Cassandra {mode}, native transport {}\n",
-                match c.native_transport {
-                    Some(true) => "on",
-                    Some(false) => "off",
-                    None => "unknown",
-                }
-            ),
-            (None, Some(e)) => format!("node     Cassandra's view unavailable: {e}\n"),
-            (None, None) => String::new(),
-        };
-    }
-    if let Some(t) = s.time_to_ready_ms {
-        out += &format!("ready    after {:.1} s\n", t / 1e3);
-    }
-    if let Some(c) = &s.last_check {
-        out += &format!(
-            "check    {} {:.2} ms, {}{}; {} checks, {} failed\n",
-            if c.ok { "ok" } else { "FAILED" },
-            c.latency_ms,
-            ago(c.at_unix_ms),
-            c.error
-                .as_deref()
-                .map(|e| format!(" ({e})"))
-                .unwrap_or_default(),
-            s.checks.total,
-            s.checks.failed
-        );
-    }
-    let n = &s.notify;
-    out += &match &n.socket {
+}
+
+fn check_line(s: &Snapshot) -> String {
+    let Some(c) = &s.last_check else {
+        return String::new();
+    };
+    format!(
+        "check    {} {:.2} ms, {}{}; {} checks, {} failed\n",
+        if c.ok { "ok" } else { "FAILED" },
+        c.latency_ms,
+        ago(c.at_unix_ms),
+        c.error
+            .as_deref()
+            .map(|e| format!(" ({e})"))
+            .unwrap_or_default(),
+        s.checks.total,
+        s.checks.failed
+    )
+}
+
+/// What the service manager was told, and the last STATUS= text.
+fn notify_lines(n: &NotifyInfo) -> String {
+    let mut out = match &n.socket {
         None => "notify   no service manager (NOTIFY_SOCKET unset)\n".to_string(),
         Some(sock) => format!(
             "notify   {sock}: READY {}, STOPPING {}, watchdog {}{}\n",
