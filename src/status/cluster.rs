@@ -10,7 +10,7 @@
 
 #[cfg(doc)]
 use crate::status::store::Demand;
-use crate::status::view::{Cl, ClusterView};
+use crate::status::view::{Cl, ClusterView, Level};
 use std::fmt::Write;
 use std::time::Duration;
 
@@ -245,44 +245,51 @@ pub fn answer(
             Ok(text) => (200, TEXT, format!("ready: {text}\n")),
             Err(text) => (503, TEXT, format!("not ready: {text}\n")),
         },
-        What::View => {
-            let Some(c) = &snap.cluster else {
-                return (
-                    503,
-                    TEXT,
-                    "no cluster view: not Cassandra, or its MBeans are not readable yet\n".into(),
-                );
-            };
-            let cl = q.cl.unwrap_or(Cl::LocalQuorum);
-            let summary: Vec<serde_json::Value> = c
-                .levels
-                .iter()
-                .map(|l| {
-                    serde_json::json!({
-                        "cl": l.cl,
-                        "available": l.available,
-                        "available_why": l.available_why,
-                        "safe_to_stop": l.safe_to_stop,
-                        "why": l.why,
-                    })
-                })
-                .collect();
-            let body = serde_json::json!({
-                "local": c.local,
-                "local_dc": c.local_dc,
-                "read_unix_ms": c.read_unix_ms,
-                "read_ms": c.read_ms,
-                "nodes": c.nodes,
-                "cl": cl,
-                "availability": c.level(cl),
-                "levels": summary,
-                "errors": c.errors,
-            });
-            let text = serde_json::to_string_pretty(&body)
-                .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
-            (200, "application/json", text + "\n")
-        }
+        What::View => match &snap.cluster {
+            Some(c) => (
+                200,
+                "application/json",
+                view(c, q.cl.unwrap_or(Cl::LocalQuorum)),
+            ),
+            None => (
+                503,
+                TEXT,
+                "no cluster view: not Cassandra, or its MBeans are not readable yet\n".into(),
+            ),
+        },
     }
+}
+
+/// The `/cluster` body: the nodes, the level `cl` in full, and every
+/// level's verdicts.
+fn view(c: &ClusterView, cl: Cl) -> String {
+    let summary: Vec<serde_json::Value> = c
+        .levels
+        .iter()
+        .map(|l| {
+            serde_json::json!({
+                "cl": l.cl,
+                "available": l.available,
+                "available_why": l.available_why,
+                "safe_to_stop": l.safe_to_stop,
+                "why": l.why,
+            })
+        })
+        .collect();
+    let body = serde_json::json!({
+        "local": c.local,
+        "local_dc": c.local_dc,
+        "read_unix_ms": c.read_unix_ms,
+        "read_ms": c.read_ms,
+        "nodes": c.nodes,
+        "cl": cl,
+        "availability": c.level(cl),
+        "levels": summary,
+        "errors": c.errors,
+    });
+    let text =
+        serde_json::to_string_pretty(&body).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+    text + "\n"
 }
 
 fn label(v: &str) -> String {
@@ -296,6 +303,25 @@ pub fn metrics(snap: &crate::status::model::Snapshot) -> String {
     let Some(c) = &snap.cluster else {
         return String::new();
     };
+    let mut m = node_counts(c);
+    m += &ranges_below(c);
+    m += &level_gauge(
+        c,
+        "cqlready_cluster_available",
+        "1 when every range has the level now, 0 when not; absent when unknown.",
+        |l| l.available,
+    );
+    m += &level_gauge(
+        c,
+        "cqlready_cluster_safe_to_stop",
+        "1 when stopping this node keeps every range at the level, 0 when not; absent when unknown.",
+        |l| l.safe_to_stop,
+    );
+    m
+}
+
+/// `cqlready_cluster_nodes`: the view's nodes by status and state.
+fn node_counts(c: &ClusterView) -> String {
     let mut m = String::new();
     let _ = writeln!(
         m,
@@ -318,6 +344,12 @@ pub fn metrics(snap: &crate::status::model::Snapshot) -> String {
             label(state)
         );
     }
+    m
+}
+
+/// `cqlready_cluster_ranges_below`: per keyspace and level, where known.
+fn ranges_below(c: &ClusterView) -> String {
+    let mut m = String::new();
     let _ = writeln!(
         m,
         "# HELP cqlready_cluster_ranges_below Token ranges with fewer live replicas than the consistency level needs.\n# TYPE cqlready_cluster_ranges_below gauge"
@@ -334,32 +366,21 @@ pub fn metrics(snap: &crate::status::model::Snapshot) -> String {
             }
         }
     }
-    let _ = writeln!(
-        m,
-        "# HELP cqlready_cluster_available 1 when every range has the level now, 0 when not; absent when unknown.\n# TYPE cqlready_cluster_available gauge"
-    );
+    m
+}
+
+/// A 0/1 gauge per level, absent for a level where `value` is unknown.
+fn level_gauge(
+    c: &ClusterView,
+    name: &str,
+    help: &str,
+    value: impl Fn(&Level) -> Option<bool>,
+) -> String {
+    let mut m = String::new();
+    let _ = writeln!(m, "# HELP {name} {help}\n# TYPE {name} gauge");
     for l in &c.levels {
-        if let Some(available) = l.available {
-            let _ = writeln!(
-                m,
-                "cqlready_cluster_available{{cl=\"{}\"}} {}",
-                l.cl.as_str(),
-                u8::from(available)
-            );
-        }
-    }
-    let _ = writeln!(
-        m,
-        "# HELP cqlready_cluster_safe_to_stop 1 when stopping this node keeps every range at the level, 0 when not; absent when unknown.\n# TYPE cqlready_cluster_safe_to_stop gauge"
-    );
-    for l in &c.levels {
-        if let Some(safe) = l.safe_to_stop {
-            let _ = writeln!(
-                m,
-                "cqlready_cluster_safe_to_stop{{cl=\"{}\"}} {}",
-                l.cl.as_str(),
-                u8::from(safe)
-            );
+        if let Some(v) = value(l) {
+            let _ = writeln!(m, "{name}{{cl=\"{}\"}} {}", l.cl.as_str(), u8::from(v));
         }
     }
     m
@@ -369,7 +390,7 @@ pub fn metrics(snap: &crate::status::model::Snapshot) -> String {
 mod tests {
     use super::*;
     use crate::status::model::{Snapshot, State};
-    use crate::status::view::{Level, Node, UNKNOWN};
+    use crate::status::view::{Node, UNKNOWN};
 
     fn node(a: &str, status: &str, state: &str, local: bool) -> Node {
         Node {
