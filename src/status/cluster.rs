@@ -1,7 +1,7 @@
-//! The cluster view as the snapshot carries it, and its renderings: the
-//! `/cluster` and `/ready?scope=cluster` answers (pure functions of the
-//! snapshot and the query), the `/metrics` lines and the `nodetool
-//! status`-like table of `cqlready status --cluster`.
+//! The cluster requests: the `/cluster`, `/ready?scope=cluster` and
+//! `/ready?scope=dc` answers (pure functions of the snapshot and the query)
+//! and the cluster's `/metrics` lines. The view's types are in
+//! `status/view.rs`; the command's text of it in its `render.rs`.
 //!
 //! The view is read by `cassandra::cluster` at the check period only while
 //! someone asked for it (the store's [`Demand`]). An answer is given only

@@ -1,7 +1,8 @@
 //! The shared snapshot store: the monitor writes it, the status server and
 //! whoever stops the agent read it. It sits under `status/` so that the
-//! server needs nothing from `monitor.rs` (the monitor imports it, never
-//! the other way round).
+//! server needs nothing from `monitor/` (the monitor imports it, never
+//! the other way round). It also carries the cluster view's [`Demand`]:
+//! the status server asks for the view, the node probe reads it while asked.
 
 use crate::status::model::{Snapshot, State};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
