@@ -4,12 +4,11 @@
 //! `status/view.rs`; the command's text of it in its `render.rs`.
 //!
 //! The view is read by `cassandra::cluster` at the check period only while
-//! someone asked for it (the store's [`Demand`]). An answer is given only
+//! someone asked for it (the store's
+//! [`Demand`](crate::status::store::Demand)). An answer is given only
 //! from a view read after the current run of asking began, so a view left
 //! over from an hour ago is never served as today's.
 
-#[cfg(doc)]
-use crate::status::store::Demand;
 use crate::status::view::{Cl, ClusterView, Level};
 use std::fmt::Write;
 use std::time::Duration;
@@ -219,7 +218,7 @@ fn unknown_dc(q: &Query, c: &ClusterView) -> Option<String> {
 }
 
 /// The answer to a cluster request from the snapshot: (status, content type, body).
-/// `since`: when the current run of asking began ([`Demand::ask`]); an older view is
+/// `since`: when the current run of asking began ([`Demand::ask`](crate::status::store::Demand::ask)); an older view is
 /// not used.
 pub fn answer(
     q: &Query,
