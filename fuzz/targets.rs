@@ -229,8 +229,8 @@ pub fn status_connections(data: &[u8]) {
     use cqlready::status::event_loop::Access;
     use cqlready::status::event_loop::{EventLoop, PhaseKind, IO_TIMEOUT};
     use cqlready::status::model::{Cql, Snapshot, State};
-    use cqlready::status::routes::MAX_WAIT;
     use cqlready::status::store::Shared;
+    use cqlready::status::store::MAX_WAIT;
     use std::os::linux::net::SocketAddrExt;
     use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
     use std::sync::atomic::{AtomicU64, Ordering};

@@ -90,7 +90,7 @@ pub fn start(
     let first = first_snapshot(pid, cql, &notifier, socket.as_ref());
     let shared = Shared::new(first);
     let server = socket.and_then(|(path, private)| serve(&path, private, access, &shared));
-    let probe = node_probe(options, prober, prop, mbeans);
+    let probe = node_probe(options, prober, prop, mbeans, &shared);
     let running = Running {
         shared: shared.clone(),
         notifier: notifier.clone(),
@@ -217,12 +217,14 @@ fn serve(
     }
 }
 
-/// The probe: CQL, plus Cassandra's own view when `cassandra=` wants it.
+/// The probe: CQL, plus Cassandra's own view when `cassandra=` wants it;
+/// it reads the cluster view while the status store's demand wants it.
 fn node_probe(
     options: &Options,
     cql: Prober,
     prop: &dyn Fn(&str) -> Option<String>,
     mbeans: Box<dyn MBeans>,
+    shared: &Shared,
 ) -> NodeProbe {
     let view = cassandra::wanted(options.cassandra, prop("sun.java.command").as_deref());
     if view {
@@ -237,7 +239,7 @@ fn node_probe(
         options.ready == Readiness::Normal,
         options.extend,
     )
-    .with_cluster(options.cluster)
+    .with_cluster(options.cluster, shared.demand().clone())
 }
 
 /// The CQL port, and for Cassandra its storage port too

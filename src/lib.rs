@@ -1,9 +1,11 @@
 //! cqlready: a JVMTI agent that tells systemd when Cassandra really serves CQL,
 //! and the `cqlready` command that asks it.
 //!
-//! The flow: `jvm` (entry points) -> `options` (+ `discovery`) -> `monitor`
-//! (one thread, one state machine) which probes with `cql`, tells the service
-//! manager through `notify` and publishes snapshots to `status`.
+//! The flow: `jvm` (entry points) -> `agent` (`options`, `discovery`,
+//! `config`) -> `monitor` (one thread, one state machine) which probes with
+//! `cassandra::NodeProbe` (over `probe::cql`), tells the service manager
+//! through `notify` and publishes snapshots to `status`. docs/design.md
+//! has the map of every file.
 
 pub mod agent;
 pub mod agent_process;

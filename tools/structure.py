@@ -5,10 +5,13 @@ imports that run from a lower layer up, and the longest functions.
     python3 tools/structure.py            # print the report
     python3 tools/structure.py --write    # rewrite the generated part of docs/design.md
     python3 tools/structure.py --check    # exit 1 on a circle, an upward import, a
-                                          # function over the limit, or a stale docs/design.md
+                                          # function over the limit, a stale docs/design.md,
+                                          # or a file in src/ that docs/design.md does not name
+                                          # (or a path it names that is not there)
 
 A module is a file (`src/probe/cql.rs` is `probe::cql`; `mod.rs` is its
-directory). An import is any `crate::a::b` path (or `super::x`) in product
+directory), except that every file under `src/bin/` is the one module `cli`
+(the command's own modules: the library never imports them). An import is any `crate::a::b` path (or `super::x`) in product
 code: comments and `#[cfg(test)]` modules are left out. `mod x;` lines are
 declarations, not imports. Layers are listed bottom first in LAYERS: a module
 may use its own layer's modules and any below, never one above.
@@ -26,7 +29,7 @@ BEGIN, END = "<!-- structure.py: begin -->", "<!-- structure.py: end -->"
 # Bottom first. A module (or its parent) is matched by its longest prefix.
 LAYERS = [
     ["text", "log", "process", "netif", "agent_process"],
-    ["status::model", "notify", "attach"],
+    ["status::model", "status::view", "notify", "attach"],
     ["probe", "discovery", "cassandra::progress", "cassandra::holder"],
     ["cassandra", "cassandra::cluster", "status::store"],
     ["cassandra::node", "options"],
@@ -88,11 +91,13 @@ def resolve(path, modules):
 
 def graph():
     files = sorted(SRC.rglob("*.rs"))
-    modules = {module_of(f): f for f in files}
+    modules = {}
+    for f in files:
+        modules.setdefault(module_of(f), []).append(f)
     edges = {}
-    for m, f in modules.items():
+    for m, fs in modules.items():
         deps = set()
-        for _, line in product_lines(f.read_text()):
+        for _, line in (l for f in fs for l in product_lines(f.read_text())):
             if re.match(r"\s*(pub(\(crate\))? )?mod \w+;", line):
                 continue
             for p in re.findall(r"\b(?:crate|cqlready)::((?:\w+::)*\w+)", line):
@@ -180,7 +185,8 @@ def report():
         BEGIN,
         "| measure (`python3 tools/structure.py`) | value |",
         "|---|---|",
-        f"| modules (files) in `src/` | {len(modules)} |",
+        f"| files in `src/` | {sum(len(fs) for fs in modules.values())} |",
+        f"| modules (`src/bin/` is one, `cli`) | {len(modules)} |",
         f"| import circles | {len(circ)} |",
         f"| imports from a lower layer up | {len(up)} |",
         f"| longest function | {fns[0][0]} lines (`{fns[0][1]}::{fns[0][2]}`) |" if fns else "| longest function | none |",
@@ -194,6 +200,12 @@ def report():
         lines.append(f"| {i} | {', '.join('`' + n + '`' for n in present)} |")
     lines.append(END)
     return "\n".join(lines), circ, up, over, modules
+
+
+def unnamed(doc):
+    """The files of src/ whose path (`src/status/store.rs`) `doc` never names."""
+    paths = sorted(str(f.relative_to(ROOT)) for f in SRC.rglob("*.rs"))
+    return [p for p in paths if not re.search(r"(?<![\w/])" + re.escape(p) + r"(?![\w.])", doc)]
 
 
 def main():
@@ -215,6 +227,13 @@ def main():
         if text not in doc:
             problems.append("docs/design.md's generated table is stale: python3 tools/structure.py --write")
             print(problems[-1])
+        for path in unnamed(doc):
+            problems.append(f"docs/design.md does not name {path} (its module table lists every file)")
+            print(problems[-1])
+        for path in sorted(set(re.findall(r"(?<![\w/])src/[\w/]+\.rs\b", doc))):
+            if not (ROOT / path).is_file():
+                problems.append(f"docs/design.md names {path}, which does not exist")
+                print(problems[-1])
         sys.exit(1 if problems else 0)
 
 

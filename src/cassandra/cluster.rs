@@ -17,9 +17,7 @@
 //! is unknown, and unknown is never live.
 
 use super::MBeans;
-use crate::status::cluster::{
-    Cl, ClusterView, Gap, GroupBelow, KeyspaceLevel, Level, Node, UNKNOWN,
-};
+use crate::status::view::{Cl, ClusterView, Gap, GroupBelow, KeyspaceLevel, Level, Node, UNKNOWN};
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -646,8 +644,25 @@ fn keyspace(
     accs: &mut [Acc],
     counts: &mut Counts,
 ) {
+    let levels = open_keyspace(ring, dcs, name, ks, accs);
+    if ks.strategy != Strategy::Local {
+        count_ranges(ring, dcs, ks, &levels, accs, counts);
+    }
+    for (i, _) in &levels {
+        name_first_gap(name, &mut accs[*i]);
+    }
+}
+
+/// Each level's entry for this keyspace, and the counts it needs (the
+/// levels it can tell; a level it cannot is unknown there).
+fn open_keyspace(
+    ring: &Ring<'_>,
+    dcs: &Dcs,
+    name: &str,
+    ks: &Keyspace,
+    accs: &mut [Acc],
+) -> Vec<(usize, Vec<Need>)> {
     let replication = Some(ks.replication.clone());
-    // Each level's counts for this keyspace; a level it cannot tell is unknown.
     let mut levels: Vec<(usize, Vec<Need>)> = Vec::with_capacity(accs.len());
     for (i, a) in accs.iter_mut().enumerate() {
         match needs(&ks.strategy, a.cl, dcs) {
@@ -676,38 +691,50 @@ fn keyspace(
             Err(e) => a.unreadable(name, replication.clone(), &e),
         }
     }
-    if ks.strategy != Strategy::Local {
-        let mut memo = Memo::default();
-        for r in &ks.ranges {
-            counts.fill(ring, dcs, &r.replicas);
-            // Most ranges have every level now and without this node; their
-            // counts repeat, so that verdict is remembered by the counts.
-            let key = counts.key();
-            let passes = |c: &Counts| {
-                let stop = ring.local.is_some();
-                levels.iter().flat_map(|(_, n)| n).all(|n| {
-                    c.live(n, false, dcs) >= n.needed && (!stop || c.live(n, true, dcs) >= n.needed)
-                })
-            };
-            if memo.passes(key, || passes(counts)) {
-                continue;
-            }
-            for (i, n) in &levels {
-                range_at(ring, dcs, r, n, counts, &mut accs[*i]);
-            }
+    levels
+}
+
+/// Counts the keyspace's ranges below each of `levels`.
+fn count_ranges(
+    ring: &Ring<'_>,
+    dcs: &Dcs,
+    ks: &Keyspace,
+    levels: &[(usize, Vec<Need>)],
+    accs: &mut [Acc],
+    counts: &mut Counts,
+) {
+    let mut memo = Memo::default();
+    for r in &ks.ranges {
+        counts.fill(ring, dcs, &r.replicas);
+        // Most ranges have every level now and without this node; their
+        // counts repeat, so that verdict is remembered by the counts.
+        let key = counts.key();
+        let passes = |c: &Counts| {
+            let stop = ring.local.is_some();
+            levels.iter().flat_map(|(_, n)| n).all(|n| {
+                c.live(n, false, dcs) >= n.needed && (!stop || c.live(n, true, dcs) >= n.needed)
+            })
+        };
+        if memo.passes(key, || passes(counts)) {
+            continue;
+        }
+        for (i, n) in levels {
+            range_at(ring, dcs, r, n, counts, &mut accs[*i]);
         }
     }
-    for (i, _) in &levels {
-        let a = &mut accs[*i];
-        let Some(k) = a.keyspaces.last() else {
-            continue;
-        };
-        if let (Some(g), None) = (k.examples.first(), &a.below_now) {
-            a.below_now = Some(format!("{name}: {}", g.describe("has")));
-        }
-        if let (Some(g), None) = (k.stop_examples.first(), &a.below_stop) {
-            a.below_stop = Some(format!("{name}: {}", g.describe("would have")));
-        }
+}
+
+/// The level's first range below it (now, and without this node), named
+/// with its keyspace, unless an earlier keyspace named one.
+fn name_first_gap(name: &str, a: &mut Acc) {
+    let Some(k) = a.keyspaces.last() else {
+        return;
+    };
+    if let (Some(g), None) = (k.examples.first(), &a.below_now) {
+        a.below_now = Some(format!("{name}: {}", g.describe("has")));
+    }
+    if let (Some(g), None) = (k.stop_examples.first(), &a.below_stop) {
+        a.below_stop = Some(format!("{name}: {}", g.describe("would have")));
     }
 }
 
@@ -814,6 +841,87 @@ fn texts(m: &mut dyn MBeans, object: &str, attrs: &[&str]) -> Vec<Result<String,
     }
 }
 
+/// The failure detector's two attributes in one read: every endpoint's
+/// gossip, and which are UP (from StorageService's lists when
+/// `SimpleStates` is missing).
+fn failure_detector(
+    m: &mut dyn MBeans,
+    errors: &mut Vec<String>,
+) -> (Vec<Gossip>, HashMap<String, bool>) {
+    let mut fd = texts(m, FAILURE_DETECTOR, &["AllEndpointStates", "SimpleStates"]).into_iter();
+    let (states, simple) = (fd.next(), fd.next());
+    let gossip = match states.unwrap_or_else(|| Err("not read".into())) {
+        Ok(t) => endpoint_states(&t),
+        Err(e) => {
+            errors.push(format!(
+                "nodes: AllEndpointStates: {}",
+                crate::text::sanitize(&e)
+            ));
+            Vec::new()
+        }
+    };
+    let mut up: HashMap<String, bool> = HashMap::new();
+    match simple
+        .unwrap_or_else(|| Err("not read".into()))
+        .and_then(|t| map(&t))
+    {
+        Ok(states) => {
+            for (k, v) in states {
+                up.insert(address(&k), v == "UP");
+            }
+        }
+        Err(e) => {
+            up_from_lists(m, &mut up, errors);
+            errors.push(format!("SimpleStates: {}", crate::text::sanitize(&e)));
+        }
+    }
+    (gossip, up)
+}
+
+/// UP and DOWN from StorageService's `LiveNodes` and `UnreachableNodes`.
+fn up_from_lists(m: &mut dyn MBeans, up: &mut HashMap<String, bool>, errors: &mut Vec<String>) {
+    for (attr, is_up) in [("LiveNodes", true), ("UnreachableNodes", false)] {
+        match text(m, STORAGE_SERVICE, attr).and_then(|t| list(&t)) {
+            Ok(l) => {
+                for a in l {
+                    up.insert(address(&a), is_up);
+                }
+            }
+            Err(e) => errors.push(format!("nodes: {attr}: {}", crate::text::sanitize(&e))),
+        }
+    }
+}
+
+/// The endpoints still in the ring, as nodes; this node is the one with
+/// `host_id`.
+fn ring_nodes(
+    gossip: &[Gossip],
+    lists: &Lists,
+    up: &HashMap<String, bool>,
+    host_id: &Option<String>,
+) -> Vec<Node> {
+    gossip
+        .iter()
+        .filter_map(|g| {
+            let state = ring_state(g, lists)?;
+            let or_unknown = |v: &Option<String>| v.clone().unwrap_or_else(|| UNKNOWN.into());
+            Some(Node {
+                address: g.address.clone(),
+                dc: or_unknown(&g.dc),
+                rack: or_unknown(&g.rack),
+                status: match up.get(&g.address) {
+                    Some(true) => "UP".into(),
+                    Some(false) => "DOWN".into(),
+                    None => UNKNOWN.into(),
+                },
+                state,
+                release_version: or_unknown(&g.release),
+                local: host_id.is_some() && &g.host_id == host_id,
+            })
+        })
+        .collect()
+}
+
 /// StorageService's attributes read every time, and the host ID until known.
 const RING_LISTS: [&str; 5] = [
     "JoiningNodes",
@@ -829,47 +937,36 @@ impl Reader {
     pub fn read(&mut self, m: &mut dyn MBeans) -> ClusterView {
         let started = Instant::now();
         let mut errors = Vec::new();
-        // Two reads: the failure detector's two attributes, then StorageService's.
-        let mut fd = texts(m, FAILURE_DETECTOR, &["AllEndpointStates", "SimpleStates"]).into_iter();
-        let (states, simple) = (fd.next(), fd.next());
-        let gossip = match states.unwrap_or_else(|| Err("not read".into())) {
-            Ok(t) => endpoint_states(&t),
-            Err(e) => {
-                errors.push(format!(
-                    "nodes: AllEndpointStates: {}",
-                    crate::text::sanitize(&e)
-                ));
-                Vec::new()
-            }
-        };
-        let mut up: HashMap<String, bool> = HashMap::new();
-        match simple
-            .unwrap_or_else(|| Err("not read".into()))
-            .and_then(|t| map(&t))
-        {
-            Ok(states) => {
-                for (k, v) in states {
-                    up.insert(address(&k), v == "UP");
-                }
-            }
-            Err(e) => {
-                let mut fallback = |attr: &str, is_up: bool| match text(m, STORAGE_SERVICE, attr)
-                    .and_then(|t| list(&t))
-                {
-                    Ok(l) => {
-                        for a in l {
-                            up.insert(address(&a), is_up);
-                        }
-                    }
-                    Err(e2) => {
-                        errors.push(format!("nodes: {attr}: {}", crate::text::sanitize(&e2)))
-                    }
-                };
-                fallback("LiveNodes", true);
-                fallback("UnreachableNodes", false);
-                errors.push(format!("SimpleStates: {}", crate::text::sanitize(&e)));
-            }
+        let (gossip, up) = failure_detector(m, &mut errors);
+        let (lists, keyspaces) = self.ring_lists(m, &mut errors);
+        let mut nodes = ring_nodes(&gossip, &lists, &up, &self.host_id);
+        self.refresh_ranges(m, keyspaces, &nodes, &mut errors);
+        self.add_unknown_replicas(&mut nodes);
+        nodes.sort_by(|a, b| a.address.cmp(&b.address));
+        let local = nodes.iter().find(|n| n.local).cloned();
+        let local_dc = local
+            .as_ref()
+            .and_then(|n| (n.dc != UNKNOWN).then(|| n.dc.clone()));
+        let levels = self.levels(&nodes, local.as_ref(), local_dc.as_deref());
+        ClusterView {
+            read_unix_ms: crate::status::model::unix_ms(SystemTime::now()),
+            read_ms: crate::status::model::millis(started.elapsed()),
+            local: local.map(|n| n.address),
+            local_dc,
+            nodes,
+            levels,
+            errors,
+            read_mono_ms: crate::status::view::mono_ms(),
         }
+    }
+
+    /// StorageService's ring lists (read every time), the host ID (until
+    /// known), and the keyspaces' text for [`Reader::refresh_ranges`].
+    fn ring_lists(
+        &mut self,
+        m: &mut dyn MBeans,
+        errors: &mut Vec<String>,
+    ) -> (Lists, Result<String, String>) {
         // The host ID never changes while the JVM runs: read until known.
         let wanted = if self.host_id.is_some() { 4 } else { 5 };
         let mut ss = texts(m, STORAGE_SERVICE, &RING_LISTS[..wanted]).into_iter();
@@ -890,29 +987,11 @@ impl Reader {
         if self.host_id.is_none() {
             self.host_id = next().ok();
         }
-        let host_id = self.host_id.clone();
-        let mut nodes: Vec<Node> = gossip
-            .iter()
-            .filter_map(|g| {
-                let state = ring_state(g, &lists)?;
-                let or_unknown = |v: &Option<String>| v.clone().unwrap_or_else(|| UNKNOWN.into());
-                Some(Node {
-                    address: g.address.clone(),
-                    dc: or_unknown(&g.dc),
-                    rack: or_unknown(&g.rack),
-                    status: match up.get(&g.address) {
-                        Some(true) => "UP".into(),
-                        Some(false) => "DOWN".into(),
-                        None => UNKNOWN.into(),
-                    },
-                    state,
-                    release_version: or_unknown(&g.release),
-                    local: host_id.is_some() && g.host_id == host_id,
-                })
-            })
-            .collect();
-        self.refresh_ranges(m, keyspaces, &nodes, &mut errors);
-        // Replicas gossip does not know are nodes too, of unknown status.
+        (lists, keyspaces)
+    }
+
+    /// Replicas gossip does not know are nodes too, of unknown status.
+    fn add_unknown_replicas(&self, nodes: &mut Vec<Node>) {
         for (i, name) in self.names.all.iter().enumerate() {
             let replica = self.keyspaces.iter().any(|(_, k)| {
                 k.as_ref()
@@ -930,40 +1009,35 @@ impl Reader {
                 });
             }
         }
-        nodes.sort_by(|a, b| a.address.cmp(&b.address));
-        let local = nodes.iter().find(|n| n.local).cloned();
-        for n in &nodes {
+    }
+
+    /// Every level's verdicts over the nodes (by address index) and the
+    /// keyspaces' ranges.
+    fn levels(
+        &mut self,
+        nodes: &[Node],
+        local: Option<&Node>,
+        local_dc: Option<&str>,
+    ) -> Vec<Level> {
+        for n in nodes {
             self.names.id(&n.address);
         }
         let count = self.names.all.len();
         let (mut live, mut dc) = (vec![None; count], vec![None; count]);
-        for n in &nodes {
+        for n in nodes {
             if let Some(i) = self.names.get(&n.address) {
                 live[i as usize] = Some(n.status == "UP");
                 dc[i as usize] = (n.dc != UNKNOWN).then(|| n.dc.clone());
             }
         }
-        let local_dc = local
-            .as_ref()
-            .and_then(|n| (n.dc != UNKNOWN).then(|| n.dc.clone()));
-        let levels = availability(&Ring {
+        availability(&Ring {
             names: &self.names.all,
             live: &live,
             dc: &dc,
-            local: local.as_ref().and_then(|n| self.names.get(&n.address)),
-            local_dc: local_dc.as_deref(),
-            keyspaces: &self.keyspaces,
-        });
-        ClusterView {
-            read_unix_ms: crate::status::model::unix_ms(SystemTime::now()),
-            read_ms: crate::status::model::millis(started.elapsed()),
-            local: local.map(|n| n.address),
+            local: local.and_then(|n| self.names.get(&n.address)),
             local_dc,
-            nodes,
-            levels,
-            errors,
-            read_mono_ms: crate::status::cluster::mono_ms(),
-        }
+            keyspaces: &self.keyspaces,
+        })
     }
 
     /// Reads the keyspaces' ranges again when the keyspaces or the ring's
@@ -1664,17 +1738,21 @@ mod tests {
         let v = Reader::default().read(&mut m);
         assert!(v.not_ready(None).is_empty());
         assert_eq!(v.level(Cl::Quorum).unwrap().safe_to_stop, Some(true));
-        // Through the HTTP answer and the command's reading of it.
-        use crate::status::cluster::{answer, request, verdict};
+        // Through the HTTP answer the command reads.
+        use crate::status::cluster::{answer, request};
         let mut snap = crate::status::model::Snapshot::new(1, Default::default());
         snap.cluster = Some(v);
-        let q = |cl: &str| request("/cluster", Some(cl)).unwrap().unwrap();
-        let (code, _, body) = answer(&q("cl=QUORUM"), &snap, 0);
-        assert_eq!(code, 200);
-        assert!(verdict(&body).unwrap().0, "{body}");
-        let (_, _, body) = answer(&q("cl=ALL"), &snap, 0);
-        let (safe, why) = verdict(&body).unwrap();
-        assert!(!safe);
+        let level = |cl: &str| {
+            let q = request("/cluster", Some(cl)).unwrap().unwrap();
+            let (code, _, body) = answer(&q, &snap, 0);
+            assert_eq!(code, 200, "{body}");
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            v["availability"].clone()
+        };
+        assert_eq!(level("cl=QUORUM")["safe_to_stop"], true);
+        let all = level("cl=ALL");
+        assert_eq!(all["safe_to_stop"], false);
+        let why = all["why"].as_str().unwrap_or_default();
         assert!(why.contains("would have 2 of 3 live replicas"), "{why}");
     }
 

@@ -8,7 +8,9 @@ use super::{STORAGE_LOAD, STORAGE_SERVICE, STREAM_MANAGER};
 use crate::probe::cql::Prober;
 use crate::probe::Probe;
 use crate::status::model::{Cassandra, Snapshot};
+use crate::status::store::Demand;
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The agent's probe: CQL answers, and (when Cassandra's view is there and
@@ -22,8 +24,9 @@ pub struct NodeProbe {
     progress: progress::Progress,
     /// The cluster view: how it is wanted, its reader, its last read.
     cluster: crate::text::Toggle,
+    demand: Arc<Demand>,
     reader: cluster::Reader,
-    cluster_view: Option<crate::status::cluster::ClusterView>,
+    cluster_view: Option<crate::status::view::ClusterView>,
     /// Whether the native transport was ever seen running.
     transport_ran: bool,
     /// The last look for another process on the port, and when.
@@ -45,6 +48,7 @@ impl NodeProbe {
             last: None,
             progress: progress::Progress::new(extend),
             cluster: crate::text::Toggle::Auto,
+            demand: Arc::default(),
             reader: cluster::Reader::default(),
             cluster_view: None,
             transport_ran: false,
@@ -58,19 +62,21 @@ impl NodeProbe {
         self.mbeans.is_some()
     }
 
-    /// How the cluster view is read: `auto` while asked, `on` always, `off` never.
-    pub fn with_cluster(mut self, cluster: crate::text::Toggle) -> NodeProbe {
+    /// How the cluster view is read: `auto` while `demand` (the status
+    /// store's) wants it, `on` always, `off` never.
+    pub fn with_cluster(mut self, cluster: crate::text::Toggle, demand: Arc<Demand>) -> NodeProbe {
         if cluster == crate::text::Toggle::On {
-            crate::status::cluster::always();
+            demand.always();
         }
         self.cluster = cluster;
+        self.demand = demand;
         self
     }
 
     /// Reads the cluster view when it is wanted; drops it when not, so no
     /// stale view is kept.
     fn read_cluster(&mut self) {
-        use crate::status::cluster::{self as view, ClusterView};
+        use crate::status::view::ClusterView;
         use crate::text::Toggle;
         self.cluster_view = match (self.cluster, self.mbeans.as_mut()) {
             (Toggle::Off, _) => Some(ClusterView {
@@ -78,7 +84,9 @@ impl NodeProbe {
                 read_mono_ms: u64::MAX,
                 ..ClusterView::default()
             }),
-            (_, Some(m)) if view::wanted() => Some(self.reader.read(m.as_mut())),
+            (_, Some(m)) if self.demand.wanted(crate::status::view::mono_ms()) => {
+                Some(self.reader.read(m.as_mut()))
+            }
             _ => None,
         };
     }

@@ -1,308 +1,20 @@
-//! The cluster view as the snapshot carries it, and its renderings: the
-//! `/cluster` and `/ready?scope=cluster` answers (pure functions of the
-//! snapshot and the query), the `/metrics` lines and the `nodetool
-//! status`-like table of `cqlready status --cluster`.
+//! The cluster requests: the `/cluster`, `/ready?scope=cluster` and
+//! `/ready?scope=dc` answers (pure functions of the snapshot and the query)
+//! and the cluster's `/metrics` lines. The view's types are in
+//! `status/view.rs`; the command's text of it in its `render.rs`.
 //!
 //! The view is read by `cassandra::cluster` at the check period only while
-//! someone asked for it within [`DEMAND`] (or `cluster=on`): [`ask`] records
-//! the asking, [`wanted`] tells the reader. An answer is given only from a
-//! view read after the current run of asking began, so a view left over
-//! from an hour ago is never served as today's.
-//!
-//! Anything that could not be read is `"unknown"`, and unknown never counts
-//! as UP, NORMAL or live.
+//! someone asked for it (the store's
+//! [`Demand`](crate::status::store::Demand)). An answer is given only
+//! from a view read after the current run of asking began, so a view left
+//! over from an hour ago is never served as today's.
 
-use serde::{Deserialize, Serialize};
+use crate::status::view::{Cl, ClusterView, Level};
 use std::fmt::Write;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// What could not be read.
-pub const UNKNOWN: &str = "unknown";
-
-/// How long after the last ask the view keeps being read.
-pub const DEMAND: Duration = Duration::from_secs(60);
 /// The longest a request waits for a first fresh view after idling.
 pub const FRESH_WAIT: Duration = Duration::from_secs(15);
-
-/// A consistency level, as Cassandra counts it for `Unavailable`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum Cl {
-    One,
-    Two,
-    Three,
-    Quorum,
-    All,
-    LocalOne,
-    LocalQuorum,
-    EachQuorum,
-}
-
-impl Cl {
-    pub const LEVELS: [Cl; 8] = [
-        Cl::One,
-        Cl::Two,
-        Cl::Three,
-        Cl::Quorum,
-        Cl::All,
-        Cl::LocalOne,
-        Cl::LocalQuorum,
-        Cl::EachQuorum,
-    ];
-    pub const ACCEPTED: &'static str =
-        "ONE, TWO, THREE, QUORUM, ALL, LOCAL_ONE, LOCAL_QUORUM, EACH_QUORUM";
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Cl::One => "ONE",
-            Cl::Two => "TWO",
-            Cl::Three => "THREE",
-            Cl::Quorum => "QUORUM",
-            Cl::All => "ALL",
-            Cl::LocalOne => "LOCAL_ONE",
-            Cl::LocalQuorum => "LOCAL_QUORUM",
-            Cl::EachQuorum => "EACH_QUORUM",
-        }
-    }
-
-    /// Whether only this node's datacenter counts.
-    pub fn local(self) -> bool {
-        matches!(self, Cl::LocalOne | Cl::LocalQuorum)
-    }
-
-    /// Case-insensitive; anything else is an error naming the accepted values.
-    pub fn parse(v: &str) -> Result<Cl, String> {
-        Cl::LEVELS
-            .into_iter()
-            .find(|c| c.as_str().eq_ignore_ascii_case(v))
-            .ok_or_else(|| {
-                format!(
-                    "consistency level \"{}\" is not one of {}",
-                    crate::text::sanitize(v),
-                    Cl::ACCEPTED
-                )
-            })
-    }
-}
-
-/// One node as this node sees it.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Node {
-    pub address: String,
-    pub dc: String,
-    pub rack: String,
-    /// UP, DOWN or unknown.
-    pub status: String,
-    /// NORMAL, JOINING, LEAVING, MOVING or unknown.
-    pub state: String,
-    pub release_version: String,
-    /// This node.
-    pub local: bool,
-}
-
-impl Node {
-    pub fn up_normal(&self) -> bool {
-        self.status == "UP" && self.state == "NORMAL"
-    }
-}
-
-/// A token range below a level: its replicas of the group the level counts
-/// (the whole ring, or one datacenter) and the live ones among them.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Gap {
-    /// `(start, end]`.
-    pub start: String,
-    pub end: String,
-    /// The datacenter the level counts in; `None`: every replica counts.
-    #[serde(default)]
-    pub dc: Option<String>,
-    pub replicas: Vec<String>,
-    /// The replicas counted live (for safe-to-stop: without this node).
-    pub live: Vec<String>,
-    /// Live replicas the consistency level needs.
-    pub needed: usize,
-}
-
-impl Gap {
-    /// "range (a, b] would have 1 of 3 live replicas in dc1 (127.0.0.3), 2 needed";
-    /// `verb` is "has" (now) or "would have" (without this node).
-    pub fn describe(&self, verb: &str) -> String {
-        format!(
-            "range ({}, {}] {verb} {} of {} live replicas{} ({}), {} needed",
-            self.start,
-            self.end,
-            self.live.len(),
-            self.replicas.len(),
-            self.dc
-                .as_deref()
-                .map(|d| format!(" in {d}"))
-                .unwrap_or_default(),
-            if self.live.is_empty() {
-                "none".to_string()
-            } else {
-                self.live.join(", ")
-            },
-            self.needed
-        )
-    }
-}
-
-/// One keyspace at one consistency level.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct KeyspaceLevel {
-    pub keyspace: String,
-    /// Its replication as Cassandra gives it (`NetworkTopologyStrategy {dc1=3, dc2=2}`).
-    #[serde(default)]
-    pub replication: Option<String>,
-    /// `None`: the ranges could not be read (see `error`).
-    pub ranges: Option<usize>,
-    /// Ranges with fewer live replicas than the level needs, now.
-    pub below: Option<usize>,
-    /// The same, counting this node as gone.
-    pub below_if_stopped: Option<usize>,
-    /// Per group the level counts (one per datacenter for EACH_QUORUM).
-    #[serde(default)]
-    pub groups: Vec<GroupBelow>,
-    /// A few of each, to name them.
-    pub examples: Vec<Gap>,
-    pub stop_examples: Vec<Gap>,
-    pub error: Option<String>,
-}
-
-/// One group a level counts in a keyspace: the whole ring or one
-/// datacenter, the live replicas it needs, and its ranges below that.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct GroupBelow {
-    /// `None`: the whole ring.
-    pub dc: Option<String>,
-    pub needed: usize,
-    pub below: usize,
-    pub below_if_stopped: usize,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Level {
-    pub cl: Cl,
-    pub keyspaces: Vec<KeyspaceLevel>,
-    /// Whether every range of every keyspace has the level now; `None`
-    /// when that cannot be known (see `available_why`).
-    #[serde(default)]
-    pub available: Option<bool>,
-    #[serde(default)]
-    pub available_why: String,
-    /// Whether stopping this node keeps every range at this level;
-    /// `None` when that cannot be known (see `why`).
-    pub safe_to_stop: Option<bool>,
-    pub why: String,
-}
-
-/// The cluster as this node sees it.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct ClusterView {
-    pub read_unix_ms: u64,
-    /// How long the MBean reads took.
-    pub read_ms: f64,
-    /// This node's address, when it could be told apart.
-    pub local: Option<String>,
-    pub local_dc: Option<String>,
-    pub nodes: Vec<Node>,
-    pub levels: Vec<Level>,
-    /// What could not be read.
-    pub errors: Vec<String>,
-    /// When it was read, on [`mono_ms`]'s clock (not serialised).
-    #[serde(skip)]
-    pub read_mono_ms: u64,
-}
-
-impl ClusterView {
-    pub fn level(&self, cl: Cl) -> Option<&Level> {
-        self.levels.iter().find(|l| l.cl == cl)
-    }
-
-    /// The nodes that keep the cluster gate shut, as text; empty when all
-    /// are UP and NORMAL and the list could be read. With `dc`, only that
-    /// datacenter's nodes count.
-    pub fn not_ready(&self, dc: Option<&str>) -> Vec<String> {
-        let mut out: Vec<String> = self
-            .nodes
-            .iter()
-            .filter(|n| dc.is_none_or(|d| n.dc == d) && !n.up_normal())
-            .map(|n| format!("{} {} {}", n.address, n.status, n.state))
-            .collect();
-        if !self.nodes.iter().any(|n| dc.is_none_or(|d| n.dc == d)) {
-            out.push("no nodes could be read".into());
-        }
-        if self.local.is_none() {
-            out.push("this node is not in its own view".into());
-        }
-        out.extend(
-            self.errors
-                .iter()
-                .filter(|e| e.starts_with("nodes:"))
-                .cloned(),
-        );
-        out
-    }
-
-    /// The datacenters of the view's nodes, sorted.
-    pub fn datacenters(&self) -> Vec<&str> {
-        let mut dcs: Vec<&str> = self
-            .nodes
-            .iter()
-            .map(|n| n.dc.as_str())
-            .filter(|d| *d != UNKNOWN)
-            .collect();
-        dcs.sort_unstable();
-        dcs.dedup();
-        dcs
-    }
-}
-
-fn epoch() -> Instant {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
-}
-
-/// Milliseconds on a monotonic clock private to this process, from 1.
-pub fn mono_ms() -> u64 {
-    epoch().elapsed().as_millis() as u64 + 1
-}
-
-static LAST_ASK: AtomicU64 = AtomicU64::new(0);
-static RUN_START: AtomicU64 = AtomicU64::new(0);
-static ALWAYS: AtomicBool = AtomicBool::new(false);
-
-/// `cluster=on`: read the view at every check.
-pub fn always() {
-    ALWAYS.store(true, Ordering::Relaxed);
-}
-
-/// Someone asks for the view now; returns when the current run of asking
-/// began (views read before it are stale).
-pub fn ask() -> u64 {
-    let now = mono_ms();
-    let last = LAST_ASK.swap(now, Ordering::AcqRel);
-    if ALWAYS.load(Ordering::Relaxed) {
-        return 0;
-    }
-    if last == 0 || now.saturating_sub(last) > DEMAND.as_millis() as u64 {
-        RUN_START.store(now, Ordering::Release);
-        now
-    } else {
-        RUN_START.load(Ordering::Acquire)
-    }
-}
-
-/// Whether the reader should read the view at this check.
-pub fn wanted() -> bool {
-    if ALWAYS.load(Ordering::Relaxed) {
-        return true;
-    }
-    let last = LAST_ASK.load(Ordering::Acquire);
-    last != 0 && mono_ms().saturating_sub(last) <= DEMAND.as_millis() as u64
-}
 
 /// What a cluster request asks.
 #[derive(Clone, Debug, PartialEq)]
@@ -395,7 +107,7 @@ fn parse_query(what: What, query: Option<&str>) -> Result<Query, String> {
             (What::Ready | What::Dc, "wait") => {
                 let d = crate::text::parse_duration(v)
                     .ok_or("wait= takes a duration like 500ms or 30s")?;
-                q.wait = Some(d.min(crate::status::routes::MAX_WAIT));
+                q.wait = Some(d.min(crate::status::store::MAX_WAIT));
             }
             _ => {
                 return Err(format!(
@@ -506,7 +218,7 @@ fn unknown_dc(q: &Query, c: &ClusterView) -> Option<String> {
 }
 
 /// The answer to a cluster request from the snapshot: (status, content type, body).
-/// `since`: when the current run of asking began ([`ask`]); an older view is
+/// `since`: when the current run of asking began ([`Demand::ask`](crate::status::store::Demand::ask)); an older view is
 /// not used.
 pub fn answer(
     q: &Query,
@@ -532,44 +244,51 @@ pub fn answer(
             Ok(text) => (200, TEXT, format!("ready: {text}\n")),
             Err(text) => (503, TEXT, format!("not ready: {text}\n")),
         },
-        What::View => {
-            let Some(c) = &snap.cluster else {
-                return (
-                    503,
-                    TEXT,
-                    "no cluster view: not Cassandra, or its MBeans are not readable yet\n".into(),
-                );
-            };
-            let cl = q.cl.unwrap_or(Cl::LocalQuorum);
-            let summary: Vec<serde_json::Value> = c
-                .levels
-                .iter()
-                .map(|l| {
-                    serde_json::json!({
-                        "cl": l.cl,
-                        "available": l.available,
-                        "available_why": l.available_why,
-                        "safe_to_stop": l.safe_to_stop,
-                        "why": l.why,
-                    })
-                })
-                .collect();
-            let body = serde_json::json!({
-                "local": c.local,
-                "local_dc": c.local_dc,
-                "read_unix_ms": c.read_unix_ms,
-                "read_ms": c.read_ms,
-                "nodes": c.nodes,
-                "cl": cl,
-                "availability": c.level(cl),
-                "levels": summary,
-                "errors": c.errors,
-            });
-            let text = serde_json::to_string_pretty(&body)
-                .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
-            (200, "application/json", text + "\n")
-        }
+        What::View => match &snap.cluster {
+            Some(c) => (
+                200,
+                "application/json",
+                view(c, q.cl.unwrap_or(Cl::LocalQuorum)),
+            ),
+            None => (
+                503,
+                TEXT,
+                "no cluster view: not Cassandra, or its MBeans are not readable yet\n".into(),
+            ),
+        },
     }
+}
+
+/// The `/cluster` body: the nodes, the level `cl` in full, and every
+/// level's verdicts.
+fn view(c: &ClusterView, cl: Cl) -> String {
+    let summary: Vec<serde_json::Value> = c
+        .levels
+        .iter()
+        .map(|l| {
+            serde_json::json!({
+                "cl": l.cl,
+                "available": l.available,
+                "available_why": l.available_why,
+                "safe_to_stop": l.safe_to_stop,
+                "why": l.why,
+            })
+        })
+        .collect();
+    let body = serde_json::json!({
+        "local": c.local,
+        "local_dc": c.local_dc,
+        "read_unix_ms": c.read_unix_ms,
+        "read_ms": c.read_ms,
+        "nodes": c.nodes,
+        "cl": cl,
+        "availability": c.level(cl),
+        "levels": summary,
+        "errors": c.errors,
+    });
+    let text =
+        serde_json::to_string_pretty(&body).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+    text + "\n"
 }
 
 fn label(v: &str) -> String {
@@ -583,6 +302,25 @@ pub fn metrics(snap: &crate::status::model::Snapshot) -> String {
     let Some(c) = &snap.cluster else {
         return String::new();
     };
+    let mut m = node_counts(c);
+    m += &ranges_below(c);
+    m += &level_gauge(
+        c,
+        "cqlready_cluster_available",
+        "1 when every range has the level now, 0 when not; absent when unknown.",
+        |l| l.available,
+    );
+    m += &level_gauge(
+        c,
+        "cqlready_cluster_safe_to_stop",
+        "1 when stopping this node keeps every range at the level, 0 when not; absent when unknown.",
+        |l| l.safe_to_stop,
+    );
+    m
+}
+
+/// `cqlready_cluster_nodes`: the view's nodes by status and state.
+fn node_counts(c: &ClusterView) -> String {
     let mut m = String::new();
     let _ = writeln!(
         m,
@@ -605,6 +343,12 @@ pub fn metrics(snap: &crate::status::model::Snapshot) -> String {
             label(state)
         );
     }
+    m
+}
+
+/// `cqlready_cluster_ranges_below`: per keyspace and level, where known.
+fn ranges_below(c: &ClusterView) -> String {
+    let mut m = String::new();
     let _ = writeln!(
         m,
         "# HELP cqlready_cluster_ranges_below Token ranges with fewer live replicas than the consistency level needs.\n# TYPE cqlready_cluster_ranges_below gauge"
@@ -621,189 +365,31 @@ pub fn metrics(snap: &crate::status::model::Snapshot) -> String {
             }
         }
     }
-    let _ = writeln!(
-        m,
-        "# HELP cqlready_cluster_available 1 when every range has the level now, 0 when not; absent when unknown.\n# TYPE cqlready_cluster_available gauge"
-    );
-    for l in &c.levels {
-        if let Some(available) = l.available {
-            let _ = writeln!(
-                m,
-                "cqlready_cluster_available{{cl=\"{}\"}} {}",
-                l.cl.as_str(),
-                u8::from(available)
-            );
-        }
-    }
-    let _ = writeln!(
-        m,
-        "# HELP cqlready_cluster_safe_to_stop 1 when stopping this node keeps every range at the level, 0 when not; absent when unknown.\n# TYPE cqlready_cluster_safe_to_stop gauge"
-    );
-    for l in &c.levels {
-        if let Some(safe) = l.safe_to_stop {
-            let _ = writeln!(
-                m,
-                "cqlready_cluster_safe_to_stop{{cl=\"{}\"}} {}",
-                l.cl.as_str(),
-                u8::from(safe)
-            );
-        }
-    }
     m
 }
 
-/// `nodetool status`-like lines: one per node, grouped by datacenter, each
-/// datacenter followed by `after(dc)` (its keyspaces' lines).
-pub fn table(nodes: &[Node], after: impl Fn(&str) -> String) -> String {
-    let mut dcs: Vec<&str> = nodes.iter().map(|n| n.dc.as_str()).collect();
-    dcs.sort_unstable();
-    dcs.dedup();
-    let mut out = String::new();
-    for dc in dcs {
-        let _ = writeln!(out, "Datacenter: {dc}\nStatus=Up/Down/?(unknown) State=Normal/Leaving/Joining/Moving/?(unknown)");
-        let _ = writeln!(out, "--  {:<40} {:<12} Release", "Address", "Rack");
-        for n in nodes.iter().filter(|n| n.dc == dc) {
-            let _ = writeln!(out, "{}", node_line(n));
-        }
-        out.push_str(&after(dc));
-    }
-    out
-}
-
-fn node_line(n: &Node) -> String {
-    let s = match n.status.as_str() {
-        "UP" => 'U',
-        "DOWN" => 'D',
-        _ => '?',
-    };
-    let t = match n.state.as_str() {
-        "NORMAL" => 'N',
-        "LEAVING" => 'L',
-        "JOINING" => 'J',
-        "MOVING" => 'M',
-        _ => '?',
-    };
-    let line = format!(
-        "{s}{t}  {:<40} {:<12} {:<10} {}",
-        n.address,
-        n.rack,
-        n.release_version,
-        if n.local { "(this node)" } else { "" }
-    );
-    line.trim_end().to_string()
-}
-
-/// Per keyspace, the ranges below quorum in datacenter `dc` (`None`: the
-/// whole ring, for SimpleStrategy), from an EACH_QUORUM level.
-fn quorum_lines(level: &Level, dc: Option<&str>) -> String {
-    let mut out = String::new();
-    for k in &level.keyspaces {
-        let replication = k.replication.as_deref().unwrap_or(UNKNOWN);
-        if let Some(e) = &k.error {
-            if dc.is_none() {
-                let _ = writeln!(
-                    out,
-                    "keyspace {} ({replication}): cannot tell ({e})",
-                    k.keyspace
-                );
-            }
-            continue;
-        }
-        for g in k.groups.iter().filter(|g| g.dc.as_deref() == dc) {
-            let _ = writeln!(
-                out,
-                "keyspace {} ({replication}): {} of {} ranges below quorum ({} live) {}, {} if this node stops",
-                k.keyspace,
-                g.below,
-                k.ranges.unwrap_or(0),
-                g.needed,
-                dc.map_or("in the ring".to_string(), |d| format!("in {d}")),
-                g.below_if_stopped
-            );
+/// A 0/1 gauge per level, absent for a level where `value` is unknown.
+fn level_gauge(
+    c: &ClusterView,
+    name: &str,
+    help: &str,
+    value: impl Fn(&Level) -> Option<bool>,
+) -> String {
+    let mut m = String::new();
+    let _ = writeln!(m, "# HELP {name} {help}\n# TYPE {name} gauge");
+    for l in &c.levels {
+        if let Some(v) = value(l) {
+            let _ = writeln!(m, "{name}{{cl=\"{}\"}} {}", l.cl.as_str(), u8::from(v));
         }
     }
-    out
-}
-
-/// From a `/cluster` answer: whether stopping is safe at its level, and why.
-/// Unknown is not safe.
-pub fn verdict(body: &str) -> Result<(bool, String), String> {
-    let v: serde_json::Value =
-        serde_json::from_str(body).map_err(|e| format!("not a cluster view: {e}"))?;
-    let level = v
-        .get("availability")
-        .filter(|l| !l.is_null())
-        .ok_or("the cluster view has no availability")?;
-    let why = level
-        .get("why")
-        .and_then(|w| w.as_str())
-        .unwrap_or("")
-        .to_string();
-    Ok(match level.get("safe_to_stop").and_then(|s| s.as_bool()) {
-        Some(safe) => (safe, why),
-        None => (false, format!("cannot tell: {why}")),
-    })
-}
-
-/// A `/cluster?cl=EACH_QUORUM` answer as text: the node table and each
-/// keyspace's quorum per datacenter, then every level now and without this
-/// node.
-pub fn render(body: &str) -> Result<String, String> {
-    let v: serde_json::Value =
-        serde_json::from_str(body).map_err(|e| format!("not a cluster view: {e}"))?;
-    let nodes: Vec<Node> = serde_json::from_value(v.get("nodes").cloned().unwrap_or_default())
-        .map_err(|e| format!("not a cluster view: {e}"))?;
-    let level = v
-        .get("availability")
-        .and_then(|l| serde_json::from_value::<Level>(l.clone()).ok());
-    let per_dc = |dc: &str| {
-        level
-            .as_ref()
-            .map(|l| quorum_lines(l, Some(dc)))
-            .unwrap_or_default()
-    };
-    let mut out = table(&nodes, per_dc);
-    if let Some(l) = &level {
-        out.push_str(&quorum_lines(l, None));
-    }
-    let word = |v: &serde_json::Value| match v.as_bool() {
-        Some(true) => "yes",
-        Some(false) => "no",
-        None => UNKNOWN,
-    };
-    let levels = v
-        .get("levels")
-        .and_then(|l| l.as_array())
-        .cloned()
-        .unwrap_or_default();
-    if !levels.is_empty() {
-        let _ = writeln!(out, "{:<14} {:<8} if this node stops", "level", "now");
-    }
-    for l in &levels {
-        let stop = word(&l["safe_to_stop"]);
-        let _ = writeln!(
-            out,
-            "{:<14} {:<8} {stop}{}",
-            l["cl"].as_str().unwrap_or(UNKNOWN),
-            word(&l["available"]),
-            match stop {
-                "yes" => String::new(),
-                _ => format!(" ({})", l["why"].as_str().unwrap_or("")),
-            }
-        );
-    }
-    if let Some(errors) = v.get("errors").and_then(|e| e.as_array()) {
-        for e in errors.iter().filter_map(|e| e.as_str()) {
-            let _ = writeln!(out, "unreadable: {e}");
-        }
-    }
-    Ok(out)
+    m
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::status::model::{Snapshot, State};
+    use crate::status::view::{Node, UNKNOWN};
 
     fn node(a: &str, status: &str, state: &str, local: bool) -> Node {
         Node {
@@ -827,21 +413,6 @@ mod tests {
             ..ClusterView::default()
         });
         s
-    }
-
-    #[test]
-    fn levels_parse_and_refuse() {
-        assert_eq!(Cl::parse("local_quorum"), Ok(Cl::LocalQuorum));
-        assert_eq!(Cl::parse("ALL"), Ok(Cl::All));
-        assert_eq!(Cl::parse("each_quorum"), Ok(Cl::EachQuorum));
-        for cl in Cl::LEVELS {
-            assert_eq!(Cl::parse(cl.as_str()), Ok(cl));
-        }
-        let e = Cl::parse("ANY").unwrap_err();
-        assert!(
-            e.contains("ONE, TWO, THREE, QUORUM, ALL, LOCAL_ONE, LOCAL_QUORUM, EACH_QUORUM"),
-            "{e}"
-        );
     }
 
     #[test]
@@ -1007,22 +578,6 @@ mod tests {
             (code, body.as_str()),
             (503, "not ready: this node's datacenter is unknown\n")
         );
-        // The levels' summary and the datacenters in the text of status --cluster.
-        let q = request("/cluster", Some("cl=EACH_QUORUM"))
-            .unwrap()
-            .unwrap();
-        let (code, _, body) = answer(&q, &s, 0);
-        assert_eq!(code, 200);
-        let text = render(&body).unwrap();
-        assert!(text.contains("Datacenter: dc2"), "{text}");
-        assert!(
-            text.contains("LOCAL_QUORUM   yes      no (ks: range (1, 2] would have 1 of 3"),
-            "{text}"
-        );
-        assert!(
-            text.contains("EACH_QUORUM    unknown  unknown (ks: boom)"),
-            "{text}"
-        );
     }
 
     #[test]
@@ -1097,18 +652,7 @@ mod tests {
     }
 
     #[test]
-    fn demand_runs() {
-        let since = ask();
-        assert!(wanted());
-        assert_eq!(
-            ask(),
-            since,
-            "asking again within the window keeps its start"
-        );
-    }
-
-    #[test]
-    fn metrics_and_table() {
+    fn node_counts_in_metrics() {
         let s = snap(vec![
             node("127.0.0.1", "DOWN", "NORMAL", false),
             node("127.0.0.2", "UP", "NORMAL", true),
@@ -1121,16 +665,5 @@ mod tests {
             "{m}"
         );
         assert!(metrics(&Snapshot::new(1, Default::default())).is_empty());
-        let q = request("/cluster", Some("cl=ALL")).unwrap().unwrap();
-        let (code, _, body) = answer(&q, &s, 0);
-        assert_eq!(code, 200);
-        let text = render(&body).unwrap();
-        assert!(text.contains("DN  127.0.0.1"), "{text}");
-        assert!(verdict(&body).is_err(), "no levels in this view: {body}");
-        assert!(verdict("nope").is_err());
-        let t = table(&s.cluster.unwrap().nodes, |dc| format!("after {dc}\n"));
-        assert!(t.ends_with("(this node)\nUN  127.0.0.3                                r1           5.0.9\nafter dc1\n"), "{t}");
-        assert!(t.contains("DN  127.0.0.1"), "{t}");
-        assert!(t.contains("(this node)"), "{t}");
     }
 }

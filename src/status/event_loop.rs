@@ -523,7 +523,7 @@ impl EventLoop {
                 Next::Keep(c)
             }
             Reply::Cluster(q) => {
-                let since = cluster::ask();
+                let since = self.shared.demand().ask(crate::status::view::mono_ms());
                 if cluster::settled(&q, &snap, since) {
                     let a = waiter_answer(Some(&(q, since)), &snap);
                     return answer_with(c, &a, head_only, now);

@@ -1,7 +1,8 @@
-//! The agent's status: the snapshot (`model`) and its shared store
-//! (`store`), the HTTP answers (`routes`, pure), the server on the Unix
-//! socket (`server`: placement and the event loop) and the client the
-//! `cqlready` command uses (`client`).
+//! The agent's status: the snapshot (`model`, with the cluster view's types
+//! in `view`) and its shared store (`store`), the HTTP answers (`routes`,
+//! and `cluster` for the cluster requests; pure), the server on the Unix
+//! socket (`server`: placement; `event_loop`: the peer check and the one
+//! thread) and the client the `cqlready` command uses (`client`).
 
 pub mod client;
 pub mod cluster;
@@ -10,3 +11,4 @@ pub mod model;
 pub mod routes;
 pub mod server;
 pub mod store;
+pub mod view;

@@ -130,7 +130,7 @@ pub struct Snapshot {
     pub cassandra: Option<Cassandra>,
     /// The cluster as this node sees it, while someone asks for it.
     #[serde(default)]
-    pub cluster: Option<crate::status::cluster::ClusterView>,
+    pub cluster: Option<crate::status::view::ClusterView>,
     pub time_to_ready_ms: Option<f64>,
     pub last_check: Option<LastCheck>,
     pub checks: Checks,

@@ -18,12 +18,11 @@
 //! a function of the snapshot.
 
 use crate::status::model::{Snapshot, State};
+use crate::status::store::MAX_WAIT;
 use std::time::Duration;
 
 /// The largest request head read.
 pub const MAX_REQUEST: usize = 8 * 1024;
-/// The longest `/ready?wait=` honoured.
-pub const MAX_WAIT: Duration = Duration::from_secs(300);
 
 const TEXT: &str = "text/plain; charset=utf-8";
 

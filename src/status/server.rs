@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use crate::status::event_loop::{IO_TIMEOUT, MAX_CONNECTIONS};
-pub use crate::status::routes::{parse_request, Request, MAX_REQUEST, MAX_WAIT};
+pub use crate::status::routes::{parse_request, Request, MAX_REQUEST};
 
 const SOCKET_MODE: u32 = 0o660;
 /// How many nice steps below the JVM the status thread runs: a weight of
