@@ -232,15 +232,20 @@ fn cql_flapping_50_times() {
     assert_eq!(drops, backs, "{}", jvm.describe());
     // Plus the start line, "status on" and the first ready.
     assert_eq!(total, 3 + drops + backs, "{}", jvm.describe());
-    // systemd saw each drop, and while degraded a STATUS each time the
-    // reason changes (refused / reset / closed alternate as the port flaps),
-    // never the same text twice in a row.
+    // systemd saw the drops, but calmly: a STATUS= phase left less than a
+    // second before is not named again (docs/timelines.md, rule 6; the log
+    // above has every transition), so a flap shorter than that may leave no
+    // "not answering" line of its own, while a long one gets one per reason
+    // (refused / reset / closed alternate); never the same text twice in a row.
     let texts: Vec<String> = msgs.lock().unwrap().clone();
     let down = texts
         .iter()
         .filter(|m| m.contains("not answering since"))
         .count();
-    assert!(down >= drops, "{down} < {drops}: {texts:#?}");
+    assert!(
+        down >= 1,
+        "no 'not answering' datagram for {drops} drops: {texts:#?}"
+    );
     for w in texts.windows(2) {
         assert_ne!(w[0], w[1], "the same datagram twice in a row");
     }

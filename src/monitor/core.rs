@@ -283,6 +283,12 @@ impl Core {
         self.last_error.as_deref()
     }
 
+    /// What the current state says, as its `STATUS=` would: the log's line
+    /// for a change of state, whether or not that `STATUS=` goes out now.
+    pub fn state_text(&self) -> String {
+        self.wanted(None)
+    }
+
     pub fn report(&self) -> &Report {
         &self.report
     }
@@ -359,7 +365,10 @@ impl Core {
             _ => self.pace.interval,
         };
         self.next_check = check.started + period;
-        out.extend(self.tick(now));
+        // The line was offered above: only the watchdog is left to do (a
+        // second offer before the first is sent would repeat the text).
+        self.last_step = now.mono;
+        out.extend(self.ping(now));
         out
     }
 
@@ -370,13 +379,7 @@ impl Core {
             return Vec::new();
         }
         self.last_step = now.mono;
-        let mut out = Vec::new();
-        if let Some(wd) = self.watchdog {
-            if self.healthy() && now.mono >= self.next_ping {
-                self.next_ping = now.mono + wd;
-                out.push(vec![Field::Watchdog]);
-            }
-        }
+        let mut out: Vec<Vec<Field>> = self.ping(now).into_iter().collect();
         if self.line.due().is_some_and(|t| now.mono >= t) {
             out.extend(
                 self.line
@@ -385,6 +388,16 @@ impl Core {
             );
         }
         out
+    }
+
+    /// `WATCHDOG=1` when it is due and the node is healthy.
+    fn ping(&mut self, now: Now) -> Option<Vec<Field>> {
+        let wd = self.watchdog?;
+        if !self.healthy() || now.mono < self.next_ping {
+            return None;
+        }
+        self.next_ping = now.mono + wd;
+        Some(vec![Field::Watchdog])
     }
 
     /// The VM is going away: the last message, once.

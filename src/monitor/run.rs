@@ -72,17 +72,18 @@ fn pause(core: &mut Core, notifier: &Notifier, shared: &Shared) -> bool {
     }
 }
 
-/// One log line per `STATUS=`: at info for a change of state, else debug.
+/// One info line per change of state, said as its `STATUS=` would be (a
+/// `STATUS=` may be held back a moment so the line does not flicker; the
+/// log never is), and each `STATUS=` sent at debug.
 fn log(before: State, core: &Core, out: &[Vec<Field>]) {
+    if core.state() != before && core.state() != State::Stopping {
+        crate::info!("{}", core.state_text());
+    }
     for text in out.iter().flatten().filter_map(|f| match f {
         Field::Status(t) => Some(t),
         _ => None,
     }) {
-        if core.state() != before {
-            crate::info!("{text}");
-        } else {
-            crate::debug!("{text}");
-        }
+        crate::debug!("STATUS={text}");
     }
 }
 

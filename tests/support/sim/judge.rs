@@ -20,6 +20,8 @@ pub struct Judge {
     flips: Flips,
     figures: HashMap<String, f64>,
     figures_job: Option<Job>,
+    /// The last `STATUS=` text that arrived.
+    last_status: Option<String>,
 }
 
 /// The figures of a progress text ("Cassandra MODE (…)"), by what they count: "5000 writes applied" is
@@ -81,6 +83,7 @@ impl Judge {
 
     /// A datagram arrived at `t` while the core's state was ready (`ready`).
     pub fn arrived(&mut self, t: Duration, fields: &[Field], ready: bool, job: Job) {
+        let extends = fields.iter().any(|f| matches!(f, Field::ExtendTimeout(_)));
         for f in fields {
             match f {
                 Field::Ready if !self.last_ok => self.violations.push(format!(
@@ -89,7 +92,17 @@ impl Judge {
                 Field::Watchdog if !(ready || self.last_keep_alive) => self
                     .violations
                     .push(format!("watchdog while unhealthy: WATCHDOG=1 at {t:?}")),
-                Field::Status(text) => self.status(t, text, job),
+                Field::Status(text) => {
+                    // The same text again says nothing new, unless it comes
+                    // with an extension (whose datagram carries it).
+                    if !extends && self.last_status.as_deref() == Some(text.as_str()) {
+                        self.violations.push(format!(
+                            "status repeated: at {t:?}, {text:?} twice in a row"
+                        ));
+                    }
+                    self.last_status = Some(text.clone());
+                    self.status(t, text, job);
+                }
                 _ => {}
             }
         }
