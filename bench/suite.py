@@ -90,7 +90,10 @@ def main():
         if any(r["kind"] == "run" and r["result"] != "ok" for r in runs[0][1]):
             runs = [(1, runs[0][1])]
     else:
-        clone = tempfile.mkdtemp(prefix="cqlready-suite-", dir=os.path.expanduser("~"))
+        # Beside this checkout, and 0755 as a plain `git clone` makes it (the
+        # tests run some processes as other users).
+        clone = tempfile.mkdtemp(prefix="cqlready-suite-", dir=os.path.dirname(ROOT))
+        os.chmod(clone, 0o755)
         subprocess.check_call(["git", "clone", "--quiet", ROOT, clone])
         subprocess.check_call(["git", "checkout", "--quiet", commit], cwd=clone)
         runs = [run_once(clone, n) for n in range(1, args.runs + 1)]

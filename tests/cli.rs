@@ -428,8 +428,7 @@ fn wait_on_a_jvm_to_be_waits_for_it() {
             .unwrap(),
     );
     // A process named `java` without libjvm.so: the launcher's first moments.
-    let dir = std::env::temp_dir().join(format!("cqlt-launcher-{}-0", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("launcher");
     std::fs::copy("/bin/sleep", dir.join("java")).unwrap();
     let launcher = Killed(Command::new(dir.join("java")).arg("30").spawn().unwrap());
     for pid in [shell.0.id(), launcher.0.id()] {
@@ -441,8 +440,6 @@ fn wait_on_a_jvm_to_be_waits_for_it() {
             text(&o)
         );
     }
-    drop(launcher);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// `wait` on a socket that does not exist yet says once, on stderr, what it
