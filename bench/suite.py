@@ -80,13 +80,16 @@ def main():
     ap.add_argument("--runs", type=int, default=2)
     ap.add_argument("--ref", default="HEAD")
     ap.add_argument("--from", dest="summary", help="a test-summary.tsv to tabulate instead of running")
+    ap.add_argument("--commit", help="with --from: the commit that run tested")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results-suite.md"))
     ap.add_argument("--keep", action="store_true", help="keep the clone")
     args = ap.parse_args()
     commit = subprocess.check_output(["git", "rev-parse", "--short", args.ref], cwd=ROOT, text=True).strip()
     load = open("/proc/loadavg").read().split()[:3]
     if args.summary:
-        runs, build_secs, how = [(0, read_summary(args.summary))], None, f"`python3 bench/suite.py --from {args.summary}`"
+        runs, build_secs = [(0, read_summary(args.summary))], None
+        commit = args.commit or "an unnamed commit"
+        how = f"`python3 bench/suite.py --from {args.summary} --commit {commit}`"
         if any(r["kind"] == "run" and r["result"] != "ok" for r in runs[0][1]):
             runs = [(1, runs[0][1])]
     else:
@@ -101,10 +104,12 @@ def main():
         how = f"`python3 bench/suite.py --runs {args.runs}`"
         if not args.keep:
             shutil.rmtree(clone, ignore_errors=True)
+    when = time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())
+    context = (f"tabulated {when} from that run's summary" if args.summary
+               else f"load average at the start {' '.join(load)}; {when}")
     text = (f"# The test command on a fresh clone\n\n{how}: a fresh clone of {commit}, `bash tests/run.sh` "
             f"run {len(runs)} time(s) in a row on the same machine (2 cores), with this machine's caches "
-            f"(`~/.cache/cqlready`, Podman's images) as they were; load average at the start {' '.join(load)}; "
-            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.\n\n{tables(runs, build_secs)}\n")
+            f"(`~/.cache/cqlready`, Podman's images) as they were; {context}.\n\n{tables(runs, build_secs)}\n")
     with open(args.out, "w") as f:
         f.write(text)
     print(text)
