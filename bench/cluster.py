@@ -247,12 +247,7 @@ def two_dc(args, venv, tmp):
         c.stop(4)
         up = [0, 1, 2, 3]
         for gate in args.gates.split(","):
-            for i in up:
-                if c.procs[i] is None or c.procs[i].poll() is not None:
-                    c.start(i)
-            for i in up:
-                until(lambda: c.sees_up(i, up), BOOT, f"node {i + 1} to see {up} UP")
-            time.sleep(5)
+            bring_up(c, up)
             p, stop = load(c, venv, gate, extra=extra)
             t = time.monotonic()
             done, note, per_node = rolling_dc(c, gate)
@@ -303,6 +298,17 @@ def rolling(c, gate, up):
         done += 1
     return done, "all 3"
 
+
+
+def bring_up(c, up):
+    """Starts the nodes of `up` that are not running and waits until each
+    sees all of them UP, then lets gossip settle for a moment."""
+    for i in up:
+        if c.procs[i] is None or c.procs[i].poll() is not None:
+            c.start(i)
+    for i in up:
+        until(lambda: c.sees_up(i, up), BOOT, f"node {i + 1} to see {up} UP")
+    time.sleep(5)
 
 def main():
     ap = argparse.ArgumentParser()
@@ -358,12 +364,7 @@ def main():
             c.stop(3)
             up = [0, 1, 2]
         for gate in args.gates.split(","):
-            for i in up:
-                if c.procs[i] is None or c.procs[i].poll() is not None:
-                    c.start(i)
-            for i in up:
-                until(lambda: c.sees_up(i, up), BOOT, f"node {i + 1} to see {up} UP")
-            time.sleep(5)
+            bring_up(c, up)
             p, stop = load(c, venv, gate)
             t = time.monotonic()
             try:
