@@ -1440,8 +1440,9 @@ fn real_bootstrap_outlasts_a_short_start_timeout() {
 
 /// The same two instances, and the bootstrap stalls: once node 2's
 /// `STATUS=` names bytes streamed, node 1 (its only source) is frozen with
-/// SIGSTOP. Node 2's agent (`extend=10s`) stops extending once nothing
-/// moves, and systemd ends the start at `TimeoutStartSec=20s` as it should
+/// SIGSTOP. Node 2's agent (`extend=20s`: longer than the 15 s ring delay,
+/// in which nothing the agent sees moves) stops extending once nothing
+/// moves, and systemd ends the start within `extend` of the last movement
 /// (`Result=timeout`) instead of waiting for ever. (Cassandra does not end
 /// on SIGTERM while its bootstrap waits on a frozen peer, so the unit gets
 /// `TimeoutStopSec=10s` and is killed then.)
@@ -1454,7 +1455,7 @@ fn real_stalled_bootstrap_times_out() {
         "stall",
         &format!(
             "{LAB_NODE}TimeoutStartSec={JOIN_TIMEOUT}\nTimeoutStopSec=10s\n\
-             Environment=JVM_EXTRA_OPTS=-agentpath:/opt/cqlready/libcqlready.so=extend=10s\n"
+             Environment=JVM_EXTRA_OPTS=-agentpath:/opt/cqlready/libcqlready.so=extend=20s\n"
         ),
     );
     let unit = "cassandra@2.service";
