@@ -98,19 +98,32 @@ fn java17() -> Option<PathBuf> {
     .then_some(candidate)
 }
 
-/// Polls every 250 ms until `f` gives `Some`, or fails naming `what` and
-/// the last thing seen.
+/// Polls every 250 ms until `f` gives `Ok`, or fails naming `what` and
+/// the distinct things seen on the way (the last 20, with when).
 fn until<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Result<T, String>) -> T {
-    let deadline = Instant::now() + limit;
+    let start = Instant::now();
+    let mut seen: Vec<(f64, String)> = Vec::new();
     loop {
         let last = match f() {
             Ok(v) => return v,
             Err(e) => e,
         };
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}; last: {last}"
-        );
+        if seen.last().is_none_or(|(_, s)| *s != last) {
+            seen.push((start.elapsed().as_secs_f64(), last));
+            if seen.len() > 20 {
+                seen.remove(0);
+            }
+        }
+        if start.elapsed() >= limit {
+            let history: Vec<String> = seen
+                .iter()
+                .map(|(t, s)| format!("  +{t:.1}s {s}"))
+                .collect();
+            panic!(
+                "timed out after {limit:?} waiting for {what}; seen:\n{}",
+                history.join("\n")
+            );
+        }
         thread::sleep(Duration::from_millis(250));
     }
 }
@@ -273,10 +286,17 @@ impl Cluster {
                 "CASSANDRA_AUTO_BOOTSTRAP",
                 if self.bootstrap[i] { "true" } else { "false" },
             )
-            // A busy seed may take seconds to answer the others' first gossip.
+            // A busy seed may take seconds to answer the others' first
+            // gossip. A node that bootstraps (or decommissions) into a
+            // settled cluster sleeps the ring delay three times: 20 s each
+            // is room enough for the gates to see it JOINING and LEAVING.
             .env(
                 "CASSANDRA_RING_DELAY_MS",
-                if i == 0 { "0" } else { "60000" },
+                match (i, self.bootstrap[i]) {
+                    (0, _) => "0",
+                    (_, true) => "20000",
+                    _ => "60000",
+                },
             )
             .process_group(0)
             .stdin(Stdio::null())
@@ -833,7 +853,29 @@ fn a_node_joins_and_leaves(c: &mut Cluster) {
                 .ok_or(format!("{code} {body}"))
         })
     };
-    gate_names(c, "127.0.0.6 UP JOINING");
+    // Node 1 must see the join while it lasts: once node 6 has said
+    // READY=1 it cannot any more, and the wait ends there.
+    let mut gate = Vec::<String>::new();
+    let seen_joining = until("node 1's gate to name 127.0.0.6 UP JOINING", BOOT, || {
+        let (code, body) = c.get(0, "/ready?scope=cluster")?;
+        let now = format!("{code} {body}");
+        if gate.last().is_none_or(|g| !g.ends_with(&now)) {
+            gate.push(format!("+{:.1}s {now}", t.elapsed().as_secs_f64()));
+        }
+        if code == 503 && body.contains("127.0.0.6 UP JOINING") {
+            return Ok(true);
+        }
+        if n.count(|m| m.has_line("READY=1")) > 0 {
+            return Ok(false);
+        }
+        Err(now)
+    });
+    assert!(
+        seen_joining,
+        "node 6 sent READY=1 before node 1's gate named it UP JOINING; the gate said:\n{}\nnode 6 sent:\n{}",
+        gate.join("\n"),
+        n.describe()
+    );
     let (code, body) = c.get(six, "/ready").unwrap_or((0, String::new()));
     assert_ne!(code, 200, "node 6 ready while joining: {body}");
     let msgs = n.wait_for("READY=1 from node 6", Instant::now() + BOOT, |ms| {
