@@ -26,9 +26,8 @@ skips=target/cqlready-skips.txt
 rm -f "$skips"
 summary=target/test-summary.tsv
 run_start=$(date +%s)
-failed=()
-timings=()
-rows=() # kind<TAB>name<TAB>seconds<TAB>result
+steps=target/steps.tsv # one row per step ended: step, name, seconds, result
+rm -f "$steps" target/step-*.log
 
 step() { # step NAME COMMAND...: runs it, records its time and whether it failed
     local name=$1 t0 rc
@@ -37,23 +36,68 @@ step() { # step NAME COMMAND...: runs it, records its time and whether it failed
     t0=$(date +%s)
     "$@"
     rc=$?
-    local took=$(($(date +%s) - t0)) result=ok
-    timings+=("$(printf '%5d s  %s' "$took" "$name")")
-    [ $rc -eq 0 ] || { failed+=("$name (exit $rc)"); result="exit $rc"; }
-    rows+=("$(printf 'step\t%s\t%d\t%s' "$name" "$took" "$result")")
+    local result=ok
+    [ $rc -eq 0 ] || result="exit $rc"
+    printf 'step\t%s\t%d\t%s\n' "$name" "$(($(date +%s) - t0))" "$result" >>"$steps"
     return 0
+}
+
+background() { # background NAME COMMAND...: a step beside the next ones; its output shown at `wait`
+    local name=$1
+    step "$@" >"target/step-$name.log" 2>&1 &
+}
+
+shown() { # shown: waits for the background steps, then prints their output
+    wait
+    local f
+    for f in target/step-*.log; do
+        [ -f "$f" ] && cat "$f" && rm -f "$f"
+    done
+}
+
+# The test binaries run in two lanes at once, each lane's binaries in turn:
+# the host lane has the real Cassandra JVMs started on this machine (the
+# cluster, `cassandra`) and the fixture JVMs; the container lane everything
+# else (systemd in nspawn, the packages, Podman, the lib's and the command's
+# unit tests). Each lane alone leaves about half of the machine idle: the
+# JVMs wait on ring delays and timeouts, the containers on boots. Only the
+# host lane starts Cassandra on the host, only the container lane uses
+# Podman and nspawn. A new test file runs in the container lane.
+HOST_LANE=(cluster cassandra faults agent attach cli shim mbeans tls security)
+
+lane() { # lane NAME CARGO-TEST-TARGETS...: runs them, its log in target/test-output-NAME.log
+    local name=$1 rc
+    shift
+    CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="env RUSTC_BOOTSTRAP=1" \
+        cargo test --no-fail-fast "$@" -- -Z unstable-options --report-time \
+        2>&1 | tee "target/test-output-$name.log" | sed -u "s/^/$name| /"
+    rc=${PIPESTATUS[0]}
+    echo "$rc" >"target/test-output-$name.rc"
 }
 
 tests() {
     # The integration tests load target/debug/libcqlready.so into JVMs;
     # `cargo test` alone does not always leave the cdylib there.
     cargo build || return
+    cargo test --all-targets --no-run || return
+    local host=() containers=(--lib --bins) t rc=0
+    for t in "${HOST_LANE[@]}"; do host+=(--test "$t"); done
+    for t in tests/*.rs; do
+        t=$(basename "$t" .rs)
+        [[ " ${HOST_LANE[*]} " == *" $t "* ]] || containers+=(--test "$t")
+    done
     # Each test's time (`<1.2s>`): libtest's --report-time, allowed on
     # stable by RUSTC_BOOTSTRAP in the test binaries only (a runner), so the
     # build is the same as without it.
-    CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="env RUSTC_BOOTSTRAP=1" \
-        cargo test --all-targets --no-fail-fast -- -Z unstable-options --report-time 2>&1 | tee "$log"
-    return "${PIPESTATUS[0]}"
+    rm -f target/test-output-*.rc
+    lane host "${host[@]}" &
+    lane containers "${containers[@]}" &
+    wait
+    cat target/test-output-host.log target/test-output-containers.log >"$log"
+    for t in host containers; do
+        [ "$(cat "target/test-output-$t.rc" 2>/dev/null)" = 0 ] || { echo "the $t lane failed"; rc=101; }
+    done
+    return $rc
 }
 
 fuzz() {
@@ -65,14 +109,17 @@ fuzz() {
 }
 
 step setup bash tests/setup.sh
-if [ ${#failed[@]} -eq 0 ]; then
+if awk -F'\t' '$4 != "ok" {bad = 1} END {exit bad}' "$steps"; then
     step fmt cargo fmt --all -- --check
     step clippy cargo clippy --all-targets -- -D warnings
     step tests tests
-    step asan bash tests/tools/asan.sh
-    step fuzz fuzz
+    # Three builds with their own target directories; the fuzzing itself
+    # is one core's work while the other two build.
+    background asan bash tests/tools/asan.sh
     # README.md's release sizes are this build's.
-    step "release sizes" bash tests/tools/release_sizes.sh --check
+    background "release sizes" bash tests/tools/release_sizes.sh --check
+    step fuzz fuzz
+    shown
 fi
 step leftovers bash tests/tools/leftovers.sh "$marker"
 
@@ -89,10 +136,14 @@ test_rows() {
 }
 
 total=$(($(date +%s) - run_start))
+failed=()
+while IFS=$'\t' read -r _ name _ result; do
+    [ "$result" = ok ] || failed+=("$name ($result)")
+done <"$steps"
 {
     printf 'kind\tname\tseconds\tresult\n'
     printf 'run\ttests/run.sh\t%d\t%s\n' "$total" "$([ ${#failed[@]} -eq 0 ] && echo ok || echo failed)"
-    printf '%s\n' "${rows[@]}"
+    cat "$steps"
     if [ -f "$log" ]; then test_rows "$log"; fi
     if [ -s "$skips" ]; then sort -u "$skips" | awk -v OFS='\t' '{print "skip", $0, 0, "skipped"}'; fi
 } >"$summary.tmp"
@@ -100,7 +151,7 @@ mv "$summary.tmp" "$summary"
 
 echo
 echo "=== summary: $total s in all (machine-readable: $summary)"
-printf '%s\n' "${timings[@]}"
+awk -F'\t' '{printf "%5d s  %s\n", $3, $2}' "$steps"
 if [ -f "$log" ]; then
     echo "the five slowest tests:"
     awk -F'\t' '$1 == "test" {printf "%8.1f s  %s\n", $3, $2}' "$summary" | sort -rn | head -5
