@@ -65,14 +65,17 @@ shown() { # shown: waits for the background steps, then prints their output
 # Podman and nspawn. A new test file runs in the container lane.
 HOST_LANE=(cluster cassandra faults agent attach cli shim mbeans tls security)
 
-lane() { # lane NAME CARGO-TEST-TARGETS...: runs them, its log in target/test-output-NAME.log
-    local name=$1 rc
+lane() { # lane NAME CARGO-TEST-TARGETS...: runs them, its output in target/test-output-NAME.log
+    local name=$1 t0 rc
     shift
+    t0=$(date +%s)
+    echo "the $name lane runs: $*"
     CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="env RUSTC_BOOTSTRAP=1" \
         cargo test --no-fail-fast "$@" -- -Z unstable-options --report-time \
-        2>&1 | tee "target/test-output-$name.log" | sed -u "s/^/$name| /"
-    rc=${PIPESTATUS[0]}
+        >"target/test-output-$name.log" 2>&1
+    rc=$?
     echo "$rc" >"target/test-output-$name.rc"
+    echo "the $name lane ended after $(($(date +%s) - t0)) s (exit $rc)"
 }
 
 tests() {
@@ -93,7 +96,8 @@ tests() {
     lane host "${host[@]}" &
     lane containers "${containers[@]}" &
     wait
-    cat target/test-output-host.log target/test-output-containers.log >"$log"
+    # One lane's output after the other, each as libtest printed it.
+    cat target/test-output-host.log target/test-output-containers.log | tee "$log"
     for t in host containers; do
         [ "$(cat "target/test-output-$t.rc" 2>/dev/null)" = 0 ] || { echo "the $t lane failed"; rc=101; }
     done
