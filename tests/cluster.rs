@@ -258,10 +258,13 @@ impl Cluster {
             .append(true)
             .open(self.log(i))
             .expect("node log");
+        // A bootstrapping node's start (boot, 20 s ring delay, streaming)
+        // outlasts a third of `extend=30s`: its agent extends while JOINING.
         let agent = format!(
-            "-agentpath:{}=socket={}",
+            "-agentpath:{}=socket={}{}",
             common::agent_lib().display(),
-            self.socket(i).display()
+            self.socket(i).display(),
+            if self.bootstrap[i] { ",extend=30s" } else { "" }
         );
         let mut cmd = Command::new("bash");
         cmd.arg(root().join("tests/cassandra/run.sh"))
