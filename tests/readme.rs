@@ -1,7 +1,7 @@
 //! What README.md and docs/command.md quote is what the code does: the
 //! agent's error line for a bad option, and the doubly quoted `jcmd` line
 //! that loads the agent. (The release sizes are written and checked by
-//! tests/tools/release_sizes.sh, which needs a release build; the generated
+//! tests/tools/release_sizes.sh, which needs the shipped release build; the generated
 //! tables by tests/docs.rs.)
 
 mod common;

