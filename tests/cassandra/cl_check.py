@@ -30,7 +30,8 @@ def main():
     profile = ExecutionProfile(load_balancing_policy=WhiteListRoundRobinPolicy([args.host]),
                                retry_policy=FallthroughRetryPolicy(), request_timeout=10.0)
     cluster = Cluster([args.host], port=args.port, protocol_version=5,
-                      execution_profiles={EXEC_PROFILE_DEFAULT: profile}, connect_timeout=10)
+                      execution_profiles={EXEC_PROFILE_DEFAULT: profile}, connect_timeout=10,
+                      control_connection_timeout=10)
     session = cluster.connect()
     write = session.prepare(f"INSERT INTO {args.keyspace}.kv (k, v) VALUES (?, ?)")
     for i, level in enumerate(args.levels.split(",")):

@@ -32,7 +32,8 @@ def main():
     ap.add_argument("--check", action="store_true")
     args = ap.parse_args()
     logging.getLogger("cassandra").setLevel(logging.CRITICAL)
-    cluster = Cluster([args.host], port=args.port, protocol_version=5, connect_timeout=30)
+    cluster = Cluster([args.host], port=args.port, protocol_version=5, connect_timeout=30,
+                      control_connection_timeout=30)
     session = cluster.connect()
     session.default_timeout = 60.0
     t0 = time.monotonic()

@@ -53,7 +53,8 @@ def main():
     profile = ExecutionProfile(consistency_level=ConsistencyLevel.name_to_value[args.cl],
                                request_timeout=10.0, **policy)
     cluster = Cluster(args.hosts.split(","), port=args.port, protocol_version=5,
-                      execution_profiles={EXEC_PROFILE_DEFAULT: profile}, connect_timeout=10)
+                      execution_profiles={EXEC_PROFILE_DEFAULT: profile}, connect_timeout=10,
+                      control_connection_timeout=10)
     session = cluster.connect()
     if args.setup:
         session.execute("CREATE KEYSPACE IF NOT EXISTS cqlready_load WITH replication = "
