@@ -16,6 +16,10 @@
 # per target on stdout: "<target> <dir>".
 set -euo pipefail
 
+# A release build is a stable build; and cargo counts RUSTC_BOOTSTRAP (which
+# tests/run.sh gives the test binaries, and so their children) as a change of
+# build, so each caller would otherwise make its own.
+unset RUSTC_BOOTSTRAP
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cache="${CQLREADY_CACHE:-$HOME/.cache/cqlready}"
 targets=("$@")
