@@ -2,10 +2,16 @@
 # A CI-sized fuzz run: every target for N seconds (default 5) under libFuzzer.
 # The stable-only alternative, and what tests/run.sh runs, is the corpus
 # replay test: `cargo test --test fuzz_corpus`.
+#
+#   bash fuzz/ci.sh [SECS]     # build, then fuzz each target SECS seconds
+#   bash fuzz/ci.sh --build    # build only (tests/run.sh, ahead of time)
 set -euo pipefail
 cd "$(dirname "$0")"
 SECS=${1:-5}
 export RUSTC_BOOTSTRAP=1
+if [ "$SECS" = --build ]; then
+    exec cargo fuzz build -O
+fi
 cargo fuzz build -O >/dev/null 2>&1
 for t in $(cargo fuzz list); do
     mkdir -p "work/$t"

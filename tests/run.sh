@@ -93,9 +93,21 @@ tests() {
     # stable by RUSTC_BOOTSTRAP in the test binaries only (a runner), so the
     # build is the same as without it.
     rm -f target/test-output-*.rc
+    local lanes=() p
     lane host "${host[@]}" &
+    lanes+=($!)
     lane containers "${containers[@]}" &
-    wait
+    lanes+=($!)
+    # Once a lane has ended, the other leaves CPU idle: the ASan and fuzz
+    # builds of the later steps take only that (SCHED_IDLE), and those
+    # steps find them done or finish them. (Not before: a starved build
+    # holding cargo's locks would hold up a lane's own cargo.)
+    wait -n "${lanes[@]}"
+    chrt --idle 0 bash tests/tools/asan.sh --build >target/prebuild-asan.log 2>&1 &
+    chrt --idle 0 bash fuzz/ci.sh --build >target/prebuild-fuzz.log 2>&1 &
+    for p in "${lanes[@]}"; do
+        if kill -0 "$p" 2>/dev/null; then wait "$p"; fi
+    done
     # One lane's output after the other, each as libtest printed it.
     cat target/test-output-host.log target/test-output-containers.log | tee "$log"
     for t in host containers; do

@@ -5,7 +5,8 @@ Usage: <venv>/bin/python tests/cassandra/fill.py --port P [--host H] --rows N [-
 
 Without --check: creates keyspace cqlready_fill (RF=R, default 1) and table rows (id int, payload blob),
 then inserts ids 0..N-1, each with B bytes (default 1024) that depend only on the id and do not
-compress, 64 at a time. With --check: reads every 97th id and the last one back and compares.
+compress, 64 at a time (a write that times out is written again, up to 5 times). With --check:
+reads every 97th id and the last one back and compares.
 Prints one line, "wrote N rows, M MiB, in S s" or "checked K rows: ok"; exits 1 on a mismatch.
 """
 import argparse
@@ -52,10 +53,18 @@ def main():
     put = session.prepare("INSERT INTO cqlready_fill.rows (id, payload) VALUES (?, ?)")
     for start in range(0, args.rows, 1000):
         batch = [(i, payload(i, args.size)) for i in range(start, min(start + 1000, args.rows))]
-        for ok, result in execute_concurrent_with_args(session, put, batch, concurrency=64):
-            if not ok:
-                print(f"write failed: {result}")
-                return 1
+        # The inserts are idempotent: the ones a busy node timed out are
+        # written again, a few times, before the fill gives up.
+        for attempt in range(5):
+            results = execute_concurrent_with_args(session, put, batch, concurrency=64,
+                                                   raise_on_first_error=False)
+            failed = [(row, result) for row, (ok, result) in zip(batch, results) if not ok]
+            if not failed:
+                break
+            batch = [row for row, _ in failed]
+        else:
+            print(f"write failed: {len(failed)} rows after 5 attempts, the last error: {failed[-1][1]}")
+            return 1
     mib = args.rows * args.size / (1024 * 1024)
     print(f"wrote {args.rows} rows, {mib:.1f} MiB, in {time.monotonic() - t0:.1f} s")
     return 0
