@@ -64,6 +64,9 @@ shown() { # shown: waits for the background steps, then prints their output
 # host lane starts Cassandra on the host, only the container lane uses
 # Podman and nspawn. A new test file runs in the container lane.
 HOST_LANE=(cluster cassandra faults agent attach cli shim mbeans tls security)
+# Each lane's share of the ports below the kernel's ephemeral range, from
+# which its tests pick their servers' (tests/common/mod.rs free_port).
+declare -A LANE_PORTS=([host]=10000-21999 [containers]=22000-32000)
 
 lane() { # lane NAME CARGO-TEST-TARGETS...: runs them, its output in target/test-output-NAME.log
     local name=$1 t0 rc
@@ -71,6 +74,7 @@ lane() { # lane NAME CARGO-TEST-TARGETS...: runs them, its output in target/test
     t0=$(date +%s)
     echo "the $name lane runs: $*"
     CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="env RUSTC_BOOTSTRAP=1" \
+        CQLREADY_PORTS=${LANE_PORTS[$name]} \
         cargo test --no-fail-fast "$@" -- -Z unstable-options --report-time \
         >"target/test-output-$name.log" 2>&1
     rc=$?

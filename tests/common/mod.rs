@@ -31,7 +31,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// How long any single wait may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -268,19 +268,54 @@ pub(crate) fn which(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// A TCP port on 127.0.0.1 that was free a moment ago (never the same twice
-/// within one test binary).
+/// A TCP port that was free a moment ago, never the same twice within one
+/// test binary. It is below the kernel's ephemeral range, so no outgoing
+/// connection can take it before the test's server binds it, and within
+/// `CQLREADY_PORTS=LOW-HIGH` when set: tests/run.sh gives each of its two
+/// lanes its own share, so two binaries running at once never pick the same.
 pub fn free_port() -> u16 {
     static HANDED: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let (low, high) = port_range();
+    let span = u64::from(high - low) + 1;
+    let mut x = u64::from(std::process::id())
+        ^ SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64);
     loop {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-        let port = listener.local_addr().expect("local_addr").port();
+        // xorshift64: spreads the picks over the range.
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let port = low + (x % span) as u16;
         let mut handed = HANDED.lock().unwrap_or_else(|e| e.into_inner());
-        if !handed.contains(&port) {
+        if handed.contains(&port) {
+            continue;
+        }
+        // On the wildcard address: taken on any address is taken.
+        if TcpListener::bind(("0.0.0.0", port)).is_ok() {
             handed.push(port);
             return port;
         }
     }
+}
+
+/// The ports [`free_port`] picks from: `CQLREADY_PORTS`, else 10000 up to
+/// the start of the kernel's ephemeral range.
+fn port_range() -> (u16, u16) {
+    if let Ok(v) = std::env::var("CQLREADY_PORTS") {
+        let parsed = v
+            .split_once('-')
+            .and_then(|(a, b)| Some((a.parse::<u16>().ok()?, b.parse::<u16>().ok()?)));
+        match parsed {
+            Some((a, b)) if 1024 <= a && a + 100 <= b => return (a, b),
+            _ => panic!("CQLREADY_PORTS={v:?}: want LOW-HIGH, 1024 <= LOW, at least 100 ports"),
+        }
+    }
+    let ephemeral_low = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    (10000, ephemeral_low.saturating_sub(1).max(11000))
 }
 
 // ---------------------------------------------------------------------------
