@@ -307,7 +307,9 @@ fn port_range() -> (u16, u16) {
             .split_once('-')
             .and_then(|(a, b)| Some((a.parse::<u16>().ok()?, b.parse::<u16>().ok()?)));
         match parsed {
-            Some((a, b)) if 1024 <= a && a + 100 <= b => return (a, b),
+            Some((a, b)) if 1024 <= a && b.checked_sub(a).is_some_and(|n| n >= 100) => {
+                return (a, b)
+            }
             _ => panic!("CQLREADY_PORTS={v:?}: want LOW-HIGH, 1024 <= LOW, at least 100 ports"),
         }
     }
