@@ -7,11 +7,11 @@
 #   bash fuzz/ci.sh --build    # build only (tests/run.sh, ahead of time)
 set -euo pipefail
 cd "$(dirname "$0")"
-SECS=${1:-5}
 export RUSTC_BOOTSTRAP=1
-if [ "$SECS" = --build ]; then
+if [ "${1:-}" = --build ]; then
     exec cargo fuzz build -O
 fi
+SECS=${1:-5}
 cargo fuzz build -O >/dev/null 2>&1
 for t in $(cargo fuzz list); do
     mkdir -p "work/$t"
